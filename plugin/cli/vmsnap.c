@@ -1,0 +1,89 @@
+/* vmsnap: the command-line tool. A thin dispatcher over plugin/core; each
+ * command lives in its own cmd-*.c file. */
+#include "cli.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vmsnap-config.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} Command;
+
+static const Command commands[] = {
+  { "info", vms_cli_info, "print a snapshot's manifest" },
+  { "verify", vms_cli_verify, "check a snapshot's files and its parent chain" },
+  { "apply-diff", vms_cli_apply_diff, "copy a diff's data extents onto a base file in place" },
+  { "flatten", vms_cli_flatten, "turn a diff snapshot and its chain into a full snapshot" },
+  { "save", vms_cli_save, "ask a running VM's plugin for a snapshot" },
+  { "restore", vms_cli_restore, "start QEMU from a snapshot" },
+};
+
+int
+vms_cli_error(const char *format, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+
+  va_start(ap, format);
+  msg = g_strdup_vprintf(format, ap);
+  va_end(ap);
+  fprintf(stderr, "vmsnap: error: %s\n", msg);
+  return 1;
+}
+
+gboolean
+vms_cli_parse(int *argc, char ***argv, const GOptionEntry *entries,
+              const char *parameter_string, const char *summary)
+{
+  g_autoptr(GOptionContext) ctx = g_option_context_new(parameter_string);
+  g_autoptr(GError) error = NULL;
+
+  g_option_context_set_summary(ctx, summary);
+  if (entries != NULL)
+    g_option_context_add_main_entries(ctx, entries, NULL);
+  if (!g_option_context_parse(ctx, argc, argv, &error)) {
+    vms_cli_error("%s (see --help)", error->message);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+usage(FILE *out)
+{
+  fprintf(out, "Usage: vmsnap COMMAND [OPTIONS]\n\nCommands:\n");
+  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
+    fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out, "\nRun 'vmsnap COMMAND --help' for a command's options.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+  setlocale(LC_ALL, "");
+  if (argc < 2) {
+    usage(stderr);
+    return 1;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("vmsnap %s\n", VMSNAP_VERSION);
+    return 0;
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
+    if (strcmp(argv[1], commands[i].name) == 0) {
+      g_set_prgname(g_strdup_printf("vmsnap %s", commands[i].name));
+      return commands[i].run(argc - 1, argv + 1);
+    }
+  }
+  vms_cli_error("unknown command '%s' (see 'vmsnap --help')", argv[1]);
+  return 1;
+}

@@ -1,0 +1,32 @@
+/* vmsnap core: diff chains — resolve, verify and flatten.
+ *
+ * A diff's parent may itself be a diff. Resolving walks parents to the full
+ * snapshot, checking each parent_manifest_sha256, refusing cycles and chains
+ * deeper than VMS_CHAIN_MAX_DEPTH.
+ */
+#pragma once
+
+#include <glib.h>
+#include "snapdir.h"
+#include "copy.h"
+
+G_BEGIN_DECLS
+
+/* Resolves the chain of @dir: a GPtrArray of VmsSnapshot* (owning), the full
+ * base first and @dir's snapshot last. A missing parent, a parent whose
+ * manifest SHA-256 differs from the child's record, a cycle, a depth over 64,
+ * or a memory size that changes along the chain fail with a message naming
+ * "parent" and the directory. */
+gboolean vms_chain_resolve(const char *dir, GPtrArray **ret_chain, GError **error);
+
+/* vms_chain_resolve plus vms_snapshot_verify of every member. */
+gboolean vms_chain_verify(const char *dir, GError **error);
+
+/* Writes a FULL snapshot to @outdir equivalent to @dir: the base's memory is
+ * copied (reflink where possible, else sparse), each diff applied in order
+ * through its page map, state.bin copied from @dir, and a manifest that is
+ * @dir's with kind FULL, capture COPY (or REFLINK) and no parent. */
+gboolean vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opts,
+                           GError **error);
+
+G_END_DECLS

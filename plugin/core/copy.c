@@ -1,0 +1,2 @@
+/* vmsnap core: copy (to be written; see copy.h for the contract). */
+#include "copy.h"

@@ -1,0 +1,2 @@
+/* vmsnap core: extents (to be written; see extents.h for the contract). */
+#include "extents.h"

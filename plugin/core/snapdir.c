@@ -1,0 +1,2 @@
+/* vmsnap core: snapdir (to be written; see snapdir.h for the contract). */
+#include "snapdir.h"
