@@ -1,0 +1,2 @@
+/* vmsnap core: QMP (to be written; see qmp.h). */
+#include "qmp.h"
