@@ -1,0 +1,33 @@
+/* vmsnap plugin: restore=DIR — the plugin side of a copy-on-write restore.
+ *
+ * QEMU was started with -incoming defer and the snapshot's memory mapped
+ * share=off; the guest cannot run until migrate-incoming has loaded state.bin.
+ * Every check happens before that, so a mismatch never runs the guest and
+ * never writes to the snapshot.
+ */
+#pragma once
+
+#include <glib.h>
+#include "qmp.h"
+#include "memfile.h"
+
+G_BEGIN_DECLS
+
+/* At qemu_plugin_install (QEMU's main thread; memory not mapped yet): reads
+ * the manifest of @dir and checks what can be checked now — the snapshot is
+ * committed, version, architecture against @target_name, VP count against
+ * @smp_vcpus, state.bin size and SHA-256. Errors name the field. */
+gboolean vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus,
+                              GError **error);
+
+/* On a worker thread of the plugin's service, once QMP is connected and the
+ * guest memory mapping @mem is known: checks memory size and page size
+ * against the manifest and refuses a shared (share=on) mapping; then sets
+ * x-ignore-shared, passes state.bin with getfd and runs migrate-incoming
+ * "fd:NAME", waits for the MIGRATION event "completed" (fails on "failed"),
+ * and sends `cont` if @resume. On failure the caller prints one line
+ * ("vmsnap: restore: <message>") and exits QEMU non-zero. */
+gboolean vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp,
+                         const VmsMemInfo *mem, GError **error);
+
+G_END_DECLS
