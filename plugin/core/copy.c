@@ -1,2 +1,188 @@
-/* vmsnap core: copy (to be written; see copy.h for the contract). */
+/* vmsnap core: the copy dispatcher (engine choice and fallback) and
+ * apply_diff. The engines live in copy-uring.c and copy-basic.c; sparse
+ * copies, diff writing and hashing in copy-sparse.c. */
 #include "copy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "copy-private.h"
+#include "error.h"
+#include "util.h"
+
+static const char *const engine_names[] = {
+  [VMS_ENGINE_AUTO] = "auto",
+  [VMS_ENGINE_URING] = "uring",
+  [VMS_ENGINE_COPY_FILE_RANGE] = "copy_file_range",
+  [VMS_ENGINE_READ_WRITE] = "rw",
+};
+
+const char *
+vms_copy_engine_name(VmsCopyEngine engine)
+{
+  if ((guint)engine >= G_N_ELEMENTS(engine_names))
+    return "unknown";
+  return engine_names[engine];
+}
+
+gboolean
+vms_copy_engine_from_string(const char *name, VmsCopyEngine *ret_engine)
+{
+  for (guint i = 0; i < G_N_ELEMENTS(engine_names); i++) {
+    if (g_strcmp0(name, engine_names[i]) == 0) {
+      *ret_engine = (VmsCopyEngine)i;
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+/* AUTO, from the measurements in doc/copy-engines.md: from a file, io_uring
+ * (it keeps many reads in flight, which wins by a wide margin when the data
+ * is not cached, and is on par with the others when it is); from memory,
+ * plain pwrite straight from the mapping (no read side to overlap). */
+static VmsCopyEngine
+auto_engine(const VmsCopySource *src, const GArray *list)
+{
+  if (src->mem != NULL)
+    return VMS_ENGINE_READ_WRITE;
+  return VMS_ENGINE_URING;
+}
+
+static gboolean
+check_extents(const VmsCopySource *src, const GArray *list, GError **error)
+{
+  guint64 end = 0;
+
+  for (guint i = 0; i < list->len; i++) {
+    const VmsExtent *e = &g_array_index(list, VmsExtent, i);
+    if (e->offset < end || e->offset > src->size || e->length > src->size - e->offset)
+      return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                         "extent %u (%" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+                         ") is unsorted or outside the %" G_GUINT64_FORMAT "-byte source",
+                         i, e->offset, e->length, src->size), FALSE;
+    end = e->offset + e->length;
+  }
+  return TRUE;
+}
+
+/* Runs @engine over @job, falling back where it cannot run here. */
+static gboolean
+run_engine(VmsCopyJob *job, VmsCopyEngine engine, VmsCopyEngine *ret_used, GError **error)
+{
+  static gsize uring_said = 0;
+
+  if (engine == VMS_ENGINE_URING) {
+    int r = vms_copy_uring(job, error);
+    if (r > 0 || r == 0) {
+      *ret_used = VMS_ENGINE_URING;
+      return r > 0;
+    }
+    if (g_once_init_enter(&uring_said)) {
+      g_debug("io_uring cannot be set up here (%s): using %s", g_strerror(-r),
+              job->src->mem != NULL ? "pwrite" : "copy_file_range");
+      g_once_init_leave(&uring_said, 1);
+    }
+    engine = VMS_ENGINE_COPY_FILE_RANGE;
+  }
+  if (engine == VMS_ENGINE_COPY_FILE_RANGE) {
+    gboolean used_rw = FALSE;
+    gboolean ok = vms_copy_cfr(job, &used_rw, error);
+    *ret_used = used_rw ? VMS_ENGINE_READ_WRITE : VMS_ENGINE_COPY_FILE_RANGE;
+    return ok;
+  }
+  *ret_used = VMS_ENGINE_READ_WRITE;
+  return vms_copy_rw(job, error);
+}
+
+gboolean
+vms_copy_extents(const VmsCopySource *src, int dst_fd, const GArray *list,
+                 const VmsCopyOptions *opts, VmsCopyStats *ret_stats, GError **error)
+{
+  static const VmsCopyOptions defaults = { 0 };
+
+  g_return_val_if_fail(src != NULL && list != NULL, FALSE);
+  g_return_val_if_fail((src->fd >= 0) != (src->mem != NULL), FALSE);
+  if (opts == NULL)
+    opts = &defaults;
+  if (!check_extents(src, list, error))
+    return FALSE;
+
+  VmsCopyJob job = {
+    .src = src, .dst_fd = dst_fd, .list = list,
+    .progress = opts->progress, .progress_data = opts->progress_data,
+    .total = vms_extents_total(list), .last_progress_us = g_get_monotonic_time(),
+  };
+  VmsCopyEngine engine = opts->engine == VMS_ENGINE_AUTO ? auto_engine(src, list) : opts->engine;
+  VmsCopyEngine used = engine;
+  if (list->len > 0 && !run_engine(&job, engine, &used, error))
+    return FALSE;
+  if (opts->fsync && fsync(dst_fd) < 0)
+    return vms_set_error_errno(error, errno, "failed to fsync the destination");
+  if (opts->progress != NULL)
+    opts->progress(job.done, job.total, opts->progress_data);
+  if (ret_stats != NULL)
+    *ret_stats = (VmsCopyStats){ .bytes = job.total, .extents = list->len, .engine = used };
+  return TRUE;
+}
+
+gboolean
+vms_apply_diff_fd(int base_fd, int diff_fd, const GArray *list,
+                  const VmsCopyOptions *opts, VmsCopyStats *ret_stats, GError **error)
+{
+  struct stat base_st, diff_st;
+  g_autoptr(GArray) found = NULL;
+
+  if (fstat(base_fd, &base_st) < 0)
+    return vms_set_error_errno(error, errno, "failed to stat the base");
+  if (fstat(diff_fd, &diff_st) < 0)
+    return vms_set_error_errno(error, errno, "failed to stat the diff");
+  if (!S_ISREG(base_st.st_mode) || !S_ISREG(diff_st.st_mode))
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                       "base and diff must be regular files"), FALSE;
+  if (base_st.st_size != diff_st.st_size)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
+                       "diff size (%" G_GUINT64_FORMAT ") doesn't match base size (%" G_GUINT64_FORMAT ")",
+                       (guint64)diff_st.st_size, (guint64)base_st.st_size), FALSE;
+  if (list == NULL) {
+    if (!vms_extents_from_seek_data(diff_fd, (guint64)diff_st.st_size, &found, error))
+      return FALSE;
+    list = found;
+  }
+  VmsCopySource src = { .fd = diff_fd, .mem = NULL, .size = (guint64)diff_st.st_size };
+  return vms_copy_extents(&src, base_fd, list, opts, ret_stats, error);
+}
+
+gboolean
+vms_apply_diff(const char *base_path, const char *diff_path, const char *map_path,
+               const VmsCopyOptions *opts, VmsCopyStats *ret_stats, GError **error)
+{
+  g_autoptr(GArray) list = NULL;
+
+  /* No O_CREAT: both files must exist. */
+  vms_autofd base_fd = open(base_path, O_RDWR | O_CLOEXEC);
+  if (base_fd < 0)
+    return vms_set_error_errno(error, errno, "failed to open base %s read-write", base_path);
+  vms_autofd diff_fd = open(diff_path, O_RDONLY | O_CLOEXEC);
+  if (diff_fd < 0)
+    return vms_set_error_errno(error, errno, "failed to open diff %s", diff_path);
+  if (map_path != NULL) {
+    struct stat st;
+    vms_autofd map_fd = open(map_path, O_RDONLY | O_CLOEXEC);
+    if (map_fd < 0)
+      return vms_set_error_errno(error, errno, "failed to open page map %s", map_path);
+    if (fstat(diff_fd, &st) < 0)
+      return vms_set_error_errno(error, errno, "failed to stat diff %s", diff_path);
+    if (!vms_pagemap_file_read(map_fd, (guint64)st.st_size, &list, NULL, NULL, error)) {
+      g_prefix_error(error, "%s: ", map_path);
+      return FALSE;
+    }
+  }
+  if (!vms_apply_diff_fd(base_fd, diff_fd, list, opts, ret_stats, error)) {
+    g_prefix_error(error, "apply %s onto %s: ", diff_path, base_path);
+    return FALSE;
+  }
+  return TRUE;
+}

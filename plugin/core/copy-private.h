@@ -1,0 +1,46 @@
+/* vmsnap core: what the copy engines share (copy.c, copy-uring.c, copy-basic.c).
+ * Not for use outside plugin/core. */
+#pragma once
+
+#include <glib.h>
+#include "copy.h"
+
+G_BEGIN_DECLS
+
+/* The largest buffer any engine uses, and the size a large extent is cut into. */
+#define VMS_COPY_CHUNK (1024u * 1024u)
+
+/* One copy in progress: the inputs and the running byte count for progress. */
+typedef struct {
+  const VmsCopySource *src;
+  int dst_fd;
+  const GArray *list;
+  VmsProgressFunc progress;   /* nullable */
+  gpointer progress_data;
+  guint64 total;              /* bytes in list */
+  guint64 done;               /* bytes written so far */
+  gint64 last_progress_us;    /* monotonic time of the last progress call */
+} VmsCopyJob;
+
+/* Adds @bytes to job->done and calls the progress function if ~100 ms passed. */
+void vms_copy_job_advance(VmsCopyJob *job, guint64 bytes);
+
+/* The io_uring engine. Returns 1 on success, 0 with @error set on failure,
+ * and -errno (nothing copied, @error untouched) when io_uring cannot be set
+ * up here, so the caller falls back to another engine. */
+int vms_copy_uring(VmsCopyJob *job, GError **error);
+
+/* copy_file_range per extent; a file source only. Where the kernel or the
+ * filesystems refuse (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS), the rest is copied
+ * with pread/pwrite and that is said once; *@ret_used_rw then becomes TRUE
+ * (also for a memory source, which copy_file_range cannot read). */
+gboolean vms_copy_cfr(VmsCopyJob *job, gboolean *ret_used_rw, GError **error);
+
+/* pread/pwrite through one 1 MiB buffer, or pwrite straight from a memory source. */
+gboolean vms_copy_rw(VmsCopyJob *job, GError **error);
+
+/* Copies [@offset, @offset+@length) with pread/pwrite (or pwrite from memory). */
+gboolean vms_copy_rw_range(VmsCopyJob *job, guint8 *buf, guint64 offset, guint64 length,
+                           GError **error);
+
+G_END_DECLS
