@@ -58,6 +58,25 @@ char *vms_test_file_sha256(const char *path, GError **error);
  * two of these to show a snapshot directory did not change at all. */
 char *vms_test_dir_digest(const char *dir, GError **error);
 
+/* ---- a raw unix-socket connection with deadlines ---- */
+
+typedef struct _VmsTestConn VmsTestConn;
+
+/* Connects to the unix socket @path, retrying until @timeout_ms while it is
+ * missing or refuses (QEMU and the plugin create theirs during start-up). */
+VmsTestConn *vms_test_conn_connect(const char *path, guint timeout_ms, GError **error);
+void vms_test_conn_free(VmsTestConn *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsTestConn, vms_test_conn_free)
+/* Writes all of @text. */
+gboolean vms_test_conn_write(VmsTestConn *c, const char *text, GError **error);
+/* The next line without its "\n" (and "\r"); caller frees. Fails on timeout or EOF. */
+char *vms_test_conn_read_line(VmsTestConn *c, guint timeout_ms, GError **error);
+/* Everything up to the next @suffix (consumed, not returned); caller frees. */
+char *vms_test_conn_read_until(VmsTestConn *c, const char *suffix, guint timeout_ms,
+                               GError **error);
+/* The underlying socket (e.g. to close it mid-command). Owned by @c. */
+GSocket *vms_test_conn_socket(VmsTestConn *c);
+
 /* ---- a QMP client (QEMU's QMP, and the plugin's control socket) ---- */
 
 typedef struct _VmsTestQmp VmsTestQmp;
@@ -139,8 +158,7 @@ typedef struct {
   GPtrArray *argv;        /* as launched */
   GSubprocess *proc;
   VmsTestQmp *qmp;        /* connected to test_qmp_path by vms_vm_start() */
-  GSocketConnection *serial;
-  GString *serial_buf;
+  VmsTestConn *serial;    /* COM1, connected by the first vms_vm_guest_command() */
 } VmsVm;
 
 /* A VM whose files live in @dir (must exist; not removed by vms_vm_free). */
