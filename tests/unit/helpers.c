@@ -1,0 +1,115 @@
+/* vmsnap unit tests: shared fixtures (see helpers.h). */
+#include "helpers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "snapdir.h"
+#include "util.h"
+
+char *
+vms_test_tmpdir(const char *base)
+{
+  g_autofree char *tmpl = g_build_filename(base != NULL ? base : g_get_tmp_dir(),
+                                           "vmsnap-test-XXXXXX", NULL);
+  char *dir = g_mkdtemp(g_steal_pointer(&tmpl));
+
+  g_assert_nonnull(dir);
+  return dir;
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  if (flag == FTW_DP)
+    rmdir(path);
+  else
+    unlink(path);
+  return 0;
+}
+
+void
+vms_test_rmtree(const char *path)
+{
+  if (path != NULL)
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void
+vms_test_write_pattern(const char *path, gsize len, guint8 seed)
+{
+  g_autofree guint8 *buf = g_malloc(len > 0 ? len : 1);
+  vms_autofd fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+  g_assert_cmpint(fd, >=, 0);
+  for (gsize i = 0; i < len; i++)
+    buf[i] = (guint8)(seed + i * 7 + (i >> 12));
+  g_assert_cmpint(vms_pwrite_full(fd, buf, len, 0), ==, 0);
+}
+
+GBytes *
+vms_test_read_file(const char *path)
+{
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  g_autoptr(GError) error = NULL;
+
+  g_file_get_contents(path, &data, &len, &error);
+  g_assert_no_error(error);
+  return g_bytes_new_take(g_steal_pointer(&data), len);
+}
+
+VmsManifest *
+vms_test_manifest_full(guint64 memory_size)
+{
+  VmsManifest *m = vms_manifest_new();
+  const guint8 zero[VMS_SHA256_LEN] = { 0 };
+  const char *const argv[] = { "qemu-system-x86_64", "-m", "1M", NULL };
+
+  m->memory_size_bytes = memory_size;
+  m->vp_count = 2;
+  m->page_size = 4096;
+  vms_manifest_set_string(&m->architecture, "x86_64");
+  vms_manifest_set_string(&m->hypervisor_version, "QEMU 7.2.22 (test)");
+  vms_manifest_set_string(&m->machine_type, "pc-i440fx-7.2");
+  m->kind = VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL;
+  m->memory_capture = VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_LINK;
+  vms_manifest_set_bytes(&m->state_sha256, zero, sizeof zero);
+  vms_manifest_set_argv(m, argv);
+  return m;
+}
+
+VmsManifest *
+vms_test_make_full_snapshot(const char *dir, const char *memory_path, guint64 memory_size,
+                            gsize state_len)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(dir, &error);
+  g_autoptr(VmsManifest) m = vms_test_manifest_full(memory_size);
+  guint8 sha[VMS_SHA256_LEN];
+  guint64 size = 0;
+  g_autofree guint8 *state = g_malloc(state_len > 0 ? state_len : 1);
+  vms_autofd fd = -1;
+
+  g_assert_no_error(error);
+  if (!g_file_test(memory_path, G_FILE_TEST_EXISTS))
+    vms_test_write_pattern(memory_path, memory_size, 0x5a);
+  fd = vms_snap_writer_stage(w, VMS_STATE_FILE, &error);
+  g_assert_no_error(error);
+  for (gsize i = 0; i < state_len; i++)
+    state[i] = (guint8)(i * 13 + 1);
+  g_assert_cmpint(vms_pwrite_full(fd, state, state_len, 0), ==, 0);
+  g_assert_true(vms_snap_writer_finish(w, VMS_STATE_FILE, sha, &size, &error));
+  g_assert_no_error(error);
+  g_assert_cmpuint(size, ==, state_len);
+  vms_manifest_set_bytes(&m->state_sha256, sha, sizeof sha);
+  m->state_size = size;
+  g_assert_true(vms_snap_writer_link_memory(w, memory_path, &error));
+  g_assert_no_error(error);
+  g_assert_true(vms_snap_writer_commit(w, m, &error));
+  g_assert_no_error(error);
+  return g_steal_pointer(&m);
+}

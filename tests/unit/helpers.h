@@ -1,0 +1,34 @@
+/* vmsnap unit tests: fixtures shared by the test-*.c executables and the
+ * vmsnap-fixture tool. Test code: failures abort via g_assert. */
+#pragma once
+
+#include <glib.h>
+#include "manifest.h"
+
+G_BEGIN_DECLS
+
+/* A new empty directory under @base (NULL: g_get_tmp_dir()). Caller frees
+ * the string and removes the tree with vms_test_rmtree(). */
+char *vms_test_tmpdir(const char *base);
+
+/* rm -rf @path (never follows symlinks). NULL is allowed. */
+void vms_test_rmtree(const char *path);
+
+/* Writes @len bytes to @path (created or truncated), filled from @seed so
+ * different seeds give different content. */
+void vms_test_write_pattern(const char *path, gsize len, guint8 seed);
+
+/* The whole content of @path. */
+GBytes *vms_test_read_file(const char *path);
+
+/* A complete FULL/LINK manifest: x86_64, @memory_size bytes, 2 vCPUs, 4096-byte
+ * pages, a zero state_sha256 (callers that write state.bin set the real one). */
+VmsManifest *vms_test_manifest_full(guint64 memory_size);
+
+/* Writes a committed FULL snapshot to @dir: a @state_len-byte state.bin and
+ * memory.bin hard-linked from @memory_path (created with @memory_size bytes
+ * if it doesn't exist). Returns the manifest that was committed. */
+VmsManifest *vms_test_make_full_snapshot(const char *dir, const char *memory_path,
+                                         guint64 memory_size, gsize state_len);
+
+G_END_DECLS

@@ -1,0 +1,203 @@
+/* vmsnap unit tests: the `vmsnap` binary (VMSNAP_BIN) — info, verify, exit
+ * codes and the "vmsnap: error:" prefix. */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <json-glib/json-glib.h>
+
+#include "helpers.h"
+#include "snapdir.h"
+#include "util.h"
+
+typedef struct {
+  char *tmp;
+  char *snap; /* a committed FULL snapshot */
+} Fixture;
+
+typedef struct {
+  int status;
+  char *out;
+  char *err;
+} Run;
+
+static void
+run_clear(Run *r)
+{
+  g_free(r->out);
+  g_free(r->err);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Run, run_clear)
+
+static void
+fixture_setup(Fixture *f, gconstpointer data)
+{
+  g_autofree char *mem = NULL;
+  g_autoptr(VmsManifest) m = NULL;
+
+  f->tmp = vms_test_tmpdir(NULL);
+  f->snap = g_build_filename(f->tmp, "snap", NULL);
+  mem = g_build_filename(f->tmp, "guest.ram", NULL);
+  m = vms_test_make_full_snapshot(f->snap, mem, 1u << 20, 4096);
+}
+
+static void
+fixture_teardown(Fixture *f, gconstpointer data)
+{
+  vms_test_rmtree(f->tmp);
+  g_free(f->tmp);
+  g_free(f->snap);
+}
+
+/* Runs `vmsnap ARGS...` (NULL-terminated) and captures everything. */
+static void
+run_vmsnap(Run *r, ...)
+{
+  const char *bin = g_getenv("VMSNAP_BIN");
+  g_autoptr(GPtrArray) argv = g_ptr_array_new();
+  g_autoptr(GError) error = NULL;
+  const char *arg;
+  va_list ap;
+  int wait_status = 0;
+
+  g_assert_nonnull(bin);
+  g_ptr_array_add(argv, (char *)bin);
+  va_start(ap, r);
+  while ((arg = va_arg(ap, const char *)) != NULL)
+    g_ptr_array_add(argv, (char *)arg);
+  va_end(ap);
+  g_ptr_array_add(argv, NULL);
+  g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+               &r->out, &r->err, &wait_status, &error);
+  g_assert_no_error(error);
+  g_assert_true(WIFEXITED(wait_status));
+  r->status = WEXITSTATUS(wait_status);
+  g_test_message("exit %d\nstdout: %s\nstderr: %s", r->status, r->out, r->err);
+}
+
+static void
+expect_failure(const Run *r, const char *substring)
+{
+  g_assert_cmpint(r->status, ==, 1);
+  g_assert_true(g_str_has_prefix(r->err, "vmsnap: error: "));
+  g_assert_nonnull(strstr(r->err, substring));
+}
+
+static void
+test_info(Fixture *f, gconstpointer data)
+{
+  g_auto(Run) r = { 0 };
+
+  run_vmsnap(&r, "info", f->snap, NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  g_assert_nonnull(strstr(r.out, "x86_64"));
+  g_assert_nonnull(strstr(r.out, "FULL"));
+  g_assert_nonnull(strstr(r.out, "LINK"));
+  g_assert_nonnull(strstr(r.out, "1048576 bytes"));
+  g_assert_cmpstr(r.err, ==, "");
+}
+
+static void
+test_info_json(Fixture *f, gconstpointer data)
+{
+  g_auto(Run) r = { 0 };
+  g_autoptr(JsonParser) parser = json_parser_new();
+  g_autoptr(GError) error = NULL;
+  JsonObject *obj;
+
+  run_vmsnap(&r, "info", "--json", f->snap, NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  json_parser_load_from_data(parser, r.out, -1, &error);
+  g_assert_no_error(error);
+  obj = json_node_get_object(json_parser_get_root(parser));
+  g_assert_cmpstr(json_object_get_string_member(obj, "kind"), ==, "FULL");
+  g_assert_cmpstr(json_object_get_string_member(obj, "memory_capture"), ==, "LINK");
+  g_assert_cmpint(json_object_get_int_member(obj, "memory_size_bytes"), ==, 1 << 20);
+  g_assert_cmpint(json_object_get_int_member(obj, "state_size"), ==, 4096);
+}
+
+static void
+test_verify_ok(Fixture *f, gconstpointer data)
+{
+  g_auto(Run) r = { 0 };
+
+  run_vmsnap(&r, "verify", f->snap, NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  g_assert_nonnull(strstr(r.out, "OK"));
+}
+
+static void
+test_verify_state_flip(Fixture *f, gconstpointer data)
+{
+  g_autofree char *state = g_build_filename(f->snap, VMS_STATE_FILE, NULL);
+  vms_autofd fd = open(state, O_RDWR | O_CLOEXEC);
+  g_auto(Run) r = { 0 };
+  guint8 b;
+
+  g_assert_cmpint(vms_pread_full(fd, &b, 1, 17), ==, 1);
+  b ^= 1;
+  g_assert_cmpint(vms_pwrite_full(fd, &b, 1, 17), ==, 0);
+  run_vmsnap(&r, "verify", f->snap, NULL);
+  expect_failure(&r, "state");
+}
+
+static void
+test_incomplete(Fixture *f, gconstpointer data)
+{
+  g_autofree char *manifest = g_build_filename(f->snap, VMS_MANIFEST_FILE, NULL);
+  g_auto(Run) info = { 0 };
+  g_auto(Run) verify = { 0 };
+
+  g_assert_cmpint(unlink(manifest), ==, 0);
+  run_vmsnap(&info, "info", f->snap, NULL);
+  expect_failure(&info, "incomplete");
+  run_vmsnap(&verify, "verify", f->snap, NULL);
+  expect_failure(&verify, "incomplete");
+}
+
+static void
+test_usage_errors(Fixture *f, gconstpointer data)
+{
+  g_auto(Run) none = { 0 };
+  g_auto(Run) two = { 0 };
+  g_auto(Run) bad = { 0 };
+  g_auto(Run) missing = { 0 };
+
+  run_vmsnap(&none, "info", NULL);
+  expect_failure(&none, "missing snapshot directory");
+  run_vmsnap(&two, "verify", f->snap, f->snap, NULL);
+  expect_failure(&two, "too many arguments");
+  run_vmsnap(&bad, "info", "--no-such-option", f->snap, NULL);
+  expect_failure(&bad, "no-such-option");
+  run_vmsnap(&missing, "verify", "/nonexistent/vmsnap/dir", NULL);
+  expect_failure(&missing, "/nonexistent/vmsnap/dir");
+}
+
+static void
+test_help(Fixture *f, gconstpointer data)
+{
+  const char *commands[] = { "info", "verify" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
+    g_auto(Run) r = { 0 };
+    run_vmsnap(&r, commands[i], "--help", NULL);
+    g_assert_cmpint(r.status, ==, 0);
+    g_assert_nonnull(strstr(r.out, "Usage:"));
+    g_assert_nonnull(strstr(r.out, "DIR"));
+  }
+}
+
+int
+main(int argc, char **argv)
+{
+  g_test_init(&argc, &argv, NULL);
+#define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+  ADD("/cli/info", test_info);
+  ADD("/cli/info-json", test_info_json);
+  ADD("/cli/verify-ok", test_verify_ok);
+  ADD("/cli/verify-state-flip", test_verify_state_flip);
+  ADD("/cli/incomplete", test_incomplete);
+  ADD("/cli/usage-errors", test_usage_errors);
+  ADD("/cli/help", test_help);
+#undef ADD
+  return g_test_run();
+}
