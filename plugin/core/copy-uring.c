@@ -10,8 +10,12 @@
  * the whole; any other error stops new submissions, the chunks in flight are
  * drained, and the first error is returned.
  *
- * Test hook: VMSNAP_TEST_URING_FAIL=1 in the environment (read once) makes
- * ring setup fail with ENOSYS, so tests can check the fallback. Test-only.
+ * Test hooks, read once from the environment, test-only:
+ *   VMSNAP_TEST_URING_FAIL=1 makes ring setup fail with ENOSYS, so tests can
+ *   check the fallback;
+ *   VMSNAP_TEST_URING_MAX_IO=N caps every request at N bytes, so each chunk
+ *   completes short and goes through the same re-queue path as a short
+ *   transfer from the kernel.
  */
 #include "copy-private.h"
 
@@ -51,17 +55,19 @@ typedef struct {
   GError *error;           /* the first failure */
 } UringCopy;
 
-static gboolean
-uring_forced_failure(void)
+static gboolean test_fail;
+static guint32 test_max_io;
+
+static void
+uring_read_test_hooks(void)
 {
   static gsize once = 0;
-  static gboolean fail;
 
   if (g_once_init_enter(&once)) {
-    fail = g_strcmp0(g_getenv("VMSNAP_TEST_URING_FAIL"), "1") == 0;
+    test_fail = g_strcmp0(g_getenv("VMSNAP_TEST_URING_FAIL"), "1") == 0;
+    test_max_io = (guint32)g_ascii_strtoull(g_getenv("VMSNAP_TEST_URING_MAX_IO") ?: "0", NULL, 10);
     g_once_init_leave(&once, 1);
   }
-  return fail;
 }
 
 /* Queues the current phase of slot @i for its remaining bytes. */
@@ -76,6 +82,8 @@ slot_queue(UringCopy *u, guint i)
   g_assert(sqe != NULL);
   guint64 off = s->offset + s->done;
   guint32 len = s->length - s->done;
+  if (test_max_io > 0)
+    len = MIN(len, test_max_io);
   if (s->state == SLOT_READ) {
     io_uring_prep_read(sqe, src->fd, u->pool + (gsize)i * VMS_URING_BUF + s->done, len, off);
   } else {
@@ -209,7 +217,8 @@ vms_copy_uring(VmsCopyJob *job, GError **error)
 {
   g_autofree UringCopy *u = g_new0(UringCopy, 1);
 
-  if (uring_forced_failure())
+  uring_read_test_hooks();
+  if (test_fail)
     return -ENOSYS;
   int r = io_uring_queue_init(VMS_URING_SLOTS, &u->ring, 0);
   if (r < 0)
