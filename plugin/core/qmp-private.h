@@ -1,0 +1,17 @@
+/* vmsnap core: helpers shared by qmp.c and qmp-server.c (not installed,
+ * not for other modules). */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+/* Parses one JSON text; returns its root node (caller owns) if it is an
+ * object, else NULL with VMS_ERROR_INVALID_ARGUMENT and QEMU's wording
+ * ("JSON parse error, ...", "QMP input must be a JSON object"). */
+JsonNode *vms_qmp_parse_object(const char *text, GError **error);
+
+/* @obj serialised on one line ending in "\r\n", as QEMU writes QMP. Caller frees. */
+char *vms_qmp_object_to_line(JsonObject *obj);
+
+G_END_DECLS

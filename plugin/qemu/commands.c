@@ -1,0 +1,235 @@
+/* vmsnap plugin: the command table (query-vmsnap, snapshot-save, snapshot-info). */
+#include "commands.h"
+
+#include <string.h>
+
+#include "error.h"
+#include "manifest.h"
+#include "save.h"
+#include "snapdir.h"
+
+typedef struct {
+  const char *name;
+  gboolean required;
+  const char *const *choices; /* nullable: any string */
+} ArgSpec;
+
+typedef void (*CommandFunc)(VmsService *svc, JsonObject *args, VmsReplyFunc reply,
+                            gpointer user_data);
+
+typedef struct {
+  const char *name;
+  CommandFunc run;
+  ArgSpec args[4]; /* every argument is a string; ends at name == NULL */
+} Command;
+
+static const char *const memory_choices[] = { "link", "copy", "diff", NULL };
+static const char *const then_choices[] = { "pause", "resume", "quit", NULL };
+
+static void
+reply_object(VmsReplyFunc reply, gpointer user_data, JsonObject *obj)
+{
+  reply(json_node_init_object(json_node_alloc(), obj), NULL, user_data);
+  json_object_unref(obj);
+}
+
+static void
+cmd_query_vmsnap(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer user_data)
+{
+  reply_object(reply, user_data, vms_service_query(svc));
+}
+
+static void
+cmd_snapshot_info(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmsSnapshot) snap = vms_snapshot_open(json_object_get_string_member(args, "dir"),
+                                                  &error);
+
+  if (snap == NULL) {
+    reply(NULL, error, user_data);
+    return;
+  }
+  reply_object(reply, user_data, vms_manifest_to_json(snap->manifest));
+}
+
+typedef struct {
+  VmsService *svc;
+  char *dir;
+  VmsSaveMemory memory;
+  VmsSaveThen then;
+  VmsReplyFunc reply;
+  gpointer user_data;
+} SaveJob;
+
+static void
+save_job_free(gpointer p)
+{
+  SaveJob *job = p;
+
+  g_free(job->dir);
+  g_free(job);
+}
+
+/* The worker: runs the save, frees the "saving" slot before answering (so a
+ * client that sends the next save right after the reply is not refused),
+ * answers, and only then quits QEMU for then=quit. */
+static void
+save_job_thread(GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  SaveJob *job = task_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) ret = vms_save_run(job->svc, job->dir, job->memory, job->then, &error);
+
+  g_atomic_int_set(&job->svc->saving, 0);
+  if (ret == NULL) {
+    job->reply(NULL, error, job->user_data);
+  } else {
+    job->reply(json_node_init_object(json_node_alloc(), ret), NULL, job->user_data);
+    if (job->then == VMS_SAVE_THEN_QUIT)
+      vms_save_quit(job->svc);
+  }
+  g_task_return_boolean(task, TRUE);
+}
+
+static void
+cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GTask) task = NULL;
+  SaveJob *job = g_new0(SaveJob, 1);
+
+  job->svc = svc;
+  job->dir = g_strdup(json_object_get_string_member(args, "dir"));
+  job->reply = reply;
+  job->user_data = user_data;
+  vms_save_memory_from_string(json_object_get_string_member_with_default(args, "memory", "link"),
+                              &job->memory);
+  vms_save_then_from_string(json_object_get_string_member_with_default(args, "then", "pause"),
+                            &job->then);
+  if (!vms_save_check(svc, job->memory, job->then, &error)) {
+    save_job_free(job);
+    reply(NULL, error, user_data);
+    return;
+  }
+  if (!g_atomic_int_compare_and_exchange(&svc->saving, 0, 1)) {
+    save_job_free(job);
+    g_set_error_literal(&error, VMS_ERROR, VMS_ERROR_BUSY,
+                        "a snapshot-save is already running; try again when it has finished");
+    reply(NULL, error, user_data);
+    return;
+  }
+  task = g_task_new(NULL, NULL, NULL, NULL);
+  g_task_set_task_data(task, job, save_job_free);
+  g_task_run_in_thread(task, save_job_thread);
+}
+
+static const Command commands[] = {
+  { "query-vmsnap", cmd_query_vmsnap, { { NULL } } },
+  { "snapshot-save", cmd_snapshot_save,
+    { { "dir", TRUE, NULL }, { "memory", FALSE, memory_choices }, { "then", FALSE, then_choices },
+      { NULL } } },
+  { "snapshot-info", cmd_snapshot_info, { { "dir", TRUE, NULL }, { NULL } } },
+};
+
+static const ArgSpec *
+find_arg(const Command *cmd, const char *name)
+{
+  for (const ArgSpec *a = cmd->args; a->name != NULL; a++)
+    if (strcmp(a->name, name) == 0)
+      return a;
+  return NULL;
+}
+
+static gboolean
+check_choice(const ArgSpec *spec, const char *value, GError **error)
+{
+  g_autofree char *list = NULL;
+
+  if (spec->choices == NULL || g_strv_contains(spec->choices, value))
+    return TRUE;
+  list = g_strjoinv(", ", (char **)spec->choices);
+  g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+              "Parameter '%s' expects one of %s (got '%s')", spec->name, list, value);
+  return FALSE;
+}
+
+/* QEMU's rules and wording: unknown, mistyped and missing arguments. */
+static gboolean
+check_args(const Command *cmd, JsonObject *args, GError **error)
+{
+  g_autoptr(GList) members = json_object_get_members(args);
+
+  for (GList *l = members; l != NULL; l = l->next) {
+    const ArgSpec *spec = find_arg(cmd, l->data);
+    JsonNode *value = json_object_get_member(args, l->data);
+
+    if (spec == NULL) {
+      g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                  "Parameter '%s' is unexpected", (const char *)l->data);
+      return FALSE;
+    }
+    if (json_node_get_value_type(value) != G_TYPE_STRING) {
+      g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                  "Invalid parameter type for '%s', expected: string", spec->name);
+      return FALSE;
+    }
+    if (!check_choice(spec, json_node_get_string(value), error))
+      return FALSE;
+  }
+  for (const ArgSpec *a = cmd->args; a->name != NULL; a++) {
+    if (a->required && !json_object_has_member(args, a->name)) {
+      g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT, "Parameter '%s' is missing",
+                  a->name);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+void
+vms_commands_dispatch(VmsService *svc, const char *command, JsonObject *args,
+                      VmsReplyFunc reply, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
+    if (strcmp(commands[i].name, command) != 0)
+      continue;
+    if (!check_args(&commands[i], args, &error)) {
+      reply(NULL, error, user_data);
+      return;
+    }
+    commands[i].run(svc, args, reply, user_data);
+    return;
+  }
+  g_set_error(&error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT, "The command %s has not been found",
+              command);
+  reply(NULL, error, user_data);
+}
+
+static void
+qmp_reply(JsonNode *ret, const GError *error, gpointer user_data)
+{
+  if (error != NULL)
+    vms_qmp_request_gerror(user_data, error);
+  else
+    vms_qmp_request_return(user_data, ret);
+}
+
+void
+vms_commands_qmp_dispatch(VmsQmpRequest *req, const char *command, JsonObject *args,
+                          gpointer user_data)
+{
+  vms_commands_dispatch(user_data, command, args, qmp_reply, req);
+}
+
+const char *const *
+vms_commands_names(void)
+{
+  static const char *names[G_N_ELEMENTS(commands) + 1];
+
+  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
+    names[i] = commands[i].name;
+  return names;
+}

@@ -1,0 +1,189 @@
+/* vmsnap plugin: QMP conversations for snapshot-save. */
+#include "save-qemu.h"
+
+#include <string.h>
+
+#include "error.h"
+
+#define QMP_TIMEOUT_MS 30000
+/* Device state is small (hundreds of KiB without guest RAM), but a VM whose
+ * RAM cannot be skipped streams all of it: allow for that. */
+#define MIGRATE_TIMEOUT_MS (10 * 60 * 1000)
+
+void
+vms_save_facts_clear(VmsSaveFacts *facts)
+{
+  g_clear_pointer(&facts->hypervisor_version, g_free);
+  g_clear_pointer(&facts->machine_type, g_free);
+  g_clear_pointer(&facts->argv, g_strfreev);
+}
+
+static char *
+query_hypervisor_version(VmsQmpClient *qmp, GError **error)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-version", NULL, -1,
+                                                   QMP_TIMEOUT_MS, error);
+  JsonObject *obj, *q;
+  g_autofree char *package = NULL;
+
+  if (ret == NULL)
+    return NULL;
+  obj = json_node_get_object(ret);
+  q = json_object_get_object_member(obj, "qemu");
+  package = g_strstrip(g_strdup(json_object_get_string_member_with_default(obj, "package", "")));
+  return g_strdup_printf("QEMU %" G_GINT64_FORMAT ".%" G_GINT64_FORMAT ".%" G_GINT64_FORMAT "%s%s%s",
+                         json_object_get_int_member_with_default(q, "major", 0),
+                         json_object_get_int_member_with_default(q, "minor", 0),
+                         json_object_get_int_member_with_default(q, "micro", 0),
+                         *package ? " (" : "", package, *package ? ")" : "");
+}
+
+/* QOM calls the machine "pc-i440fx-7.2-machine"; -machine takes the name
+ * without the suffix. */
+static char *
+query_machine_type(VmsQmpClient *qmp, GError **error)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  const char *type;
+
+  json_object_set_string_member(args, "path", "/machine");
+  json_object_set_string_member(args, "property", "type");
+  ret = vms_qmp_client_execute(qmp, "qom-get", args, -1, QMP_TIMEOUT_MS, error);
+  if (ret == NULL)
+    return NULL;
+  type = json_node_get_string(ret);
+  if (type == NULL)
+    type = "";
+  if (g_str_has_suffix(type, "-machine"))
+    return g_strndup(type, strlen(type) - strlen("-machine"));
+  return g_strdup(type);
+}
+
+static char **
+read_cmdline(GError **error)
+{
+  g_autofree char *text = NULL;
+  gsize len = 0;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+
+  if (!g_file_get_contents("/proc/self/cmdline", &text, &len, error))
+    return NULL;
+  for (gsize i = 0; i < len; i += strlen(text + i) + 1)
+    g_ptr_array_add(argv, g_strdup(text + i));
+  g_ptr_array_add(argv, NULL);
+  return (char **)g_ptr_array_free(g_steal_pointer(&argv), FALSE);
+}
+
+gboolean
+vms_save_query_facts(VmsQmpClient *qmp, VmsSaveFacts *ret_facts, gboolean *ret_running,
+                     GError **error)
+{
+  g_autoptr(JsonNode) status = vms_qmp_client_execute(qmp, "query-status", NULL, -1,
+                                                      QMP_TIMEOUT_MS, error);
+  g_autofree char *version = NULL;
+  g_autofree char *machine = NULL;
+  g_auto(GStrv) argv = NULL;
+
+  if (status == NULL || (version = query_hypervisor_version(qmp, error)) == NULL ||
+      (machine = query_machine_type(qmp, error)) == NULL || (argv = read_cmdline(error)) == NULL)
+    return FALSE;
+  *ret_running = json_object_get_boolean_member_with_default(json_node_get_object(status),
+                                                             "running", FALSE);
+  ret_facts->hypervisor_version = g_steal_pointer(&version);
+  ret_facts->machine_type = g_steal_pointer(&machine);
+  ret_facts->argv = g_steal_pointer(&argv);
+  return TRUE;
+}
+
+gboolean
+vms_save_qmp_simple(VmsQmpClient *qmp, const char *command, GError **error)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, command, NULL, -1, QMP_TIMEOUT_MS, error);
+
+  return ret != NULL;
+}
+
+static gboolean
+set_capabilities(VmsQmpClient *qmp, GError **error)
+{
+  static const char *const caps[] = { "x-ignore-shared", "events" };
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  JsonArray *list = json_array_new();
+
+  /* "events" makes QEMU send MIGRATION events, which we wait for. */
+  for (guint i = 0; i < G_N_ELEMENTS(caps); i++) {
+    JsonObject *cap = json_object_new();
+    json_object_set_string_member(cap, "capability", caps[i]);
+    json_object_set_boolean_member(cap, "state", TRUE);
+    json_array_add_object_element(list, cap);
+  }
+  json_object_set_array_member(args, "capabilities", list);
+  ret = vms_qmp_client_execute(qmp, "migrate-set-capabilities", args, -1, QMP_TIMEOUT_MS, error);
+  return ret != NULL;
+}
+
+static gboolean
+migration_finished(const char *event, JsonObject *data, gpointer user_data)
+{
+  const char *status = json_object_get_string_member_with_default(data, "status", "");
+
+  return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+         strcmp(status, "cancelled") == 0;
+}
+
+static gboolean
+pass_fd(VmsQmpClient *qmp, int fd, const char *fdname, GError **error)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_string_member(args, "fdname", fdname);
+  ret = vms_qmp_client_execute(qmp, "getfd", args, fd, QMP_TIMEOUT_MS, error);
+  return ret != NULL;
+}
+
+/* The fd stays registered in QEMU if migrate never took it. */
+static void
+close_fd_name(VmsQmpClient *qmp, const char *fdname)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_string_member(args, "fdname", fdname);
+  ret = vms_qmp_client_execute(qmp, "closefd", args, -1, QMP_TIMEOUT_MS, NULL);
+}
+
+gboolean
+vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
+{
+  static gint counter;
+  g_autofree char *fdname = g_strdup_printf("vmsnap-save-%d", g_atomic_int_add(&counter, 1));
+  g_autofree char *uri = g_strdup_printf("fd:%s", fdname);
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(JsonObject) event = NULL;
+  const char *status;
+  guint64 seq;
+
+  if (!set_capabilities(qmp, error) || !pass_fd(qmp, fd, fdname, error))
+    return FALSE;
+  json_object_set_string_member(args, "uri", uri);
+  seq = vms_qmp_client_event_seq(qmp);
+  ret = vms_qmp_client_execute(qmp, "migrate", args, -1, QMP_TIMEOUT_MS, error);
+  if (ret == NULL) {
+    close_fd_name(qmp, fdname);
+    return FALSE;
+  }
+  event = vms_qmp_client_wait_event(qmp, seq, "MIGRATION", migration_finished, NULL,
+                                    MIGRATE_TIMEOUT_MS, error);
+  if (event == NULL)
+    return FALSE;
+  status = json_object_get_string_member_with_default(event, "status", "");
+  if (strcmp(status, "completed") != 0) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QEMU's migration into state.bin %s", status);
+    return FALSE;
+  }
+  return TRUE;
+}

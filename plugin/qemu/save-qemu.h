@@ -1,0 +1,32 @@
+/* vmsnap plugin: the QMP conversations snapshot-save needs — facts about
+ * this QEMU for the manifest, and saving device state into an fd. Worker
+ * threads only (every call blocks on QMP). */
+#pragma once
+
+#include <glib.h>
+#include "qmp.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  char *hypervisor_version; /* "QEMU 7.2.x (Debian ...)" from query-version */
+  char *machine_type;       /* "pc-i440fx-7.2", from qom-get /machine type */
+  char **argv;              /* QEMU's command line, from /proc/self/cmdline */
+} VmsSaveFacts;
+
+void vms_save_facts_clear(VmsSaveFacts *facts);
+
+/* Fills @ret_facts and *@ret_running (query-status). */
+gboolean vms_save_query_facts(VmsQmpClient *qmp, VmsSaveFacts *ret_facts, gboolean *ret_running,
+                              GError **error);
+
+/* Runs @command without arguments and ignores its return value. */
+gboolean vms_save_qmp_simple(VmsQmpClient *qmp, const char *command, GError **error);
+
+/* Saves the VM's device state into @fd (not consumed): capabilities
+ * x-ignore-shared and events, getfd with a unique name, migrate "fd:NAME",
+ * then waits for the MIGRATION event "completed" (fails on "failed" or
+ * "cancelled", naming it). The VM must be stopped. */
+gboolean vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,313 @@
+/* vmsnap plugin: snapshot-save (SPEC.md section 4).
+ *
+ * Steps, each named in errors: prepare (memory, directory, facts about this
+ * QEMU) -> stop -> state (migration with x-ignore-shared into state.bin) ->
+ * memory (link or copy) -> then=resume lets the guest run -> commit
+ * (manifest.bin last) -> then=pause arms invalidation for link snapshots.
+ * Only stop..then is downtime; everything that need not hold the guest is
+ * outside it.
+ */
+#include "save.h"
+
+#include <fcntl.h>
+#include <string.h>
+
+#include "copy.h"
+#include "error.h"
+#include "manifest.h"
+#include "save-qemu.h"
+#include "snapdir.h"
+#include "util.h"
+#include "vcpus.h"
+
+#define PROGRESS_INTERVAL_US (250 * 1000)
+#define QUIESCE_TIMEOUT_MS 5000
+
+typedef struct {
+  VmsService *svc;
+  const char *dir;
+  VmsSaveMemory memory;
+  VmsSaveThen then;
+  VmsMemInfo mem;
+  VmsSaveFacts facts;
+  VmsSnapWriter *writer;
+  gboolean was_running;
+  gboolean stopped_by_us;
+  gint64 t_start, t_stop, t_down_end;
+  guint8 state_sha256[VMS_SHA256_LEN];
+  guint64 state_size;
+  guint64 memory_written;
+  Vmsnap__V1__MemoryCapture capture;
+  gint64 last_progress;
+} SaveCtx;
+
+static void
+save_ctx_clear(SaveCtx *ctx)
+{
+  vms_meminfo_clear(&ctx->mem);
+  vms_save_facts_clear(&ctx->facts);
+  g_clear_pointer(&ctx->writer, vms_snap_writer_free);
+}
+
+gboolean
+vms_save_memory_from_string(const char *s, VmsSaveMemory *ret)
+{
+  static const char *const names[] = { "link", "copy", "diff" };
+
+  for (guint i = 0; i < G_N_ELEMENTS(names); i++)
+    if (g_strcmp0(s, names[i]) == 0)
+      return *ret = (VmsSaveMemory)i, TRUE;
+  return FALSE;
+}
+
+gboolean
+vms_save_then_from_string(const char *s, VmsSaveThen *ret)
+{
+  static const char *const names[] = { "pause", "resume", "quit" };
+
+  for (guint i = 0; i < G_N_ELEMENTS(names); i++)
+    if (g_strcmp0(s, names[i]) == 0)
+      return *ret = (VmsSaveThen)i, TRUE;
+  return FALSE;
+}
+
+gboolean
+vms_save_check(VmsService *svc, VmsSaveMemory memory, VmsSaveThen then, GError **error)
+{
+  g_auto(VmsMemInfo) mem = { 0 };
+
+  if (!vms_service_get_memory(svc, &mem, error))
+    return FALSE;
+  if (memory == VMS_SAVE_MEMORY_LINK && then == VMS_SAVE_THEN_RESUME) {
+    g_set_error_literal(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                        "memory=link with then=resume is refused: the running guest would "
+                        "change the snapshot's memory; use then=pause, then=quit or memory=copy");
+    return FALSE;
+  }
+  if (memory == VMS_SAVE_MEMORY_LINK && !mem.shared) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                "memory=link is refused: guest memory is a private (share=off) mapping of %s, "
+                "so the guest's newest pages are not in the file; use memory=copy", mem.path);
+    return FALSE;
+  }
+  if (memory == VMS_SAVE_MEMORY_DIFF) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+                mem.shared ? "memory=diff needs a VM restored from a snapshot with share=off "
+                             "(this VM's memory %s is shared); use memory=copy or memory=link"
+                           : "memory=diff is not available in this build yet (memory %s); "
+                             "use memory=copy",
+                mem.path);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+step_prepare(SaveCtx *ctx, GError **error)
+{
+  if (!vms_service_get_memory(ctx->svc, &ctx->mem, error) ||
+      !vms_save_query_facts(ctx->svc->qmp, &ctx->facts, &ctx->was_running, error))
+    return FALSE;
+  ctx->writer = vms_snap_writer_new(ctx->dir, error);
+  return ctx->writer != NULL;
+}
+
+static gboolean
+step_stop(SaveCtx *ctx, GError **error)
+{
+  ctx->t_stop = g_get_monotonic_time();
+  if (ctx->was_running) {
+    if (!vms_save_qmp_simple(ctx->svc->qmp, "stop", error))
+      return FALSE;
+    ctx->stopped_by_us = TRUE;
+  }
+  return vms_vcpus_wait_quiescent(QUIESCE_TIMEOUT_MS, error);
+}
+
+static gboolean
+step_state(SaveCtx *ctx, GError **error)
+{
+  vms_autofd fd = vms_snap_writer_stage(ctx->writer, VMS_STATE_FILE, error);
+
+  if (fd < 0 || !vms_save_migrate_to_fd(ctx->svc->qmp, fd, error))
+    return FALSE;
+  vms_close_fdp(&fd);
+  return vms_snap_writer_finish(ctx->writer, VMS_STATE_FILE, ctx->state_sha256, &ctx->state_size,
+                                error);
+}
+
+static void
+on_copy_progress(guint64 done, guint64 total, gpointer user_data)
+{
+  SaveCtx *ctx = user_data;
+  gint64 now = g_get_monotonic_time();
+  JsonObject *data;
+
+  if (done < total && now - ctx->last_progress < PROGRESS_INTERVAL_US)
+    return;
+  ctx->last_progress = now;
+  data = json_object_new();
+  json_object_set_string_member(data, "dir", ctx->dir);
+  json_object_set_int_member(data, "done", (gint64)done);
+  json_object_set_int_member(data, "total", (gint64)total);
+  vms_service_emit(ctx->svc, "VMSNAP_SNAPSHOT_PROGRESS", data);
+}
+
+/* memory=copy: from the file when the mapping is shared (the file is what
+ * the guest sees; reflink possible), from the mapping when it is private. */
+static gboolean
+capture_copy(SaveCtx *ctx, GError **error)
+{
+  vms_autofd dst = vms_snap_writer_stage(ctx->writer, VMS_MEMORY_FILE, error);
+  vms_autofd src_fd = -1;
+  VmsCopySource src = { .fd = -1, .size = ctx->mem.size };
+  VmsCopyOptions opts = { .progress = on_copy_progress, .progress_data = ctx };
+  VmsCopyStats stats = { 0 };
+  gboolean reflinked = FALSE;
+
+  if (dst < 0)
+    return FALSE;
+  if (ctx->mem.shared) {
+    src_fd = open(ctx->mem.path, O_RDONLY | O_CLOEXEC);
+    if (src_fd < 0)
+      return vms_set_error_errno(error, errno, "cannot open guest memory %s", ctx->mem.path);
+    src.fd = src_fd;
+  } else {
+    src.mem = ctx->mem.addr;
+  }
+  ctx->last_progress = g_get_monotonic_time();
+  if (!vms_sparse_copy(&src, dst, &opts, &reflinked, &stats, error))
+    return FALSE;
+  ctx->capture = reflinked ? VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_REFLINK
+                           : VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_COPY;
+  ctx->memory_written = reflinked ? 0 : stats.bytes;
+  return TRUE;
+}
+
+static gboolean
+step_memory(SaveCtx *ctx, GError **error)
+{
+  if (ctx->memory == VMS_SAVE_MEMORY_LINK) {
+    ctx->capture = VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_LINK;
+    return vms_snap_writer_link_memory(ctx->writer, ctx->mem.path, error);
+  }
+  return capture_copy(ctx, error);
+}
+
+/* then=resume: the guest may run once every byte it could change is
+ * captured; the fsync of memory.bin and the commit happen after. */
+static gboolean
+step_resume(SaveCtx *ctx, GError **error)
+{
+  if (ctx->then != VMS_SAVE_THEN_RESUME)
+    return TRUE;
+  if (!vms_save_qmp_simple(ctx->svc->qmp, "cont", error))
+    return FALSE;
+  ctx->stopped_by_us = FALSE;
+  ctx->t_down_end = g_get_monotonic_time();
+  return TRUE;
+}
+
+static gboolean
+step_commit(SaveCtx *ctx, GError **error)
+{
+  g_autoptr(VmsManifest) m = vms_manifest_new();
+
+  if (ctx->capture != VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_LINK &&
+      !vms_snap_writer_finish(ctx->writer, VMS_MEMORY_FILE, NULL, NULL, error))
+    return FALSE;
+  m->memory_size_bytes = ctx->mem.size;
+  m->vp_count = vms_vcpus_count();
+  m->page_size = ctx->mem.page_size;
+  vms_manifest_set_string(&m->architecture, ctx->svc->target_name);
+  m->kind = VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL;
+  m->memory_capture = ctx->capture;
+  vms_manifest_set_bytes(&m->state_sha256, ctx->state_sha256, VMS_SHA256_LEN);
+  m->state_size = ctx->state_size;
+  vms_manifest_set_string(&m->hypervisor_version, ctx->facts.hypervisor_version);
+  vms_manifest_set_string(&m->machine_type, ctx->facts.machine_type);
+  vms_manifest_set_argv(m, (const char *const *)ctx->facts.argv);
+  vms_manifest_set_string(&m->memory_file, VMS_MEMORY_FILE);
+  if (!vms_snap_writer_commit(ctx->writer, m, error))
+    return FALSE;
+  if (ctx->t_down_end == 0)
+    ctx->t_down_end = g_get_monotonic_time();
+  return TRUE;
+}
+
+static JsonObject *
+save_result(SaveCtx *ctx)
+{
+  JsonObject *ret = json_object_new();
+  gint64 now = g_get_monotonic_time();
+
+  json_object_set_string_member(ret, "dir", ctx->dir);
+  json_object_set_string_member(ret, "kind", "FULL");
+  json_object_set_string_member(ret, "memory-capture", vms_manifest_capture_name(ctx->capture));
+  json_object_set_int_member(ret, "state-bytes", (gint64)ctx->state_size);
+  json_object_set_int_member(ret, "memory-bytes-written", (gint64)ctx->memory_written);
+  json_object_set_double_member(ret, "downtime-ms", (double)(ctx->t_down_end - ctx->t_stop) / 1000.0);
+  json_object_set_double_member(ret, "total-ms", (double)(now - ctx->t_start) / 1000.0);
+  return ret;
+}
+
+/* Puts the VM back as it was before the save and reports the failure. */
+static void
+save_failed(SaveCtx *ctx, const char *step, GError **error)
+{
+  g_autoptr(GError) cont_error = NULL;
+  JsonObject *data = json_object_new();
+
+  if (ctx->stopped_by_us && !vms_save_qmp_simple(ctx->svc->qmp, "cont", &cont_error))
+    g_prefix_error(error, "(and the VM could not be continued: %s) ", cont_error->message);
+  g_clear_pointer(&ctx->writer, vms_snap_writer_free);
+  g_prefix_error(error, "snapshot-save %s failed at step '%s': ", ctx->dir, step);
+  json_object_set_string_member(data, "dir", ctx->dir);
+  json_object_set_string_member(data, "desc", (*error)->message);
+  vms_service_emit(ctx->svc, "VMSNAP_SNAPSHOT_FAILED", data);
+}
+
+JsonObject *
+vms_save_run(VmsService *svc, const char *dir, VmsSaveMemory memory, VmsSaveThen then,
+             GError **error)
+{
+  SaveCtx ctx = { .svc = svc, .dir = dir, .memory = memory, .then = then,
+                  .t_start = g_get_monotonic_time() };
+  JsonObject *ret;
+  JsonObject *done;
+  const char *step = NULL;
+
+  if (!step_prepare(&ctx, error))
+    step = "prepare";
+  else if (!step_stop(&ctx, error))
+    step = "stop";
+  else if (!step_state(&ctx, error))
+    step = "state";
+  else if (!step_memory(&ctx, error))
+    step = "memory";
+  else if (!step_resume(&ctx, error))
+    step = "resume";
+  else if (!step_commit(&ctx, error))
+    step = "commit";
+  if (step != NULL) {
+    save_failed(&ctx, step, error);
+    save_ctx_clear(&ctx);
+    return NULL;
+  }
+  if (memory == VMS_SAVE_MEMORY_LINK && then == VMS_SAVE_THEN_PAUSE)
+    vms_service_arm_invalidation(svc, vms_snap_writer_get_path(ctx.writer));
+  ret = save_result(&ctx);
+  done = json_object_ref(ret);
+  vms_service_emit(svc, "VMSNAP_SNAPSHOT_COMPLETED", done);
+  save_ctx_clear(&ctx);
+  return ret;
+}
+
+void
+vms_save_quit(VmsService *svc)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!vms_save_qmp_simple(svc->qmp, "quit", &error))
+    g_debug("quit: %s", error->message);
+}

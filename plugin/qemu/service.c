@@ -1,0 +1,288 @@
+/* vmsnap plugin: the service thread, start-up and QEMU events. */
+#include "service.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "error.h"
+#include "monitor.h"
+#include "restore.h"
+#include "snapdir.h"
+#include "vcpus.h"
+#include "vmsnap-config.h"
+
+/* QEMU creates its QMP socket and starts serving it only after the plugin is
+ * installed and the machine is built; wait this long for it. */
+#define QMP_CONNECT_TIMEOUT_MS 60000
+#define QMP_TIMEOUT_MS 30000
+
+void
+vms_plugin_options_clear(VmsPluginOptions *opts)
+{
+  g_clear_pointer(&opts->qmp, g_free);
+  g_clear_pointer(&opts->control, g_free);
+  g_clear_pointer(&opts->monitor, g_free);
+  g_clear_pointer(&opts->mem, g_free);
+  g_clear_pointer(&opts->restore, g_free);
+}
+
+void
+vms_service_emit(VmsService *svc, const char *event, JsonObject *data)
+{
+  if (svc->control != NULL)
+    vms_qmp_server_emit(svc->control, event, data);
+  else if (data != NULL)
+    json_object_unref(data);
+}
+
+/* The VM was continued: every armed link snapshot now shares memory with a
+ * running guest, so it stops being a snapshot. Service thread. */
+static void
+invalidate_armed(VmsService *svc)
+{
+  g_autoptr(GPtrArray) armed = NULL;
+
+  g_mutex_lock(&svc->lock);
+  armed = g_steal_pointer(&svc->armed);
+  svc->armed = g_ptr_array_new_with_free_func(g_free);
+  g_mutex_unlock(&svc->lock);
+  for (guint i = 0; i < armed->len; i++) {
+    const char *dir = armed->pdata[i];
+    g_autoptr(GError) error = NULL;
+    JsonObject *data = json_object_new();
+
+    json_object_set_string_member(data, "dir", dir);
+    if (vms_snapshot_invalidate(dir, &error)) {
+      json_object_set_string_member(data, "reason",
+                                    "the VM was continued, so the memory this link "
+                                    "snapshot shares with it is changing");
+    } else {
+      g_autofree char *why = g_strdup_printf("the VM was continued, and invalidating "
+                                             "failed: %s", error->message);
+      fprintf(stderr, "vmsnap: snapshot %s: %s\n", dir, why);
+      json_object_set_string_member(data, "reason", why);
+    }
+    vms_service_emit(svc, "VMSNAP_SNAPSHOT_INVALIDATED", data);
+  }
+}
+
+static void
+on_qemu_event(const char *event, JsonObject *data, gpointer user_data)
+{
+  VmsService *svc = user_data;
+
+  if (strcmp(event, "STOP") == 0 || strcmp(event, "RESUME") == 0) {
+    g_mutex_lock(&svc->lock);
+    svc->running = strcmp(event, "RESUME") == 0;
+    g_mutex_unlock(&svc->lock);
+  }
+  if (strcmp(event, "RESUME") == 0)
+    invalidate_armed(svc);
+}
+
+/* query-memory-size-summary's base-memory: the size to look for in maps. */
+static gboolean
+query_ram_size(VmsService *svc, guint64 *ret_size, GError **error)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(svc->qmp, "query-memory-size-summary", NULL,
+                                                   -1, QMP_TIMEOUT_MS, error);
+  if (ret == NULL)
+    return FALSE;
+  *ret_size = (guint64)json_object_get_int_member_with_default(json_node_get_object(ret),
+                                                               "base-memory", 0);
+  return TRUE;
+}
+
+static gboolean
+query_running(VmsService *svc, gboolean *ret_running, GError **error)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(svc->qmp, "query-status", NULL, -1,
+                                                   QMP_TIMEOUT_MS, error);
+  if (ret == NULL)
+    return FALSE;
+  *ret_running = json_object_get_boolean_member_with_default(json_node_get_object(ret),
+                                                             "running", FALSE);
+  return TRUE;
+}
+
+static gboolean
+startup_connect(VmsService *svc, VmsMemInfo *ret_mem, GError **error)
+{
+  guint64 ram_size = 0;
+  gboolean running = FALSE;
+
+  if (!vms_qmp_client_connect_sync(svc->qmp, QMP_CONNECT_TIMEOUT_MS, error) ||
+      !query_running(svc, &running, error) || !query_ram_size(svc, &ram_size, error) ||
+      !vms_memfile_find(NULL, svc->opts.mem, ram_size, ret_mem, error))
+    return FALSE;
+  if (vms_vcpus_count() != vms_vcpus_expected())
+    g_debug("%u vCPUs initialised, install info said %u", vms_vcpus_count(),
+            vms_vcpus_expected());
+  g_mutex_lock(&svc->lock);
+  svc->running = running;
+  g_mutex_unlock(&svc->lock);
+  return TRUE;
+}
+
+/* The start-up worker. A restore that fails exits QEMU: the guest must never
+ * run from a snapshot that did not load. */
+static gpointer
+startup_thread(gpointer user_data)
+{
+  VmsService *svc = user_data;
+  g_auto(VmsMemInfo) mem = { 0 };
+  g_autoptr(GError) error = NULL;
+
+  if (startup_connect(svc, &mem, &error) && svc->opts.restore != NULL &&
+      !vms_restore_run(svc->opts.restore, svc->opts.resume, svc->qmp, &mem, &error)) {
+    fprintf(stderr, "vmsnap: restore: %s\n", error->message);
+    fflush(stderr);
+    _exit(1);
+  }
+  g_mutex_lock(&svc->lock);
+  if (error != NULL) {
+    svc->init_error = g_strdup(error->message);
+    fprintf(stderr, "vmsnap: %s\n", error->message);
+  } else {
+    svc->mem = mem;
+    svc->mem.path = g_strdup(mem.path);
+    svc->restored_from = g_strdup(svc->opts.restore);
+    svc->ready = TRUE;
+  }
+  g_mutex_unlock(&svc->lock);
+  return NULL;
+}
+
+static gpointer
+service_thread(gpointer user_data)
+{
+  VmsService *svc = user_data;
+
+  g_main_context_push_thread_default(svc->context);
+  g_main_loop_run(svc->loop);
+  g_main_context_pop_thread_default(svc->context);
+  return NULL;
+}
+
+static JsonObject *
+greeting_version(void)
+{
+  JsonObject *version = json_object_new();
+  JsonObject *v = json_object_new();
+  g_auto(GStrv) parts = g_strsplit(VMSNAP_VERSION, ".", 3);
+
+  json_object_set_int_member(v, "major", parts[0] ? g_ascii_strtoll(parts[0], NULL, 10) : 0);
+  json_object_set_int_member(v, "minor", parts[0] && parts[1] ? g_ascii_strtoll(parts[1], NULL, 10) : 0);
+  json_object_set_int_member(v, "micro",
+                             parts[0] && parts[1] && parts[2] ? g_ascii_strtoll(parts[2], NULL, 10) : 0);
+  json_object_set_object_member(version, "vmsnap", v);
+  json_object_set_string_member(version, "package", "vmsnap " VMSNAP_VERSION);
+  return version;
+}
+
+static gboolean
+service_listen(VmsService *svc, GError **error)
+{
+  g_autoptr(JsonObject) version = greeting_version();
+
+  if (svc->opts.control != NULL) {
+    svc->control = vms_qmp_server_new(svc->opts.control, svc->context, version,
+                                      vms_commands_qmp_dispatch, svc, error);
+    if (svc->control == NULL) {
+      g_prefix_error(error, "control=%s: ", svc->opts.control);
+      return FALSE;
+    }
+  }
+  if (svc->opts.monitor != NULL) {
+    svc->monitor = vms_monitor_new(svc->opts.monitor, svc, error);
+    if (svc->monitor == NULL) {
+      g_prefix_error(error, "monitor=%s: ", svc->opts.monitor);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+VmsService *
+vms_service_start(VmsPluginOptions *opts, const char *target_name, GError **error)
+{
+  VmsService *svc = g_new0(VmsService, 1);
+
+  svc->opts = *opts;
+  memset(opts, 0, sizeof(*opts));
+  svc->target_name = g_strdup(target_name);
+  g_mutex_init(&svc->lock);
+  svc->armed = g_ptr_array_new_with_free_func(g_free);
+  svc->context = g_main_context_new();
+  svc->loop = g_main_loop_new(svc->context, FALSE);
+  svc->qmp = vms_qmp_client_new(svc->opts.qmp, svc->context, on_qemu_event, svc);
+  if (!service_listen(svc, error)) {
+    /* QEMU exits right after a failed install: only the socket files matter. */
+    vms_service_at_exit(svc);
+    return NULL;
+  }
+  svc->thread = g_thread_new("vmsnap-service", service_thread, svc);
+  g_thread_unref(g_thread_new("vmsnap-startup", startup_thread, svc));
+  return svc;
+}
+
+void
+vms_service_at_exit(VmsService *svc)
+{
+  if (svc->opts.control != NULL && svc->control != NULL)
+    unlink(svc->opts.control);
+  if (svc->opts.monitor != NULL && svc->monitor != NULL)
+    unlink(svc->opts.monitor);
+}
+
+gboolean
+vms_service_get_memory(VmsService *svc, VmsMemInfo *ret_mem, GError **error)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  if (!svc->ready) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_BUSY, "%s",
+                svc->init_error != NULL ? svc->init_error
+                                        : "the plugin is still connecting to QEMU's QMP socket");
+    return FALSE;
+  }
+  *ret_mem = svc->mem;
+  ret_mem->path = g_strdup(svc->mem.path);
+  return TRUE;
+}
+
+void
+vms_service_arm_invalidation(VmsService *svc, const char *dir)
+{
+  g_mutex_lock(&svc->lock);
+  g_ptr_array_add(svc->armed, g_strdup(dir));
+  g_mutex_unlock(&svc->lock);
+}
+
+JsonObject *
+vms_service_query(VmsService *svc)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+  JsonObject *ret = json_object_new();
+
+  json_object_set_string_member(ret, "version", VMSNAP_VERSION);
+  json_object_set_int_member(ret, "vcpus", vms_vcpus_count());
+  json_object_set_boolean_member(ret, "running", svc->running);
+  if (svc->ready) {
+    JsonObject *mem = json_object_new();
+    json_object_set_string_member(mem, "path", svc->mem.path);
+    json_object_set_int_member(mem, "size", (gint64)svc->mem.size);
+    json_object_set_int_member(mem, "page-size", svc->mem.page_size);
+    json_object_set_boolean_member(mem, "shared", svc->mem.shared);
+    json_object_set_object_member(ret, "memory", mem);
+  } else {
+    json_object_set_null_member(ret, "memory");
+  }
+  if (svc->restored_from != NULL)
+    json_object_set_string_member(ret, "restored-from", svc->restored_from);
+  else
+    json_object_set_null_member(ret, "restored-from");
+  return ret;
+}
