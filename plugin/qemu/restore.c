@@ -1,0 +1,264 @@
+/* vmsnap plugin: restore=DIR (restore.h).
+ *
+ * Two phases. At install, before QEMU has mapped any memory: the snapshot
+ * must be committed, FULL, of this version, architecture and vCPU count,
+ * with an intact state.bin and a memory.bin of the recorded size; and if
+ * QEMU's own command line maps that memory.bin, it must do so with the
+ * recorded size and share=off. Failing here means QEMU never opens the
+ * snapshot's memory at all. Later, on the service's worker, the mapping
+ * QEMU really made is checked (size, page size, private, the very file),
+ * then state.bin is loaded with migrate-incoming over a passed fd.
+ *
+ * Everything in the snapshot is opened read-only; nothing is written.
+ */
+#include "restore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "relaunch.h"
+#include "snapdir.h"
+#include "util.h"
+
+#define RESTORE_FDNAME "vmsnap-restore"
+#define QMP_TIMEOUT_MS 30000u
+#define MIGRATION_TIMEOUT_MS 300000u
+
+/* QEMU's command line, from /proc/self/cmdline (NULL if unreadable). */
+static char **
+read_own_cmdline(void)
+{
+  g_autofree char *text = NULL;
+  gsize len = 0;
+
+  if (!g_file_get_contents("/proc/self/cmdline", &text, &len, NULL) || len == 0)
+    return NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+  for (gsize off = 0; off < len; off += strlen(text + off) + 1)
+    g_ptr_array_add(argv, g_strdup(text + off));
+  g_ptr_array_add(argv, NULL);
+  return (char **)g_ptr_array_free(g_steal_pointer(&argv), FALSE);
+}
+
+static gboolean
+same_file(const char *a, const char *b)
+{
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Checks the memory backend on QEMU's command line before QEMU maps it. A
+ * command line we cannot read or without a memory-backend-file is left to
+ * the mapping check of vms_restore_run(). */
+static gboolean
+check_cmdline_memory(VmsSnapshot *s, GError **error)
+{
+  g_auto(GStrv) argv = read_own_cmdline();
+  g_autofree char *mem_path = NULL;
+  g_autofree char *snap_mem = g_build_filename(s->path, vms_snapshot_memory_file(s), NULL);
+  guint64 size = 0;
+  gboolean share = FALSE;
+
+  if (argv == NULL ||
+      !vms_relaunch_find_memory((const char *const *)argv, &mem_path, &size, &share, NULL))
+    return TRUE;
+  if (!same_file(mem_path, snap_mem)) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
+                "memory: this VM maps %s, not the snapshot's memory %s (restore maps the "
+                "snapshot's memory.bin with share=off; `vmsnap restore` builds the command line)",
+                mem_path, snap_mem);
+    return FALSE;
+  }
+  if (size != s->manifest->memory_size_bytes) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
+                "snapshot memory size (%" G_GUINT64_FORMAT ") doesn't match this VM (%" G_GUINT64_FORMAT ")",
+                s->manifest->memory_size_bytes, size);
+    return FALSE;
+  }
+  if (share) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
+                "memory share=on: the snapshot's memory %s must be mapped with share=off (the "
+                "guest would change the snapshot)", snap_mem);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static VmsSnapshot *
+open_full_snapshot(const char *dir, GError **error)
+{
+  g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, error);
+
+  if (s == NULL)
+    return NULL;
+  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+                "kind: %s is a %s snapshot; restore needs a full one (flatten it first: "
+                "`vmsnap restore` does, or `vmsnap flatten`)",
+                dir, vms_manifest_kind_name(s->manifest->kind));
+    return NULL;
+  }
+  return g_steal_pointer(&s);
+}
+
+gboolean
+vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus, GError **error)
+{
+  g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
+
+  if (s == NULL)
+    return FALSE;
+  /* Memory size and page size are checked against the mapping later; here
+   * against the manifest itself, so the order of the other checks holds. */
+  if (!vms_manifest_validate(s->manifest, target_name, s->manifest->memory_size_bytes, smp_vcpus,
+                             s->manifest->page_size, error))
+    return FALSE;
+  if (!vms_snapshot_verify(s, error))
+    return FALSE;
+  return check_cmdline_memory(s, error);
+}
+
+/* The mapping QEMU made must be the snapshot's memory file, private, with
+ * the recorded size and page size. */
+static gboolean
+check_mapping(VmsSnapshot *s, const VmsMemInfo *mem, GError **error)
+{
+  const VmsManifest *m = s->manifest;
+  g_autofree char *snap_mem = g_build_filename(s->path, vms_snapshot_memory_file(s), NULL);
+  struct stat st;
+
+  if (!vms_manifest_validate(m, m->architecture, mem->size, m->vp_count, mem->page_size, error))
+    return FALSE;
+  if (stat(snap_mem, &st) < 0)
+    return vms_set_error_errno(error, errno, "failed to stat %s", snap_mem);
+  if (st.st_dev != mem->dev || st.st_ino != mem->ino) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
+                "memory: the guest memory is %s, not the snapshot's memory %s", mem->path, snap_mem);
+    return FALSE;
+  }
+  if (mem->shared) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
+                "memory share=on: the snapshot's memory %s is mapped shared; map it with share=off "
+                "(the guest would change the snapshot)", snap_mem);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* resume=off only holds if QEMU was told not to start the guest by itself
+ * when the incoming migration completes. */
+static gboolean
+check_autostart(gboolean resume, GError **error)
+{
+  g_auto(GStrv) argv = read_own_cmdline();
+
+  if (resume || argv == NULL || g_strv_contains((const char *const *)argv, "-S"))
+    return TRUE;
+  g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+              "resume=off needs QEMU's -S option (without it QEMU starts the guest as soon as "
+              "the state is loaded)");
+  return FALSE;
+}
+
+static gboolean
+qmp_do(VmsQmpClient *qmp, const char *command, JsonObject *args, int fd, GError **error)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, command, args, fd, QMP_TIMEOUT_MS, error);
+
+  if (ret == NULL) {
+    g_prefix_error(error, "QMP %s: ", command);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static JsonObject *
+capability(const char *name)
+{
+  JsonObject *c = json_object_new();
+  json_object_set_string_member(c, "capability", name);
+  json_object_set_boolean_member(c, "state", TRUE);
+  return c;
+}
+
+static gboolean
+match_migration_end(const char *event, JsonObject *data, gpointer user_data)
+{
+  const char *status = data != NULL ? json_object_get_string_member_with_default(data, "status", "") : "";
+  return g_str_equal(status, "completed") || g_str_equal(status, "failed") ||
+         g_str_equal(status, "cancelled");
+}
+
+/* Why the incoming migration failed, from query-migrate (best effort). */
+static char *
+migration_error(VmsQmpClient *qmp)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-migrate", NULL, -1, QMP_TIMEOUT_MS, NULL);
+
+  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT(ret))
+    return g_strdup("no reason given");
+  return g_strdup(json_object_get_string_member_with_default(json_node_get_object(ret), "error-desc",
+                                                             "no reason given"));
+}
+
+/* x-ignore-shared + events, getfd, migrate-incoming, wait for the end. */
+static gboolean
+load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
+{
+  g_autoptr(JsonObject) caps_args = json_object_new();
+  JsonArray *caps = json_array_new();
+  json_array_add_object_element(caps, capability("x-ignore-shared"));
+  json_array_add_object_element(caps, capability("events"));
+  json_object_set_array_member(caps_args, "capabilities", caps);
+  if (!qmp_do(qmp, "migrate-set-capabilities", caps_args, -1, error))
+    return FALSE;
+
+  vms_autofd fd = vms_snapshot_open_file(s, VMS_STATE_FILE, O_RDONLY, error);
+  if (fd < 0)
+    return FALSE;
+  g_autoptr(JsonObject) getfd_args = json_object_new();
+  json_object_set_string_member(getfd_args, "fdname", RESTORE_FDNAME);
+  if (!qmp_do(qmp, "getfd", getfd_args, fd, error))
+    return FALSE;
+
+  guint64 seq = vms_qmp_client_event_seq(qmp);
+  g_autoptr(JsonObject) in_args = json_object_new();
+  json_object_set_string_member(in_args, "uri", "fd:" RESTORE_FDNAME);
+  if (!qmp_do(qmp, "migrate-incoming", in_args, -1, error))
+    return FALSE;
+  g_autoptr(JsonObject) ev = vms_qmp_client_wait_event(qmp, seq, "MIGRATION", match_migration_end,
+                                                       NULL, MIGRATION_TIMEOUT_MS, error);
+  if (ev == NULL) {
+    g_prefix_error(error, "state: waiting for QEMU to load %s/%s: ", s->path, VMS_STATE_FILE);
+    return FALSE;
+  }
+  if (!g_str_equal(json_object_get_string_member_with_default(ev, "status", ""), "completed")) {
+    g_autofree char *why = migration_error(qmp);
+    g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "state: QEMU could not load %s/%s: %s",
+                s->path, VMS_STATE_FILE, why);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp, const VmsMemInfo *mem,
+                GError **error)
+{
+  g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
+
+  if (s == NULL || !check_mapping(s, mem, error) || !check_autostart(resume, error))
+    return FALSE;
+  /* Again, just before loading it: state.bin may have changed since install. */
+  if (!vms_snapshot_verify_state(s, error))
+    return FALSE;
+  if (!load_state(s, qmp, error))
+    return FALSE;
+  if (resume && !qmp_do(qmp, "cont", NULL, -1, error))
+    return FALSE;
+  return TRUE;
+}
