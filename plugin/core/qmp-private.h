@@ -14,4 +14,9 @@ JsonNode *vms_qmp_parse_object(const char *text, GError **error);
 /* @obj serialised on one line ending in "\r\n", as QEMU writes QMP. Caller frees. */
 char *vms_qmp_object_to_line(JsonObject *obj);
 
+/* @obj's member @name if it is an object (or array), else NULL — without
+ * json-glib's criticals for missing or mistyped members. Borrowed. */
+JsonObject *vms_json_get_object(JsonObject *obj, const char *name);
+JsonArray *vms_json_get_array(JsonObject *obj, const char *name);
+
 G_END_DECLS

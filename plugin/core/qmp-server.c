@@ -175,10 +175,9 @@ conn_capabilities(ServerConn *conn, JsonNode *id, JsonObject *args)
     conn_reply_error(conn, id, "Capabilities negotiation is already complete, command ignored");
     return;
   }
-  enable = args != NULL && json_object_has_member(args, "enable")
-               ? json_object_get_array_member(args, "enable")
-               : NULL;
-  if (enable != NULL && json_array_get_length(enable) > 0) {
+  enable = vms_json_get_array(args, "enable");
+  if ((enable != NULL && json_array_get_length(enable) > 0) ||
+      (json_object_has_member(args, "enable") && enable == NULL)) {
     conn_reply_error(conn, id, "Capability is not supported");
     return;
   }

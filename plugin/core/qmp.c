@@ -255,6 +255,22 @@ vms_qmp_parse_object(const char *text, GError **error)
   return json_node_ref(root);
 }
 
+JsonObject *
+vms_json_get_object(JsonObject *obj, const char *name)
+{
+  JsonNode *n = obj != NULL ? json_object_get_member(obj, name) : NULL;
+
+  return n != NULL && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+JsonArray *
+vms_json_get_array(JsonObject *obj, const char *name)
+{
+  JsonNode *n = obj != NULL ? json_object_get_member(obj, name) : NULL;
+
+  return n != NULL && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+}
+
 char *
 vms_qmp_object_to_line(JsonObject *obj)
 {
@@ -307,6 +323,14 @@ struct _VmsQmpClient {
   guint64 seq;
 };
 
+/* A pending slot holds NULL until its reply arrives. */
+static void
+reply_free(gpointer p)
+{
+  if (p != NULL)
+    json_node_unref(p);
+}
+
 VmsQmpClient *
 vms_qmp_client_new(const char *path, GMainContext *context, VmsQmpEventFunc on_event,
                    gpointer user_data)
@@ -323,8 +347,7 @@ vms_qmp_client_new(const char *path, GMainContext *context, VmsQmpEventFunc on_e
   g_cond_init(&c->cond);
   c->fd = -1;
   c->split = vms_json_splitter_new(CLIENT_MAX_MESSAGE);
-  c->replies = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                     (GDestroyNotify)json_node_unref);
+  c->replies = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, reply_free);
   g_queue_init(&c->events);
   return c;
 }
@@ -417,13 +440,13 @@ client_handshake(VmsQmpClient *c, gint64 deadline, GError **error)
 
   if (greeting == NULL)
     return FALSE;
-  qmp = json_object_get_object_member(json_node_get_object(greeting), "QMP");
+  qmp = vms_json_get_object(json_node_get_object(greeting), "QMP");
   if (qmp == NULL) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "%s sent no QMP greeting", c->path);
     return FALSE;
   }
-  if (json_object_has_member(qmp, "version"))
-    c->version = json_object_ref(json_object_get_object_member(qmp, "version"));
+  if (vms_json_get_object(qmp, "version") != NULL)
+    c->version = json_object_ref(vms_json_get_object(qmp, "version"));
   if (vms_write_full(c->fd, caps, sizeof(caps) - 1) < 0) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QEMU closed the QMP socket %s", c->path);
     return FALSE;
@@ -476,7 +499,7 @@ client_dispatch(VmsQmpClient *c, JsonObject *msg)
 {
   if (json_object_has_member(msg, "event")) {
     ClientEvent *e = g_new0(ClientEvent, 1);
-    JsonObject *data = json_object_get_object_member(msg, "data");
+    JsonObject *data = vms_json_get_object(msg, "data");
 
     e->name = g_strdup(json_object_get_string_member_with_default(msg, "event", ""));
     e->data = data != NULL ? json_object_ref(data) : json_object_new();
@@ -637,7 +660,7 @@ vms_qmp_client_execute(VmsQmpClient *c, const char *command, JsonObject *argumen
   obj = json_node_get_object(reply);
   if (json_object_has_member(obj, "return"))
     return json_node_copy(json_object_get_member(obj, "return"));
-  err = json_object_get_object_member(obj, "error");
+  err = vms_json_get_object(obj, "error");
   g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QMP %s: %s", command,
               err != NULL ? json_object_get_string_member_with_default(err, "desc", "error")
                           : "malformed reply");
