@@ -1,9 +1,148 @@
-/* vmsnap CLI: placeholder until its issue lands. */
+/* vmsnap CLI: `vmsnap save --control SOCK DIR [--memory M] [--then T] [--json]`.
+ *
+ * A QMP client of the plugin's control socket: sends snapshot-save and
+ * prints the result. On a terminal, VMSNAP_SNAPSHOT_PROGRESS events drive a
+ * progress line. The QMP client reads on its own thread (it needs a running
+ * GMainContext other than the one of the thread that waits for the reply).
+ */
 #include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <json-glib/json-glib.h>
+
+#include "qmp.h"
+
+/* A save of many GiB copies for a while; the plugin refuses nothing slowly. */
+#define SAVE_TIMEOUT_MS (60u * 60u * 1000u)
+#define CONNECT_TIMEOUT_MS 5000u
+
+typedef struct {
+  gboolean tty;
+  gboolean progress_shown;
+} SaveUi;
+
+static void
+on_event(const char *event, JsonObject *data, gpointer user_data)
+{
+  SaveUi *ui = user_data;
+  gint64 done, total;
+
+  if (!ui->tty || data == NULL || strcmp(event, "VMSNAP_SNAPSHOT_PROGRESS") != 0)
+    return;
+  done = json_object_get_int_member_with_default(data, "done", 0);
+  total = json_object_get_int_member_with_default(data, "total", 0);
+  fprintf(stderr, "\rsaving %s: %3d%% (%" G_GINT64_FORMAT " MiB of %" G_GINT64_FORMAT " MiB)",
+          json_object_get_string_member_with_default(data, "dir", "?"),
+          total > 0 ? (int)(done * 100 / total) : 100, done >> 20, total >> 20);
+  ui->progress_shown = TRUE;
+}
+
+static gpointer
+run_context(gpointer user_data)
+{
+  GMainLoop *loop = user_data;
+
+  g_main_context_push_thread_default(g_main_loop_get_context(loop));
+  g_main_loop_run(loop);
+  g_main_context_pop_thread_default(g_main_loop_get_context(loop));
+  return NULL;
+}
+
+static gboolean
+quit_loop(gpointer user_data)
+{
+  g_main_loop_quit(user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+print_result(JsonNode *ret, gboolean json)
+{
+  JsonObject *o = json_node_get_object(ret);
+
+  if (json) {
+    g_autofree char *text = json_to_string(ret, TRUE);
+    printf("%s\n", text);
+    return;
+  }
+  printf("snapshot saved in %s\n", json_object_get_string_member_with_default(o, "dir", "?"));
+  printf("  kind            %s\n", json_object_get_string_member_with_default(o, "kind", "?"));
+  printf("  memory capture  %s\n",
+         json_object_get_string_member_with_default(o, "memory-capture", "?"));
+  printf("  state           %" G_GINT64_FORMAT " bytes\n",
+         json_object_get_int_member_with_default(o, "state-bytes", 0));
+  printf("  memory written  %" G_GINT64_FORMAT " bytes\n",
+         json_object_get_int_member_with_default(o, "memory-bytes-written", 0));
+  printf("  downtime        %.1f ms\n",
+         json_object_get_double_member_with_default(o, "downtime-ms", 0));
+  printf("  total           %.1f ms\n", json_object_get_double_member_with_default(o, "total-ms", 0));
+}
+
+static JsonObject *
+save_arguments(const char *dir, const char *memory, const char *then)
+{
+  JsonObject *args = json_object_new();
+  g_autofree char *abs = g_canonicalize_filename(dir, NULL);
+
+  /* The plugin runs in QEMU's working directory, not ours. */
+  json_object_set_string_member(args, "dir", abs);
+  if (memory != NULL)
+    json_object_set_string_member(args, "memory", memory);
+  if (then != NULL)
+    json_object_set_string_member(args, "then", then);
+  return args;
+}
 
 int
 vms_cli_save(int argc, char **argv)
 {
-  return vms_cli_error("%s: not built yet", argv[0]);
-}
+  g_autofree char *control = NULL, *memory = NULL, *then = NULL;
+  gboolean json = FALSE;
+  const GOptionEntry entries[] = {
+    { "control", 'c', 0, G_OPTION_ARG_FILENAME, &control, "the plugin's control socket", "SOCK" },
+    { "memory", 'm', 0, G_OPTION_ARG_STRING, &memory, "link (default), copy or diff", "M" },
+    { "then", 't', 0, G_OPTION_ARG_STRING, &then, "pause (default), resume or quit", "T" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
+    { NULL },
+  };
+  g_autoptr(GMainContext) ctx = NULL;
+  g_autoptr(GMainLoop) loop = NULL;
+  g_autoptr(VmsQmpClient) client = NULL;
+  g_autoptr(JsonObject) args = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+  GThread *thread;
+  SaveUi ui = { .tty = isatty(STDERR_FILENO) };
 
+  if (!vms_cli_parse(&argc, &argv, entries, "DIR",
+                     "Ask a running VM's plugin (through its control socket) for a snapshot."))
+    return 1;
+  if (control == NULL)
+    return vms_cli_error("missing --control SOCK (the plugin's control= socket)");
+  if (argc != 2)
+    return vms_cli_error(argc < 2 ? "missing snapshot directory (see --help)"
+                                  : "too many arguments (see --help)");
+  ctx = g_main_context_new();
+  loop = g_main_loop_new(ctx, FALSE);
+  client = vms_qmp_client_new(control, ctx, on_event, &ui);
+  thread = g_thread_new("vmsnap-qmp", run_context, loop);
+  args = save_arguments(argv[1], memory, then);
+  if (vms_qmp_client_connect_sync(client, CONNECT_TIMEOUT_MS, &error))
+    ret = vms_qmp_client_execute(client, "snapshot-save", args, -1, SAVE_TIMEOUT_MS, &error);
+  /* Quit from inside the loop: a quit before it started would be lost. */
+  g_main_context_invoke(ctx, quit_loop, loop);
+  g_thread_join(thread);
+  if (ui.progress_shown)
+    fputc('\n', stderr);
+  if (ret == NULL) {
+    const char *msg = error->message;
+    /* The client prefixes the command; the plugin's message already names it. */
+    if (g_str_has_prefix(msg, "QMP snapshot-save: "))
+      msg += strlen("QMP snapshot-save: ");
+    return vms_cli_error("%s", msg);
+  }
+  print_result(ret, json);
+  return 0;
+}
