@@ -99,6 +99,19 @@ vms_manifest_encode(const VmsManifest *m)
   return g_bytes_new_take(buf, len);
 }
 
+/* Fields this vmsnap doesn't know (from a newer writer, or junk such as a
+ * known number with the wrong wire type) are dropped, not carried: protobuf-c
+ * would re-encode them verbatim, and a manifest we write must always decode. */
+static void
+drop_unknown_fields(ProtobufCMessage *msg)
+{
+  for (unsigned i = 0; i < msg->n_unknown_fields; i++)
+    g_free(msg->unknown_fields[i].data);
+  g_free(msg->unknown_fields);
+  msg->unknown_fields = NULL;
+  msg->n_unknown_fields = 0;
+}
+
 VmsManifest *
 vms_manifest_decode(const guint8 *data, gsize len, GError **error)
 {
@@ -123,6 +136,9 @@ vms_manifest_decode(const guint8 *data, gsize len, GError **error)
                 "(truncated or corrupt)", len);
     return NULL;
   }
+  drop_unknown_fields(&m->base);
+  if (m->created_at != NULL)
+    drop_unknown_fields(&m->created_at->base);
   if (!vms_manifest_check_complete(m, error))
     return NULL;
   return g_steal_pointer(&m);
