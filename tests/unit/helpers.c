@@ -67,7 +67,8 @@ vms_test_manifest_full(guint64 memory_size)
 {
   VmsManifest *m = vms_manifest_new();
   const guint8 zero[VMS_SHA256_LEN] = { 0 };
-  const char *const argv[] = { "qemu-system-x86_64", "-m", "1M", NULL };
+  g_autofree char *mem_arg = g_strdup_printf("%" G_GUINT64_FORMAT "K", memory_size >> 10);
+  const char *const argv[] = { "qemu-system-x86_64", "-m", mem_arg, NULL };
 
   m->memory_size_bytes = memory_size;
   m->vp_count = 2;

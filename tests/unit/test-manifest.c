@@ -61,7 +61,7 @@ test_round_trip(void)
   g_assert_cmpmem(back->state_sha256.data, back->state_sha256.len,
                   m->state_sha256.data, m->state_sha256.len);
   g_assert_cmpuint(back->n_qemu_argv, ==, 3);
-  g_assert_cmpstr(back->qemu_argv[2], ==, "1M");
+  g_assert_cmpstr(back->qemu_argv[2], ==, "65536K");
 }
 
 static void

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Build vmsnap and run every test suite (unit, fuzz, integration).
+#
+#   scripts/test.sh                 # build in ./build, run all suites
+#   BUILD_DIR=/tmp/b scripts/test.sh
+#   scripts/test.sh --suite unit    # extra arguments go to `meson test`
+#
+# Installs the dependencies first (scripts/setup.sh). Exit status is 0 only
+# if every test passed; with CI=true a skipped test fails the run too (CI
+# installs everything the tests need, so a skip there is a missing
+# dependency, never a pass). Ends with a line "N passed, N failed, N skipped".
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+cd "$root"
+
+"$root/scripts/setup.sh"
+
+if [ -d "$build/meson-private" ]; then
+  meson setup --reconfigure "$build" "$root"
+else
+  meson setup "$build" "$root"
+fi
+meson compile -C "$build"
+
+log="$build/meson-logs/testlog.json"
+rm -f "$log"
+status=0
+meson test -C "$build" --print-errorlogs "$@" || status=$?
+
+if [ ! -s "$log" ]; then
+  echo "test.sh: meson test wrote no results ($log)" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+# Count from meson's own record of each test, not from its console output.
+read -r passed failed skipped < <(python3 - "$log" <<'PY'
+import json, sys
+passed = failed = skipped = 0
+with open(sys.argv[1]) as f:
+    for line in f:
+        if not line.strip():
+            continue
+        result = json.loads(line)["result"]
+        if result in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif result == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+print(passed, failed, skipped)
+PY
+)
+
+if [ "$skipped" -gt 0 ]; then
+  echo "test.sh: $skipped test(s) skipped:" >&2
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    t = json.loads(l)
+    if t["result"] == "SKIP": print("  " + t["name"])' "$log" >&2
+  if [ "${CI:-}" = "true" ]; then
+    echo "test.sh: CI=true: a skipped test is a failure (install what it needs in scripts/setup.sh)" >&2
+    status=1
+  fi
+fi
+if [ "$passed" -eq 0 ]; then
+  echo "test.sh: no test passed" >&2
+  status=1
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+exit "$status"
