@@ -1,0 +1,533 @@
+/* Unit tests for qmp.c / qmp-server.c: framing, the control-socket server,
+ * the client (against a scripted fake QEMU), listening sockets. */
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "helpers.h"
+#include "qmp.h"
+
+/* ---- splitter ---- */
+
+static char *
+next_text(VmsJsonSplitter *s, gboolean *ret_error)
+{
+  g_autoptr(GError) error = NULL;
+  char *text = NULL;
+
+  *ret_error = FALSE;
+  if (!vms_json_splitter_next(s, &text, &error))
+    return NULL;
+  *ret_error = text == NULL;
+  return text;
+}
+
+static void
+test_splitter(void)
+{
+  g_autoptr(VmsJsonSplitter) s = vms_json_splitter_new(64);
+  g_autofree char *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+  gboolean err;
+  static const char in[] = "{\"a\": \"}{\\\"\"}  {\"b\": [1, {\"c\": 2}]}\n{\"part";
+
+  vms_json_splitter_feed(s, in, strlen(in));
+  a = next_text(s, &err);
+  g_assert_cmpstr(a, ==, "{\"a\": \"}{\\\"\"}");
+  b = next_text(s, &err);
+  g_assert_cmpstr(b, ==, "{\"b\": [1, {\"c\": 2}]}");
+  g_assert_null(next_text(s, &err));
+  g_assert_false(err);
+  vms_json_splitter_feed(s, "\": 1}", 5);
+  c = next_text(s, &err);
+  g_assert_cmpstr(c, ==, "{\"part\": 1}");
+  /* garbage is reported once, then the stream carries on */
+  vms_json_splitter_feed(s, "hello world {}", 14);
+  g_assert_null(next_text(s, &err));
+  g_assert_true(err);
+  g_assert_null(next_text(s, &err));
+  g_assert_true(err);
+  d = next_text(s, &err);
+  g_assert_cmpstr(d, ==, "{}");
+}
+
+static void
+test_splitter_oversized(void)
+{
+  g_autoptr(VmsJsonSplitter) s = vms_json_splitter_new(16);
+  g_autofree char *big = g_strnfill(100, 'x');
+  g_autofree char *msg = g_strdup_printf("{\"k\": \"%s\"} {\"ok\": 1}", big);
+  g_autofree char *next = NULL;
+  gboolean err;
+
+  /* fed byte by byte: the oversized value is refused once, then skipped */
+  for (const char *p = msg; *p != '\0'; p++)
+    vms_json_splitter_feed(s, p, 1);
+  g_assert_null(next_text(s, &err));
+  g_assert_true(err);
+  next = next_text(s, &err);
+  g_assert_cmpstr(next, ==, "{\"ok\": 1}");
+}
+
+/* ---- a service context on its own thread ---- */
+
+typedef struct {
+  char *dir;
+  char *path;
+  GMainContext *ctx;
+  GMainLoop *loop;
+  GThread *thread;
+  VmsQmpServer *server;
+  VmsQmpRequest *held;   /* a request the handler did not answer yet */
+  GMutex lock;
+} Fixture;
+
+static gpointer
+loop_thread(gpointer data)
+{
+  Fixture *f = data;
+
+  g_main_context_push_thread_default(f->ctx);
+  g_main_loop_run(f->loop);
+  g_main_context_pop_thread_default(f->ctx);
+  return NULL;
+}
+
+static void
+dispatch(VmsQmpRequest *req, const char *command, JsonObject *args, gpointer user_data)
+{
+  Fixture *f = user_data;
+
+  if (strcmp(command, "echo") == 0) {
+    JsonObject *ret = json_object_new();
+    json_object_set_string_member(ret, "said",
+                                  json_object_get_string_member_with_default(args, "text", ""));
+    vms_qmp_request_return(req, json_node_init_object(json_node_alloc(), ret));
+    json_object_unref(ret);
+  } else if (strcmp(command, "hold") == 0) {
+    g_mutex_lock(&f->lock);
+    f->held = req;
+    g_mutex_unlock(&f->lock);
+  } else {
+    vms_qmp_request_error(req, "The command %s has not been found", command);
+  }
+}
+
+static void
+fixture_setup(Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonObject) version = json_object_new();
+  g_autoptr(GError) error = NULL;
+
+  f->dir = vms_test_tmpdir(NULL);
+  f->path = g_build_filename(f->dir, "ctl.sock", NULL);
+  g_mutex_init(&f->lock);
+  f->ctx = g_main_context_new();
+  f->loop = g_main_loop_new(f->ctx, FALSE);
+  f->server = vms_qmp_server_new(f->path, f->ctx, version, dispatch, f, &error);
+  g_assert_no_error(error);
+  f->thread = g_thread_new("svc", loop_thread, f);
+}
+
+static gboolean
+quit_cb(gpointer data)
+{
+  g_main_loop_quit(data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+fixture_teardown(Fixture *f, gconstpointer data)
+{
+  g_main_context_invoke(f->ctx, quit_cb, f->loop);
+  g_thread_join(f->thread);
+  vms_qmp_server_free(f->server);
+  g_assert_false(g_file_test(f->path, G_FILE_TEST_EXISTS));
+  g_main_loop_unref(f->loop);
+  g_main_context_unref(f->ctx);
+  vms_test_rmtree(f->dir);
+  g_free(f->dir);
+  g_free(f->path);
+  g_mutex_clear(&f->lock);
+}
+
+/* A blocking raw client reading newline-terminated messages. */
+typedef struct {
+  int fd;
+  GString *buf;
+} Raw;
+
+static Raw *
+raw_connect(const char *path)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  Raw *r = g_new0(Raw, 1);
+  struct timeval tv = { .tv_sec = 10 };
+
+  g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+  r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  g_assert_cmpint(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+  setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  r->buf = g_string_new(NULL);
+  return r;
+}
+
+static void
+raw_free(Raw *r)
+{
+  close(r->fd);
+  g_string_free(r->buf, TRUE);
+  g_free(r);
+}
+
+static void
+raw_send(Raw *r, const char *text)
+{
+  g_assert_cmpint(write(r->fd, text, strlen(text)), ==, (gssize)strlen(text));
+}
+
+/* The next message as a JsonObject (caller unrefs). */
+static JsonObject *
+raw_read(Raw *r)
+{
+  for (;;) {
+    char *nl = strchr(r->buf->str, '\n');
+    char chunk[4096];
+    gssize n;
+
+    if (nl != NULL) {
+      g_autofree char *line = g_strndup(r->buf->str, (gsize)(nl - r->buf->str));
+      g_autoptr(JsonParser) p = json_parser_new();
+      g_string_erase(r->buf, 0, nl - r->buf->str + 1);
+      g_assert_true(json_parser_load_from_data(p, line, -1, NULL));
+      return json_object_ref(json_node_get_object(json_parser_get_root(p)));
+    }
+    n = read(r->fd, chunk, sizeof(chunk));
+    g_assert_cmpint(n, >, 0);
+    g_string_append_len(r->buf, chunk, n);
+  }
+}
+
+static const char *
+error_desc(JsonObject *msg)
+{
+  JsonObject *err = json_object_get_object_member(msg, "error");
+
+  g_assert_nonnull(err);
+  g_assert_cmpstr(json_object_get_string_member(err, "class"), ==, "GenericError");
+  return json_object_get_string_member(err, "desc");
+}
+
+static void
+test_server_protocol(Fixture *f, gconstpointer data)
+{
+  Raw *r = raw_connect(f->path);
+  g_autoptr(JsonObject) greeting = raw_read(r);
+  JsonObject *m;
+  struct stat st;
+
+  g_assert_cmpint(stat(f->path, &st), ==, 0);
+  g_assert_cmpint(st.st_mode & 0777, ==, 0600);
+  g_assert_true(json_object_has_member(greeting, "QMP"));
+  raw_send(r, "{\"execute\": \"echo\"}\n");
+  m = raw_read(r);
+  g_assert_nonnull(strstr(error_desc(m), "qmp_capabilities"));
+  json_object_unref(m);
+  raw_send(r, "{\"execute\": \"qmp_capabilities\"}");
+  m = raw_read(r);
+  g_assert_true(json_object_has_member(m, "return"));
+  json_object_unref(m);
+  /* malformed, not an object, unknown member, bad types, unknown command:
+   * each an error, the connection stays */
+  raw_send(r, "{\"execute\": }\n[1, 2]\n{\"execute\": \"echo\", \"bogus\": 1}\n"
+              "{\"execute\": 5}\n{\"execute\": \"echo\", \"arguments\": 3}\n"
+              "{\"execute\": \"nope\", \"id\": {\"n\": 7}}\n");
+  for (int i = 0; i < 6; i++) {
+    m = raw_read(r);
+    g_assert_nonnull(error_desc(m));
+    if (i == 5)
+      g_assert_cmpint(json_object_get_int_member(json_object_get_object_member(m, "id"), "n"),
+                      ==, 7);
+    json_object_unref(m);
+  }
+  raw_send(r, "{\"execute\": \"echo\", \"arguments\": {\"text\": \"hi\"}, \"id\": \"x1\"}");
+  m = raw_read(r);
+  g_assert_cmpstr(json_object_get_string_member(m, "id"), ==, "x1");
+  g_assert_cmpstr(json_object_get_string_member(json_object_get_object_member(m, "return"), "said"),
+                  ==, "hi");
+  json_object_unref(m);
+  raw_free(r);
+}
+
+static void
+test_server_events(Fixture *f, gconstpointer data)
+{
+  Raw *r = raw_connect(f->path);
+  Raw *unnegotiated = raw_connect(f->path);
+  JsonObject *m, *ev = json_object_new();
+
+  json_object_unref(raw_read(r));
+  json_object_unref(raw_read(unnegotiated));
+  raw_send(r, "{\"execute\": \"qmp_capabilities\"}");
+  json_object_unref(raw_read(r));
+  json_object_set_string_member(ev, "dir", "/x");
+  vms_qmp_server_emit(f->server, "VMSNAP_TEST", ev);
+  m = raw_read(r);
+  g_assert_cmpstr(json_object_get_string_member(m, "event"), ==, "VMSNAP_TEST");
+  g_assert_true(json_object_has_member(json_object_get_object_member(m, "timestamp"), "seconds"));
+  g_assert_true(
+      json_object_has_member(json_object_get_object_member(m, "timestamp"), "microseconds"));
+  json_object_unref(m);
+  /* the unnegotiated client got no event: its next message is this reply */
+  raw_send(unnegotiated, "{\"execute\": \"qmp_capabilities\"}");
+  m = raw_read(unnegotiated);
+  g_assert_true(json_object_has_member(m, "return"));
+  json_object_unref(m);
+  raw_free(r);
+  raw_free(unnegotiated);
+}
+
+/* A client that hangs up before its reply: the late reply is dropped and
+ * the server keeps serving others. */
+static void
+test_server_client_gone(Fixture *f, gconstpointer data)
+{
+  Raw *r = raw_connect(f->path);
+  Raw *other;
+  VmsQmpRequest *held = NULL;
+  JsonObject *m;
+
+  json_object_unref(raw_read(r));
+  raw_send(r, "{\"execute\": \"qmp_capabilities\"}{\"execute\": \"hold\"}");
+  json_object_unref(raw_read(r));
+  while (held == NULL) {
+    g_usleep(1000);
+    g_mutex_lock(&f->lock);
+    held = f->held;
+    g_mutex_unlock(&f->lock);
+  }
+  raw_free(r);
+  g_usleep(50 * 1000);
+  vms_qmp_request_return(held, NULL);
+  other = raw_connect(f->path);
+  json_object_unref(raw_read(other));
+  raw_send(other, "{\"execute\": \"qmp_capabilities\"}");
+  m = raw_read(other);
+  g_assert_true(json_object_has_member(m, "return"));
+  json_object_unref(m);
+  raw_free(other);
+}
+
+/* ---- listening sockets ---- */
+
+static void
+test_listen_files(void)
+{
+  g_autofree char *dir = vms_test_tmpdir(NULL);
+  g_autofree char *path = g_build_filename(dir, "s.sock", NULL);
+  g_autofree char *file = g_build_filename(dir, "regular", NULL);
+  g_autoptr(GError) error = NULL;
+  GSocket *a, *b;
+
+  a = vms_unix_listen(path, &error);
+  g_assert_no_error(error);
+  /* in use: refused */
+  g_assert_null(vms_unix_listen(path, &error));
+  g_assert_error(error, VMS_ERROR, VMS_ERROR_BUSY);
+  g_clear_error(&error);
+  /* stale (nobody listens): replaced */
+  g_socket_close(a, NULL);
+  g_object_unref(a);
+  g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+  b = vms_unix_listen(path, &error);
+  g_assert_no_error(error);
+  g_object_unref(b);
+  /* any other file: refused, untouched */
+  vms_test_write_pattern(file, 10, 3);
+  g_assert_null(vms_unix_listen(file, &error));
+  g_assert_error(error, VMS_ERROR, VMS_ERROR_EXISTS);
+  g_assert_true(g_file_test(file, G_FILE_TEST_IS_REGULAR));
+  vms_test_rmtree(dir);
+}
+
+/* ---- the client, against a scripted fake QEMU ---- */
+
+typedef struct {
+  int listen_fd;
+  int received_fd;     /* the fd passed with getfd */
+  char received_byte;
+} FakeQemu;
+
+/* Reads one newline-less QMP request (up to the closing brace), collecting
+ * an SCM_RIGHTS fd if one comes along. */
+static JsonObject *
+fake_read(int fd, FakeQemu *q)
+{
+  g_autoptr(VmsJsonSplitter) s = vms_json_splitter_new(65536);
+
+  for (;;) {
+    g_autofree char *text = NULL;
+    char buf[4096];
+    union {
+      char b[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr a;
+    } u;
+    struct iovec iov = { buf, 1 }; /* byte by byte: never read past one message */
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
+                          .msg_controllen = sizeof(u.b) };
+    ssize_t n;
+
+    if (vms_json_splitter_next(s, &text, NULL) && text != NULL) {
+      g_autoptr(JsonParser) p = json_parser_new();
+      g_assert_true(json_parser_load_from_data(p, text, -1, NULL));
+      return json_object_ref(json_node_get_object(json_parser_get_root(p)));
+    }
+    n = recvmsg(fd, &msg, 0);
+    if (n <= 0)
+      return NULL;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_type == SCM_RIGHTS)
+        memcpy(&q->received_fd, CMSG_DATA(c), sizeof(int));
+    vms_json_splitter_feed(s, buf, (gsize)n);
+  }
+}
+
+static void
+fake_write(int fd, const char *text)
+{
+  g_assert_cmpint(write(fd, text, strlen(text)), ==, (gssize)strlen(text));
+}
+
+static gpointer
+fake_qemu_thread(gpointer data)
+{
+  FakeQemu *q = data;
+  int fd = accept4(q->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  JsonObject *m;
+
+  fake_write(fd, "{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7}}, \"capabilities\": []}}\r\n");
+  while ((m = fake_read(fd, q)) != NULL) {
+    const char *cmd = json_object_get_string_member(m, "execute");
+    const char *id = json_object_get_string_member_with_default(m, "id", "");
+    g_autofree char *reply = NULL;
+
+    if (strcmp(cmd, "getfd") == 0 && q->received_fd >= 0)
+      g_assert_cmpint(pread(q->received_fd, &q->received_byte, 1, 0), ==, 1);
+    if (strcmp(cmd, "migrate") == 0) {
+      /* an event before the reply, one after: both must be seen */
+      fake_write(fd, "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"setup\"}}\r\n");
+      reply = g_strdup_printf("{\"return\": {}, \"id\": \"%s\"}\r\n"
+                              "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}\r\n",
+                              id);
+    } else if (strcmp(cmd, "bad") == 0) {
+      reply = g_strdup_printf("{\"error\": {\"class\": \"GenericError\", \"desc\": \"no way\"}, "
+                              "\"id\": \"%s\"}\r\n", id);
+    } else if (strcmp(cmd, "qmp_capabilities") == 0) {
+      reply = g_strdup("{\"return\": {}}\r\n");
+    } else {
+      reply = g_strdup_printf("{\"return\": {\"cmd\": \"%s\"}, \"id\": \"%s\"}\r\n", cmd, id);
+    }
+    fake_write(fd, reply);
+    json_object_unref(m);
+  }
+  close(fd);
+  return NULL;
+}
+
+static gboolean
+is_completed(const char *event, JsonObject *data, gpointer user_data)
+{
+  return g_strcmp0(json_object_get_string_member_with_default(data, "status", ""), "completed") == 0;
+}
+
+static void
+test_client(void)
+{
+  g_autofree char *dir = vms_test_tmpdir(NULL);
+  g_autofree char *path = g_build_filename(dir, "qemu.sock", NULL);
+  g_autofree char *file = g_build_filename(dir, "passed", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GMainContext) ctx = g_main_context_new();
+  g_autoptr(GMainLoop) loop = g_main_loop_new(ctx, FALSE);
+  g_autoptr(GSocket) listener = NULL;
+  FakeQemu q = { .received_fd = -1 };
+  g_autoptr(VmsQmpClient) c = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(JsonObject) ev = NULL;
+  GThread *fake, *svc;
+  guint64 seq;
+  int fd;
+
+  c = vms_qmp_client_new(path, ctx, NULL, NULL);
+  /* nobody listens yet: the connect gives up after its timeout */
+  g_assert_false(vms_qmp_client_connect_sync(c, 50, &error));
+  g_clear_error(&error);
+  listener = vms_unix_listen(path, &error);
+  g_assert_no_error(error);
+  q.listen_fd = g_socket_get_fd(listener);
+  fake = g_thread_new("fake-qemu", fake_qemu_thread, &q);
+  svc = g_thread_new("svc", (GThreadFunc)g_main_loop_run, loop);
+  g_assert_true(vms_qmp_client_connect_sync(c, 5000, &error));
+  g_assert_no_error(error);
+  g_assert_nonnull(vms_qmp_client_get_version(c));
+
+  vms_test_write_pattern(file, 16, 9);
+  fd = open(file, O_RDONLY | O_CLOEXEC);
+  ret = vms_qmp_client_execute(c, "getfd", NULL, fd, 5000, &error);
+  g_assert_no_error(error);
+  close(fd);
+  g_assert_cmpint(q.received_fd, >=, 0);
+  {
+    g_autoptr(GBytes) content = vms_test_read_file(file);
+    g_assert_cmpint(q.received_byte, ==, ((const char *)g_bytes_get_data(content, NULL))[0]);
+  }
+  g_clear_pointer(&ret, json_node_unref);
+
+  g_assert_null(vms_qmp_client_execute(c, "bad", NULL, -1, 5000, &error));
+  g_assert_error(error, VMS_ERROR, VMS_ERROR_QMP);
+  g_assert_nonnull(strstr(error->message, "no way"));
+  g_clear_error(&error);
+
+  seq = vms_qmp_client_event_seq(c);
+  ret = vms_qmp_client_execute(c, "migrate", NULL, -1, 5000, &error);
+  g_assert_no_error(error);
+  ev = vms_qmp_client_wait_event(c, seq, "MIGRATION", is_completed, NULL, 5000, &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(json_object_get_string_member(ev, "status"), ==, "completed");
+  /* nothing newer: times out */
+  g_assert_null(vms_qmp_client_wait_event(c, vms_qmp_client_event_seq(c), "MIGRATION", NULL,
+                                          NULL, 50, &error));
+  g_clear_error(&error);
+
+  g_socket_close(listener, NULL);
+  g_main_context_invoke(ctx, quit_cb, loop);
+  g_thread_join(svc);
+  g_clear_pointer(&c, vms_qmp_client_free); /* closes the connection: the fake exits */
+  g_thread_join(fake);
+  if (q.received_fd >= 0)
+    close(q.received_fd);
+  vms_test_rmtree(dir);
+}
+
+int
+main(int argc, char **argv)
+{
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/qmp/splitter", test_splitter);
+  g_test_add_func("/qmp/splitter-oversized", test_splitter_oversized);
+  g_test_add("/qmp/server/protocol", Fixture, NULL, fixture_setup, test_server_protocol,
+             fixture_teardown);
+  g_test_add("/qmp/server/events", Fixture, NULL, fixture_setup, test_server_events,
+             fixture_teardown);
+  g_test_add("/qmp/server/client-gone", Fixture, NULL, fixture_setup, test_server_client_gone,
+             fixture_teardown);
+  g_test_add_func("/qmp/listen", test_listen_files);
+  g_test_add_func("/qmp/client", test_client);
+  return g_test_run();
+}
