@@ -1,9 +1,201 @@
-/* vmsnap CLI: placeholder until its issue lands. */
+/* vmsnap CLI: `vmsnap restore DIR [--dry-run] [--flatten-to DIR2]
+ * [--runtime-dir RDIR] [--plugin PATH] [-- EXTRA QEMU ARGS]`.
+ *
+ * Starts QEMU from the command line recorded in the manifest, rewritten by
+ * relaunch.h (the snapshot's memory mapped share=off, -S -incoming defer,
+ * restore=DIR, sockets in a runtime dir of their own), by exec: the QEMU
+ * process takes this process's place, so a supervisor sees QEMU itself.
+ * A diff snapshot is flattened first (doc/restore.md). */
 #include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "error.h"
+#include "relaunch.h"
+#include "snapdir.h"
+
+/* DIR.flat beside DIR (DIR without a trailing slash). */
+static char *
+default_flat_dir(const char *dir)
+{
+  g_autofree char *abs = g_canonicalize_filename(dir, NULL);
+  return g_strconcat(abs, ".flat", NULL);
+}
+
+/* TRUE if @flat_dir already holds the flattening of @diff: flatten copies
+ * the diff's manifest, so created_at and state_sha256 identify it. */
+static gboolean
+flat_is_current(VmsSnapshot *diff, const char *flat_dir)
+{
+  g_autoptr(VmsSnapshot) flat = vms_snapshot_open(flat_dir, NULL);
+  const VmsManifest *a = diff->manifest;
+
+  if (flat == NULL || flat->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL)
+    return FALSE;
+  const VmsManifest *b = flat->manifest;
+  return a->created_at != NULL && b->created_at != NULL &&
+         a->created_at->seconds == b->created_at->seconds &&
+         a->created_at->nanos == b->created_at->nanos && a->state_sha256.len == b->state_sha256.len &&
+         memcmp(a->state_sha256.data, b->state_sha256.data, a->state_sha256.len) == 0;
+}
+
+/* The FULL snapshot to restore: @dir itself, or its flattening (made now
+ * unless @dry_run or already there). Returns the directory (caller frees). */
+static char *
+full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, GError **error)
+{
+  g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, error);
+
+  if (s == NULL)
+    return NULL;
+  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
+    return g_strdup(dir);
+  g_autofree char *flat = flatten_to != NULL ? g_strdup(flatten_to) : default_flat_dir(dir);
+  if (flat_is_current(s, flat)) {
+    fprintf(stderr, "vmsnap: %s is a diff snapshot; using its flattening %s\n", dir, flat);
+  } else if (dry_run) {
+    fprintf(stderr, "vmsnap: %s is a diff snapshot; would flatten it into %s\n", dir, flat);
+  } else {
+    fprintf(stderr, "vmsnap: %s is a diff snapshot; flattening it into %s\n", dir, flat);
+    if (!vms_chain_flatten(dir, flat, NULL, error))
+      return NULL;
+  }
+  return g_steal_pointer(&flat);
+}
+
+/* --runtime-dir, or a new private directory (not created by a dry run). */
+static char *
+runtime_dir(const char *given, const VmsManifest *m, gboolean dry_run, GError **error)
+{
+  const char *base = g_getenv("XDG_RUNTIME_DIR");
+
+  if (given != NULL) {
+    if (!g_file_test(given, G_FILE_TEST_IS_DIR)) {
+      g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT, "--runtime-dir %s is not a directory", given);
+      return NULL;
+    }
+    return g_canonicalize_filename(given, NULL);
+  }
+  if (base == NULL || !g_file_test(base, G_FILE_TEST_IS_DIR))
+    base = g_get_tmp_dir();
+  if (dry_run)
+    return g_strdup_printf("%s/vmsnap-restore-%.8s-XXXXXX", base, m->id != NULL ? m->id : "");
+  g_autofree char *tmpl = g_strdup_printf("%s/vmsnap-restore-%.8s-XXXXXX", base,
+                                          m->id != NULL ? m->id : "");
+  if (g_mkdtemp_full(tmpl, 0700) == NULL) {
+    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "failed to create %s: %s",
+                tmpl, g_strerror(errno));
+    return NULL;
+  }
+  return g_steal_pointer(&tmpl);
+}
+
+static void
+print_command(char **argv)
+{
+  for (guint i = 0; argv[i] != NULL; i++) {
+    g_autofree char *q = g_shell_quote(argv[i]);
+    /* Plain words stay unquoted so the line reads like a command line. */
+    gboolean plain = strspn(argv[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789-_=,.:/@+%") == strlen(argv[i]) && argv[i][0];
+    printf("%s%s", i > 0 ? " " : "", plain ? argv[i] : q);
+  }
+  printf("\n");
+}
+
+/* Splits off what follows "--": QEMU arguments appended as given. */
+static char **
+take_extra_args(int *argc, char **argv)
+{
+  for (int i = 1; i < *argc; i++) {
+    if (strcmp(argv[i], "--") == 0) {
+      char **extra = g_strdupv(argv + i + 1);
+      argv[i] = NULL;
+      *argc = i;
+      return extra;
+    }
+  }
+  return g_new0(char *, 1);
+}
+
+/* The rewritten command line from @s's manifest, restoring @target (@s
+ * itself, or the flattening of @s that a dry run did not make). */
+static char **
+restore_argv(VmsSnapshot *s, const char *target, const char *rdir, const char *plugin,
+             char **extra, GError **error)
+{
+  const char *dir = s->path;
+
+  if (!vms_snapshot_verify(s, error))
+    return NULL;
+  if (s->manifest->n_qemu_argv == 0) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
+                "qemu_argv: %s records no QEMU command line to restore with", dir);
+    return NULL;
+  }
+  g_autofree char **argv = g_new0(char *, s->manifest->n_qemu_argv + 1);
+  memcpy(argv, s->manifest->qemu_argv, s->manifest->n_qemu_argv * sizeof(char *));
+  VmsRelaunchOptions opts = {
+    .snapshot_dir = target,
+    .runtime_dir = rdir,
+    .plugin_path = plugin,
+    .extra_args = (const char *const *)extra,
+  };
+  return vms_relaunch_argv((const char *const *)argv, &opts, error);
+}
 
 int
 vms_cli_restore(int argc, char **argv)
 {
-  return vms_cli_error("%s: not built yet", argv[0]);
-}
+  g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL;
+  gboolean dry_run = FALSE;
+  const GOptionEntry entries[] = {
+    { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "print the QEMU command line, run nothing", NULL },
+    { "flatten-to", 0, 0, G_OPTION_ARG_FILENAME, &flatten_to,
+      "where a diff snapshot is flattened (default: DIR.flat beside it)", "DIR2" },
+    { "runtime-dir", 0, 0, G_OPTION_ARG_FILENAME, &rdir_opt,
+      "put the clone's sockets and chardev files here (default: a new directory)", "RDIR" },
+    { "plugin", 0, 0, G_OPTION_ARG_FILENAME, &plugin,
+      "load this libvmsnap.so instead of the recorded one", "PATH" },
+    { NULL },
+  };
+  g_auto(GStrv) extra = take_extra_args(&argc, argv);
+  g_autoptr(GError) error = NULL;
 
+  if (!vms_cli_parse(&argc, &argv, entries, "DIR [-- EXTRA QEMU ARGS]",
+                     "Start QEMU from snapshot DIR with the command line recorded in its\n"
+                     "manifest: memory mapped copy-on-write (share=off) from DIR/memory.bin,\n"
+                     "-S -incoming defer, the plugin in restore mode, sockets in a runtime\n"
+                     "directory of their own so the clone runs beside the original.\n"
+                     "A diff snapshot is flattened first."))
+    return 1;
+  if (argc != 2)
+    return vms_cli_error(argc < 2 ? "missing DIR (see --help)" : "too many arguments (see --help)");
+
+  g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, &error);
+  if (full == NULL)
+    return vms_cli_error("%s", error->message);
+  g_autoptr(VmsSnapshot) s = dry_run && !g_file_test(full, G_FILE_TEST_IS_DIR)
+                                 ? vms_snapshot_open(argv[1], &error)
+                                 : vms_snapshot_open(full, &error);
+  if (s == NULL)
+    return vms_cli_error("%s", error->message);
+  g_autofree char *rdir = runtime_dir(rdir_opt, s->manifest, dry_run, &error);
+  if (rdir == NULL)
+    return vms_cli_error("%s", error->message);
+  g_auto(GStrv) qemu = restore_argv(s, full, rdir, plugin, extra, &error);
+  if (qemu == NULL)
+    return vms_cli_error("%s", error->message);
+  if (dry_run) {
+    print_command(qemu);
+    return 0;
+  }
+  fprintf(stderr, "vmsnap: restoring %s; sockets in %s\n", full, rdir);
+  fflush(stderr);
+  execvp(qemu[0], qemu);
+  return vms_cli_error("failed to run %s: %s", qemu[0], g_strerror(errno));
+}

@@ -1,6 +1,7 @@
 /* vmsnap core: rewriting a saved QEMU command line for a restore (relaunch.h). */
 #include "relaunch.h"
 
+#include <errno.h>
 #include <string.h>
 #include <json-glib/json-glib.h>
 
@@ -129,7 +130,10 @@ vms_qemu_parse_size(const char *text, guint64 default_unit, guint64 *ret_bytes, 
 
   if (text == NULL || !g_ascii_isdigit(text[0]) || default_unit == 0)
     return bad_size(text, error);
+  errno = 0;
   guint64 n = g_ascii_strtoull(text, &end, 10);
+  if (errno == ERANGE)
+    return bad_size(text, error);
   if (*end != '\0') {
     unit = suffix_unit(*end);
     if (unit == 0)
