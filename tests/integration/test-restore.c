@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "manifest.h"
@@ -247,6 +248,111 @@ test_copy_restore(Fixture *f, gconstpointer data)
   g_assert_cmpstr(after, ==, before);
 }
 
+/* ---- vmsnap restore ---- */
+
+static int
+run_cli(const char *const *args, char **ret_out, char **ret_err)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new();
+  int status = -1;
+
+  g_ptr_array_add(argv, (gpointer)vms_test_cli());
+  for (gsize i = 0; args[i] != NULL; i++)
+    g_ptr_array_add(argv, (gpointer)args[i]);
+  g_ptr_array_add(argv, NULL);
+  g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, ret_out,
+                             ret_err, &status, &error));
+  g_assert_no_error(error);
+  return g_spawn_check_wait_status(status, NULL) ? 0 : WEXITSTATUS(status);
+}
+
+static void
+test_cli_dry_run(Fixture *f, gconstpointer data)
+{
+  const char *snap = base_snapshot();
+  g_autofree char *before = digest(snap);
+  g_autofree char *rdir = g_build_filename(f->dir, "run", NULL);
+  g_autofree char *out = NULL, *err = NULL;
+
+  g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
+  const char *const args[] = { "restore", snap, "--dry-run", "--runtime-dir", rdir, "--", "-name", "dry", NULL };
+  g_assert_cmpint(run_cli(args, &out, &err), ==, 0);
+  g_test_message("dry run: %s", out);
+  g_autofree char *mem = g_strdup_printf("mem-path=%s/memory.bin,share=off", snap);
+  g_autofree char *restore = g_strdup_printf("restore=%s", snap);
+  g_autofree char *qmp = g_strdup_printf("qmp=%s/plugin-qmp.sock", rdir);
+  g_autofree char *test_qmp = g_strdup_printf("unix:%s/test-qmp.sock", rdir);
+  const char *const want[] = { mem, restore, qmp, test_qmp, " -S ", " -incoming defer ", " -name dry\n" };
+  for (gsize i = 0; i < G_N_ELEMENTS(want); i++) {
+    if (strstr(out, want[i]) == NULL)
+      g_error("dry run lacks \"%s\": %s", want[i], out);
+  }
+  g_assert_null(strstr(out, "/src/"));   /* no path of the original VM's left */
+  g_assert_null(strstr(out, "share=on"));
+  g_autoptr(GDir) d = g_dir_open(rdir, 0, NULL);
+  g_assert_null(g_dir_read_name(d)); /* a dry run starts nothing */
+  g_autofree char *after = digest(snap);
+  g_assert_cmpstr(after, ==, before);
+
+  /* An incomplete directory and a missing DIR are refused the CLI way. */
+  g_autofree char *out2 = NULL, *err2 = NULL, *out3 = NULL, *err3 = NULL;
+  const char *const incomplete[] = { "restore", rdir, "--dry-run", NULL };
+  g_assert_cmpint(run_cli(incomplete, &out2, &err2), ==, 1);
+  g_assert_true(g_str_has_prefix(err2, "vmsnap: error: "));
+  g_assert_nonnull(strstr(err2, "incomplete"));
+  const char *const missing[] = { "restore", NULL };
+  g_assert_cmpint(run_cli(missing, &out3, &err3), ==, 1);
+  g_assert_nonnull(strstr(err3, "missing DIR"));
+}
+
+/* The fork workflow: the original keeps running after a copy save, and
+ * `vmsnap restore` starts a clone of it beside it. */
+static void
+test_cli_clone(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *src_dir = g_build_filename(f->dir, "src", NULL);
+  g_autofree char *snap = g_build_filename(f->dir, "snap", NULL);
+  g_autofree char *rdir = g_build_filename(f->dir, "clone", NULL);
+  guint64 c_src = 0;
+
+  g_assert_cmpint(g_mkdir_with_parents(src_dir, 0700), ==, 0);
+  g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
+  VmsVm *src = f->vms[0] = vms_vm_new(src_dir);
+  g_assert_true(vms_vm_start(src, &error));
+  g_assert_no_error(error);
+  g_assert_true(vms_vm_wait_ready(src, VMS_TEST_TIMEOUT_MS, &error));
+  g_autofree char *w = vms_vm_guest_command(src, "W 100 8 90", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_cmpstr(w, ==, "ok W 100 8 90");
+  g_autoptr(JsonObject) ret = save(src, snap, "copy", "resume");
+  g_autofree char *mem = g_build_filename(snap, "memory.bin", NULL);
+  guint64 counter = file_u64(mem, VMS_GUEST_COUNTER_ADDR);
+  guint64 boot_id = file_u64(mem, VMS_GUEST_STATE_ADDR + G_STRUCT_OFFSET(VmsGuestState, boot_id));
+  g_autofree char *before = digest(snap);
+
+  VmsVm *clone = f->vms[1] = vms_vm_new(rdir);
+  const char *const argv[] = { vms_test_cli(), "restore", snap, "--runtime-dir", rdir, NULL };
+  g_assert_true(vms_vm_spawn(clone, argv, &error));
+  g_assert_no_error(error);
+  g_assert_true(vms_vm_connect(clone, VMS_TEST_TIMEOUT_MS, &error));
+  g_assert_no_error(error);
+  assert_continues(clone, counter, boot_id);
+
+  /* Both run, each on its own. */
+  g_assert_true(vms_vm_read_counter(src, &c_src, &error));
+  g_assert_true(vms_vm_wait_counter_above(src, c_src + 1000000, VMS_TEST_TIMEOUT_MS, &error));
+  g_assert_no_error(error);
+  g_autofree char *a = vms_vm_guest_command(clone, "W 0 4 1", VMS_TEST_TIMEOUT_MS, &error);
+  g_autofree char *b = vms_vm_guest_command(src, "W 0 4 2", VMS_TEST_TIMEOUT_MS, &error);
+  g_autofree char *ca = vms_vm_guest_command(clone, "C 0 4 1", VMS_TEST_TIMEOUT_MS, &error);
+  g_autofree char *cb = vms_vm_guest_command(src, "C 0 4 2", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_cmpstr(ca, ==, "ok C 0 4 1");
+  g_assert_cmpstr(cb, ==, "ok C 0 4 2");
+  g_autofree char *after = digest(snap);
+  g_assert_cmpstr(after, ==, before);
+}
+
 /* ---- mismatches ---- */
 
 static void
@@ -392,6 +498,8 @@ main(int argc, char **argv)
   g_test_add("/restore/link-continues", Fixture, NULL, setup, test_link_continues, teardown);
   g_test_add("/restore/three-clones", Fixture, NULL, setup, test_three_clones, teardown);
   g_test_add("/restore/copy", Fixture, NULL, setup, test_copy_restore, teardown);
+  g_test_add("/restore/cli/dry-run", Fixture, NULL, setup, test_cli_dry_run, teardown);
+  g_test_add("/restore/cli/clone", Fixture, NULL, setup, test_cli_clone, teardown);
   for (gsize i = 0; i < G_N_ELEMENTS(mismatches); i++) {
     g_autofree char *path = g_strdup_printf("/restore/mismatch/%s", mismatches[i].name);
     g_test_add(path, Fixture, &mismatches[i], setup, test_mismatch, teardown);
