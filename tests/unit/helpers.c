@@ -5,8 +5,10 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "extents.h"
 #include "snapdir.h"
 #include "util.h"
 
@@ -110,6 +112,77 @@ vms_test_make_full_snapshot(const char *dir, const char *memory_path, guint64 me
   m->state_size = size;
   g_assert_true(vms_snap_writer_link_memory(w, memory_path, &error));
   g_assert_no_error(error);
+  g_assert_true(vms_snap_writer_commit(w, m, &error));
+  g_assert_no_error(error);
+  return g_steal_pointer(&m);
+}
+
+/* Stages @name with @len bytes of @data, finishes it, returns its SHA-256. */
+static void
+stage_file(VmsSnapWriter *w, const char *name, const void *data, gsize len,
+           guint8 ret_sha256[32], guint64 *ret_size)
+{
+  g_autoptr(GError) error = NULL;
+  vms_autofd fd = vms_snap_writer_stage(w, name, &error);
+
+  g_assert_no_error(error);
+  g_assert_cmpint(vms_pwrite_full(fd, data, len, 0), ==, 0);
+  g_assert_true(vms_snap_writer_finish(w, name, ret_sha256, ret_size, &error));
+  g_assert_no_error(error);
+}
+
+static void
+write_diff_data(VmsSnapWriter *w, const GArray *list, guint64 memory_size, guint8 ret_sha256[32])
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+  vms_autofd fd = vms_snap_writer_stage(w, VMS_DIFF_FILE, &error);
+  guint8 page[4096];
+  gsize len = 32;
+
+  g_assert_no_error(error);
+  g_assert_cmpint(ftruncate(fd, (off_t)memory_size), ==, 0);
+  for (guint i = 0; i < list->len; i++) {
+    memset(page, 0x30 + i, sizeof page);
+    g_assert_cmpint(vms_pwrite_full(fd, page, sizeof page,
+                                    g_array_index(list, VmsExtent, i).offset), ==, 0);
+    g_checksum_update(sum, page, sizeof page);
+  }
+  g_checksum_get_digest(sum, ret_sha256, &len);
+  g_assert_true(vms_snap_writer_finish(w, VMS_DIFF_FILE, NULL, NULL, &error));
+  g_assert_no_error(error);
+}
+
+VmsManifest *
+vms_test_make_diff_snapshot(const char *dir, const char *parent, const guint8 parent_sha256[32],
+                            guint64 memory_size)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(dir, &error);
+  g_autoptr(VmsManifest) m = vms_test_manifest_full(memory_size);
+  g_autoptr(GArray) list = vms_extents_new();
+  guint8 data_sha[32], map_sha[32], state_sha[32];
+  vms_autofd map = -1;
+
+  g_assert_no_error(error);
+  g_assert_cmpuint(memory_size, >=, 2 * VMS_TEST_DIFF_DATA_OFFSET);
+  vms_extents_append(list, 4096, 4096);
+  vms_extents_append(list, VMS_TEST_DIFF_DATA_OFFSET, 4096);
+  write_diff_data(w, list, memory_size, data_sha);
+  map = vms_snap_writer_stage(w, VMS_MAP_FILE, &error);
+  g_assert_true(vms_pagemap_file_write(map, list, 4096, memory_size, map_sha, &error));
+  g_assert_no_error(error);
+  g_assert_true(vms_snap_writer_finish(w, VMS_MAP_FILE, NULL, NULL, &error));
+  stage_file(w, VMS_STATE_FILE, "diff state", 10, state_sha, &m->state_size);
+  vms_manifest_set_bytes(&m->state_sha256, state_sha, 32);
+  m->kind = VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF;
+  m->memory_capture = VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_DIFF;
+  vms_manifest_set_string(&m->parent, parent);
+  vms_manifest_set_bytes(&m->parent_manifest_sha256, parent_sha256, 32);
+  vms_manifest_set_bytes(&m->page_map_sha256, map_sha, 32);
+  vms_manifest_set_bytes(&m->diff_data_sha256, data_sha, 32);
+  m->diff_data_bytes = vms_extents_total(list);
+  m->diff_extents = list->len;
   g_assert_true(vms_snap_writer_commit(w, m, &error));
   g_assert_no_error(error);
   return g_steal_pointer(&m);

@@ -31,4 +31,12 @@ VmsManifest *vms_test_manifest_full(guint64 memory_size);
 VmsManifest *vms_test_make_full_snapshot(const char *dir, const char *memory_path,
                                          guint64 memory_size, gsize state_len);
 
+/* Writes a committed DIFF snapshot to @dir: memory.diff of @memory_size
+ * bytes (>= 128 KiB) with two 4 KiB pages of data, the second at
+ * VMS_TEST_DIFF_DATA_OFFSET, its memory.map, a small state.bin, and
+ * parent/@parent_sha256 as given. Returns the manifest that was committed. */
+#define VMS_TEST_DIFF_DATA_OFFSET 65536u
+VmsManifest *vms_test_make_diff_snapshot(const char *dir, const char *parent,
+                                         const guint8 parent_sha256[32], guint64 memory_size);
+
 G_END_DECLS

@@ -154,6 +154,32 @@ test_incomplete(Fixture *f, gconstpointer data)
   expect_failure(&verify, "incomplete");
 }
 
+/* verify of a DIFF walks its parent chain (vms_chain_verify): a good chain
+ * passes, a missing parent is named. */
+static void
+test_verify_diff_chain(Fixture *f, gconstpointer data)
+{
+  g_autofree char *diff = g_build_filename(f->tmp, "diff", NULL);
+  g_autofree char *base_manifest = g_build_filename(f->snap, VMS_MANIFEST_FILE, NULL);
+  g_autoptr(GBytes) bytes = vms_test_read_file(base_manifest);
+  g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+  g_autoptr(VmsManifest) m = NULL;
+  g_auto(Run) ok = { 0 };
+  g_auto(Run) missing = { 0 };
+  guint8 sha[32];
+  gsize len = sizeof sha;
+
+  g_checksum_update(sum, g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes));
+  g_checksum_get_digest(sum, sha, &len);
+  m = vms_test_make_diff_snapshot(diff, "../snap", sha, 1u << 20);
+  run_vmsnap(&ok, "verify", diff, NULL);
+  g_assert_cmpint(ok.status, ==, 0);
+  g_assert_nonnull(strstr(ok.out, "parent chain checked"));
+  vms_test_rmtree(f->snap);
+  run_vmsnap(&missing, "verify", diff, NULL);
+  expect_failure(&missing, "parent");
+}
+
 static void
 test_usage_errors(Fixture *f, gconstpointer data)
 {
@@ -196,6 +222,7 @@ main(int argc, char **argv)
   ADD("/cli/verify-ok", test_verify_ok);
   ADD("/cli/verify-state-flip", test_verify_state_flip);
   ADD("/cli/incomplete", test_incomplete);
+  ADD("/cli/verify-diff-chain", test_verify_diff_chain);
   ADD("/cli/usage-errors", test_usage_errors);
   ADD("/cli/help", test_help);
 #undef ADD

@@ -362,58 +362,12 @@ test_invalidate(Fixture *f, gconstpointer data)
   expect_error(error, VMS_ERROR_INCOMPLETE, "invalidated");
 }
 
-/* Writes a committed DIFF snapshot of two extents over @f->snap; returns
- * the extents' data offset so tests can corrupt it. */
-static guint64
-make_diff_snapshot(Fixture *f)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(f->snap, &error);
-  g_autoptr(VmsManifest) m = vms_test_manifest_full(MEM_SIZE);
-  g_autoptr(GArray) list = vms_extents_new();
-  g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
-  guint8 page[4096], sha[32], map_sha[32], state_sha[32];
-  gsize len = 32;
-  vms_autofd state = -1, diff = -1, map = -1;
-
-  g_assert_no_error(error);
-  vms_extents_append(list, 4096, 4096);
-  vms_extents_append(list, 65536, 4096);
-  diff = vms_snap_writer_stage(w, VMS_DIFF_FILE, &error);
-  g_assert_cmpint(ftruncate(diff, MEM_SIZE), ==, 0);
-  for (guint i = 0; i < list->len; i++) {
-    memset(page, 0x30 + i, sizeof page);
-    g_assert_cmpint(vms_pwrite_full(diff, page, sizeof page,
-                                    g_array_index(list, VmsExtent, i).offset), ==, 0);
-    g_checksum_update(sum, page, sizeof page);
-  }
-  g_checksum_get_digest(sum, sha, &len);
-  map = vms_snap_writer_stage(w, VMS_MAP_FILE, &error);
-  g_assert_true(vms_pagemap_file_write(map, list, 4096, MEM_SIZE, map_sha, &error));
-  g_assert_no_error(error);
-  state = vms_snap_writer_stage(w, VMS_STATE_FILE, &error);
-  g_assert_cmpint(vms_pwrite_full(state, "state", 5, 0), ==, 0);
-  g_assert_true(vms_snap_writer_finish(w, VMS_STATE_FILE, state_sha, &m->state_size, &error));
-  vms_manifest_set_bytes(&m->state_sha256, state_sha, 32);
-  g_assert_true(vms_snap_writer_finish(w, VMS_DIFF_FILE, NULL, NULL, &error));
-  g_assert_true(vms_snap_writer_finish(w, VMS_MAP_FILE, NULL, NULL, &error));
-  m->kind = VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF;
-  m->memory_capture = VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_DIFF;
-  vms_manifest_set_string(&m->parent, "../base");
-  vms_manifest_set_bytes(&m->parent_manifest_sha256, sha, 32);
-  vms_manifest_set_bytes(&m->page_map_sha256, map_sha, 32);
-  vms_manifest_set_bytes(&m->diff_data_sha256, sha, 32);
-  m->diff_data_bytes = 8192;
-  m->diff_extents = 2;
-  g_assert_true(vms_snap_writer_commit(w, m, &error));
-  g_assert_no_error(error);
-  return 65536;
-}
-
 static void
 test_diff_verify(Fixture *f, gconstpointer data)
 {
-  guint64 data_offset = make_diff_snapshot(f);
+  guint8 parent_sha[32] = { 1 };
+  g_autoptr(VmsManifest) m = vms_test_make_diff_snapshot(f->snap, "../base", parent_sha, MEM_SIZE);
+  guint64 data_offset = VMS_TEST_DIFF_DATA_OFFSET;
   g_autoptr(GError) error = NULL;
   g_autoptr(VmsSnapshot) s = vms_snapshot_open(f->snap, &error);
   g_autofree char *parent = NULL;
