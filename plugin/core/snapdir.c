@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "error.h"
 #include "extents.h"
 #include "util.h"
@@ -514,35 +515,6 @@ vms_snapshot_verify_state(VmsSnapshot *s, GError **error)
   return TRUE;
 }
 
-/* SHA-256 of the bytes of @list read from @fd, in list order (the manifest's
- * diff_data_sha256). */
-static gboolean
-hash_extents(int fd, const GArray *list, const char *what, guint8 ret_sha256[VMS_SHA256_LEN],
-             GError **error)
-{
-  g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
-  g_autofree guint8 *buf = g_malloc(1 << 20);
-  gsize dlen = VMS_SHA256_LEN;
-
-  for (guint i = 0; i < list->len; i++) {
-    const VmsExtent *e = &g_array_index(list, VmsExtent, i);
-    for (guint64 done = 0; done < e->length;) {
-      gsize chunk = (gsize)MIN(e->length - done, (guint64)(1 << 20));
-      gssize n = vms_pread_full(fd, buf, chunk, e->offset + done);
-      if (n < 0)
-        return vms_set_error_errno(error, (int)-n, "failed to read %s", what);
-      if ((gsize)n != chunk) {
-        g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "%s ends inside a page of its map", what);
-        return FALSE;
-      }
-      g_checksum_update(sum, buf, n);
-      done += chunk;
-    }
-  }
-  g_checksum_get_digest(sum, ret_sha256, &dlen);
-  return TRUE;
-}
-
 /* memory.map of a DIFF: its SHA-256 is the manifest's, it fits the memory
  * size and page size, and the data it names hashes to diff_data_sha256. */
 static gboolean
@@ -573,8 +545,10 @@ verify_diff_map(VmsSnapshot *s, int mem_fd, GError **error)
     return TRUE;
   g_free(what);
   what = g_strdup_printf("%s/%s", s->path, vms_snapshot_memory_file(s));
-  if (!hash_extents(mem_fd, list, what, digest, error))
+  if (!vms_hash_extents(mem_fd, list, digest, error)) {
+    g_prefix_error(error, "%s: ", what);
     return FALSE;
+  }
   if (memcmp(digest, m->diff_data_sha256.data, VMS_SHA256_LEN) != 0) {
     g_autofree char *label = g_strdup_printf("diff data of %s", what);
     return digest_mismatch(error, label, digest, m->diff_data_sha256.data);
