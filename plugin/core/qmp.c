@@ -85,9 +85,11 @@ splitter_between_values(VmsJsonSplitter *s, char c, GError **error)
     s->start = (gssize)s->pos - 1;
     return FALSE;
   }
+  /* One error per run of garbage: up to the end of the line or the next
+   * thing that can start a value. */
   while (s->pos < s->buf->len) {
     char n = s->buf->str[s->pos];
-    if (is_json_space(n) || n == '{' || n == '[')
+    if (n == '\n' || n == '{' || n == '[')
       break;
     s->pos++;
   }

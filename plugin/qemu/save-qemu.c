@@ -155,6 +155,33 @@ close_fd_name(VmsQmpClient *qmp, const char *fdname)
   ret = vms_qmp_client_execute(qmp, "closefd", args, -1, QMP_TIMEOUT_MS, NULL);
 }
 
+/* QEMU sends MIGRATION "completed" before it leaves the finish-migrate run
+ * state, and `cont` is refused until it has ("Migration is not finalized
+ * yet"): wait for that, so whoever continues the VM next succeeds. */
+static gboolean
+wait_postmigrate(VmsQmpClient *qmp, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64)QMP_TIMEOUT_MS * 1000;
+
+  for (;;) {
+    g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-status", NULL, -1,
+                                                     QMP_TIMEOUT_MS, error);
+    const char *status;
+
+    if (ret == NULL)
+      return FALSE;
+    status = json_object_get_string_member_with_default(json_node_get_object(ret), "status", "");
+    if (strcmp(status, "finish-migrate") != 0)
+      return TRUE;
+    if (g_get_monotonic_time() > deadline) {
+      g_set_error(error, VMS_ERROR, VMS_ERROR_QMP,
+                  "QEMU stayed in run state finish-migrate after the migration completed");
+      return FALSE;
+    }
+    g_usleep(200);
+  }
+}
+
 gboolean
 vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
 {
@@ -185,5 +212,5 @@ vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
     g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QEMU's migration into state.bin %s", status);
     return FALSE;
   }
-  return TRUE;
+  return wait_postmigrate(qmp, error);
 }

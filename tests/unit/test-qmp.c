@@ -47,10 +47,8 @@ test_splitter(void)
   vms_json_splitter_feed(s, "\": 1}", 5);
   c = next_text(s, &err);
   g_assert_cmpstr(c, ==, "{\"part\": 1}");
-  /* garbage is reported once, then the stream carries on */
+  /* a run of garbage is reported once, then the stream carries on */
   vms_json_splitter_feed(s, "hello world {}", 14);
-  g_assert_null(next_text(s, &err));
-  g_assert_true(err);
   g_assert_null(next_text(s, &err));
   g_assert_true(err);
   d = next_text(s, &err);

@@ -1,0 +1,245 @@
+/* The plugin inside QEMU: it loads, reports vCPUs and memory through
+ * query-vmsnap and the monitor, refuses bad arguments at start, speaks QMP
+ * robustly on the control socket, and survives clients that hang up. */
+#include "harness.h"
+
+#include <string.h>
+#include <sys/stat.h>
+
+#define MEM_MIB 64u
+
+typedef struct {
+  char *dir;
+  VmsVm *vm;
+  VmsTestQmp *ctl;
+} Fixture;
+
+static void
+setup(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->dir = vms_test_make_dir("plugin");
+  f->vm = vms_vm_new(f->dir);
+  f->vm->smp = 2;
+  f->vm->mem_mib = MEM_MIB;
+  g_assert_true(vms_vm_start(f->vm, &error));
+  g_assert_no_error(error);
+  g_assert_true(vms_vm_wait_ready(f->vm, VMS_TEST_TIMEOUT_MS, &error));
+  g_assert_no_error(error);
+  f->ctl = vms_test_qmp_connect(f->vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+}
+
+static void
+teardown(Fixture *f, gconstpointer data)
+{
+  g_clear_pointer(&f->ctl, vms_test_qmp_free);
+  g_clear_pointer(&f->vm, vms_vm_free);
+  vms_test_rm_rf(f->dir);
+  g_free(f->dir);
+}
+
+/* query-vmsnap, retried while the plugin is still finding the memory. */
+static JsonObject *
+query_ready(VmsTestQmp *ctl)
+{
+  for (int i = 0; i < 500; i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) ret = vms_test_qmp_execute(ctl, "query-vmsnap", NULL, &error);
+    JsonObject *o;
+
+    g_assert_no_error(error);
+    o = json_node_get_object(ret);
+    if (!json_object_get_null_member(o, "memory"))
+      return json_object_ref(o);
+    g_usleep(10 * 1000);
+  }
+  g_error("the plugin never found the guest memory");
+}
+
+static void
+test_query(Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonObject) o = query_ready(f->ctl);
+  JsonObject *mem = json_object_get_object_member(o, "memory");
+  struct stat st;
+
+  g_assert_cmpint(json_object_get_int_member(o, "vcpus"), ==, 2);
+  g_assert_true(json_object_get_boolean_member(o, "running"));
+  g_assert_true(json_object_get_null_member(o, "restored-from"));
+  g_assert_nonnull(json_object_get_string_member(o, "version"));
+  g_assert_cmpstr(json_object_get_string_member(mem, "path"), ==, f->vm->mem_path);
+  g_assert_cmpint(json_object_get_int_member(mem, "size"), ==, (gint64)MEM_MIB << 20);
+  g_assert_cmpint(json_object_get_int_member(mem, "page-size"), ==, 4096);
+  g_assert_true(json_object_get_boolean_member(mem, "shared"));
+  /* both sockets are private to this user */
+  g_assert_cmpint(stat(f->vm->control_path, &st), ==, 0);
+  g_assert_cmpint(st.st_mode & 0777, ==, 0600);
+  g_assert_cmpint(stat(f->vm->monitor_path, &st), ==, 0);
+  g_assert_cmpint(st.st_mode & 0777, ==, 0600);
+}
+
+static void
+test_monitor(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) ready = query_ready(f->ctl);
+  g_autoptr(VmsTestMonitor) mon = vms_test_monitor_connect(f->vm->monitor_path,
+                                                           VMS_TEST_TIMEOUT_MS, &error);
+  g_autofree char *help = NULL, *status = NULL, *bad = NULL, *save = NULL, *info = NULL;
+  g_autofree char *snap = g_build_filename(f->dir, "snap-monitor", NULL);
+  g_autofree char *line = g_strdup_printf("save %s memory=copy then=resume", snap);
+  g_autofree char *info_line = g_strdup_printf("info snapshot %s", snap);
+  g_autofree char *manifest = g_build_filename(snap, "manifest.bin", NULL);
+
+  g_assert_no_error(error);
+  help = vms_test_monitor_command(mon, "help", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(strstr(help, "info status"));
+  g_assert_nonnull(strstr(help, "save DIR"));
+  status = vms_test_monitor_command(mon, "info status", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(strstr(status, "2 vCPUs"));
+  g_assert_nonnull(strstr(status, f->vm->mem_path));
+  g_assert_nonnull(strstr(status, "shared"));
+  bad = vms_test_monitor_command(mon, "save", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_true(g_str_has_prefix(bad, "error: "));
+  g_clear_pointer(&bad, g_free);
+  /* the same argument check as the control socket */
+  bad = vms_test_monitor_command(mon, "save /x memory=bogus", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_nonnull(strstr(bad, "Parameter 'memory'"));
+  save = vms_test_monitor_command(mon, line, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(strstr(save, "snapshot saved in"));
+  g_assert_true(g_file_test(manifest, G_FILE_TEST_IS_REGULAR));
+  info = vms_test_monitor_command(mon, info_line, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(strstr(info, "architecture: x86_64"));
+  g_assert_nonnull(strstr(info, "memory_capture: COPY"));
+}
+
+/* Each reply is an error and the connection still answers afterwards. */
+static void
+test_control_robust(Fixture *f, gconstpointer data)
+{
+  static const char *const bad[] = {
+    "{\"execute\": \"query-vmsnap\"",      /* completed by the next line's brace */
+    "}",                                   /* ... so this closes it: parse error */
+    "not json at all",
+    "[1, 2, 3]",
+    "{\"execute\": \"no-such-command\"}",
+    "{\"execute\": \"snapshot-save\", \"arguments\": {\"dir\": 42}}",
+    "{\"execute\": \"snapshot-save\", \"arguments\": {\"dir\": \"/x\", \"memory\": \"fast\"}}",
+    "{\"execute\": \"snapshot-save\", \"arguments\": {\"dir\": \"/x\", \"extra\": \"1\"}}",
+    "{\"execute\": \"snapshot-save\"}",
+    "{\"execute\": \"snapshot-info\", \"arguments\": \"dir\"}",
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+
+  for (gsize i = 1; i < G_N_ELEMENTS(bad); i++) {
+    g_autoptr(JsonObject) reply = NULL;
+    if (i == 1) {
+      g_assert_true(vms_test_qmp_send_raw(f->ctl, "{\"execute\": ", &error));
+      g_assert_true(vms_test_qmp_send_raw(f->ctl, "}", &error));
+    } else {
+      g_assert_true(vms_test_qmp_send_raw(f->ctl, bad[i], &error));
+    }
+    g_assert_no_error(error);
+    reply = vms_test_qmp_read_reply(f->ctl, VMS_TEST_TIMEOUT_MS, &error);
+    g_assert_no_error(error);
+    g_test_message("%s -> %s", bad[i],
+                   json_object_get_string_member(json_object_get_object_member(reply, "error"),
+                                                 "desc"));
+    g_assert_true(json_object_has_member(reply, "error"));
+  }
+  ret = vms_test_qmp_execute(f->ctl, "query-vmsnap", NULL, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(ret);
+}
+
+/* A client that sends a save and hangs up before the reply: the save still
+ * completes, the VM is fine, other clients are served. */
+static void
+test_client_gone(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) ready = query_ready(f->ctl);
+  g_autofree char *snap = g_build_filename(f->dir, "snap-gone", NULL);
+  g_autofree char *manifest = g_build_filename(snap, "manifest.bin", NULL);
+  g_autofree char *cmd = g_strdup_printf("{\"execute\": \"snapshot-save\", \"arguments\": "
+                                         "{\"dir\": \"%s\", \"memory\": \"copy\", "
+                                         "\"then\": \"resume\"}}", snap);
+  g_autoptr(VmsTestQmp) gone = vms_test_qmp_connect(f->vm->control_path, VMS_TEST_TIMEOUT_MS,
+                                                    &error);
+  g_autoptr(JsonObject) done = NULL;
+  guint64 c1 = 0;
+
+  g_assert_no_error(error);
+  g_assert_true(vms_test_qmp_send_raw(gone, cmd, &error));
+  g_clear_pointer(&gone, vms_test_qmp_free);
+  done = vms_test_qmp_wait_event(f->ctl, "VMSNAP_SNAPSHOT_COMPLETED", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_true(g_file_test(manifest, G_FILE_TEST_IS_REGULAR));
+  g_assert_true(vms_vm_read_counter(f->vm, &c1, &error));
+  g_assert_true(vms_vm_wait_counter_above(f->vm, c1 + 1000, VMS_TEST_TIMEOUT_MS, &error));
+  g_assert_no_error(error);
+}
+
+/* ---- bad arguments stop QEMU at start, naming the argument ---- */
+
+static void
+check_bad_args(const char *plugin_args, const char *expect)
+{
+  g_autofree char *dir = vms_test_make_dir("badarg");
+  g_autoptr(VmsVm) vm = vms_vm_new(dir);
+  g_autoptr(GPtrArray) argv = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *err = NULL;
+  int status = 0;
+
+  vm->with_plugin = FALSE;
+  argv = vms_vm_build_argv(vm);
+  g_ptr_array_remove_index(argv, argv->len - 1); /* the NULL terminator */
+  g_ptr_array_add(argv, g_strdup("-plugin"));
+  g_ptr_array_add(argv, g_strdup_printf("%s%s", vms_test_plugin(), plugin_args));
+  g_ptr_array_add(argv, NULL);
+  g_assert_true(vms_vm_spawn(vm, (const char *const *)argv->pdata, &error));
+  g_assert_no_error(error);
+  g_assert_true(vms_vm_wait_exit(vm, VMS_TEST_TIMEOUT_MS, &status, &error));
+  g_assert_no_error(error);
+  err = vms_vm_stderr(vm);
+  g_test_message("%s -> status %d: %s", plugin_args, status, err);
+  g_assert_cmpint(status, !=, 0);
+  g_assert_nonnull(strstr(err, expect));
+  vms_test_rm_rf(dir);
+}
+
+static void
+test_bad_args(void)
+{
+  check_bad_args(",control=/tmp/x", "qmp=");
+  check_bad_args(",qmp=/tmp/q.sock,bogus=1", "bogus=");
+  check_bad_args(",qmp=/tmp/q.sock,resume=maybe,restore=/nonexistent", "resume=maybe");
+  check_bad_args(",qmp=/tmp/q.sock,mem=", "mem=");
+  check_bad_args(",qmp=/tmp/q.sock,justaword", "justaword");
+  check_bad_args(",qmp=/tmp/q.sock,control=/nonexistent-dir/c.sock", "control=");
+}
+
+int
+main(int argc, char **argv)
+{
+  vms_test_init(&argc, &argv);
+  if (!vms_test_have_plugin()) {
+    g_printerr("SKIP: no plugin at %s\n", vms_test_plugin());
+    return 77;
+  }
+  g_test_add("/plugin/query", Fixture, NULL, setup, test_query, teardown);
+  g_test_add("/plugin/monitor", Fixture, NULL, setup, test_monitor, teardown);
+  g_test_add("/plugin/control-robust", Fixture, NULL, setup, test_control_robust, teardown);
+  g_test_add("/plugin/client-gone", Fixture, NULL, setup, test_client_gone, teardown);
+  g_test_add_func("/plugin/bad-args", test_bad_args);
+  return g_test_run();
+}
