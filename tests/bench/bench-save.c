@@ -1,0 +1,316 @@
+/* vmsnap benchmark: snapshot-save downtime, vmsnap against QEMU's own save,
+ * and the guest's speed with and without the plugin.
+ *
+ * For each guest RAM size: boot the test guest with every page of its RAM
+ * holding non-zero data (the memory file is filled from the host before
+ * boot, so neither QEMU's migration nor a sparse copy can skip pages), then,
+ * several times each, on the same running guest:
+ *   - vmsnap link:  snapshot-save memory=link then=pause, then `cont`;
+ *     downtime = the plugin's downtime-ms (stop -> commit);
+ *   - vmsnap copy:  snapshot-save memory=copy then=resume;
+ *     downtime = the plugin's downtime-ms (stop -> running again);
+ *   - QEMU's save:  QMP stop, migrate "exec:cat > FILE" without
+ *     x-ignore-shared, wait for completed, cont; downtime = stop -> cont
+ *     returned, measured here around the QMP calls;
+ *   - cp:           `cp` of the memory file to the same filesystem (the
+ *     reference for copy mode).
+ * Guest speed: the counter's rate over --speed-secs seconds, with the plugin
+ * loaded and without, alternating, at the smallest size.
+ *
+ * Usage: bench-save [--sizes 256,1024,4096] [--reps 3] [--dir /dev/shm]
+ *                   [--speed-secs 3] [--speed-reps 3]
+ * Environment as the integration tests (VMSNAP_PLUGIN, VMSNAP_GUEST, ...).
+ */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define MAX_REPS 16
+
+typedef struct {
+  guint mib;
+  double link[MAX_REPS], copy[MAX_REPS], native[MAX_REPS], cp[MAX_REPS];
+  guint64 state_bytes, native_bytes;
+} SizeResult;
+
+static guint reps = 3;
+static guint speed_secs = 3;
+static guint speed_reps = 3;
+
+static JsonNode *
+must(JsonNode *node, GError *error, const char *what)
+{
+  if (node == NULL)
+    g_error("%s: %s", what, error != NULL ? error->message : "?");
+  return node;
+}
+
+/* Fills @path (created, @size bytes) with non-zero data, 1 MiB at a time. */
+static void
+prefill(const char *path, guint64 size)
+{
+  vms_autofd fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  g_autofree guint64 *buf = g_malloc(1 << 20);
+
+  g_assert_cmpint(fd, >=, 0);
+  for (guint64 off = 0; off < size; off += 1 << 20) {
+    for (gsize i = 0; i < (1 << 20) / 8; i++)
+      buf[i] = ((off + i * 8) * G_GUINT64_CONSTANT(0x9E3779B97F4A7C15)) | 1;
+    g_assert_cmpint(vms_pwrite_full(fd, buf, 1 << 20, off), ==, 0);
+  }
+}
+
+static double
+ms_since(gint64 t0)
+{
+  return (double)(g_get_monotonic_time() - t0) / 1000.0;
+}
+
+static double
+plugin_save(VmsTestQmp *ctl, const char *dir, const char *memory, const char *then,
+            guint64 *ret_state)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) r = must(vms_test_qmp_executef(ctl, "snapshot-save", &error,
+                                                     "{\"dir\": \"%s\", \"memory\": \"%s\", "
+                                                     "\"then\": \"%s\"}", dir, memory, then),
+                               error, "snapshot-save");
+  JsonObject *o = json_node_get_object(r);
+
+  *ret_state = (guint64)json_object_get_int_member(o, "state-bytes");
+  return json_object_get_double_member(o, "downtime-ms");
+}
+
+static void
+wait_migration(VmsTestQmp *qmp)
+{
+  for (;;) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) r = must(vms_test_qmp_execute(qmp, "query-migrate", NULL, &error), error,
+                                 "query-migrate");
+    const char *status = json_object_get_string_member_with_default(json_node_get_object(r),
+                                                                    "status", "");
+    if (g_str_equal(status, "completed"))
+      return;
+    if (g_str_equal(status, "failed") || g_str_equal(status, "cancelled"))
+      g_error("QEMU's own save failed: %s", status);
+    g_usleep(1000);
+  }
+}
+
+/* QEMU's own way: stop, migrate everything to a file, cont. */
+static double
+native_save(VmsVm *vm, const char *file)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) caps = must(vms_test_qmp_executef(vm->qmp, "migrate-set-capabilities", &error,
+      "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": false}]}"),
+      error, "caps");
+  gint64 t0 = g_get_monotonic_time();
+  g_autoptr(JsonNode) s = must(vms_test_qmp_execute(vm->qmp, "stop", NULL, &error), error, "stop");
+  g_autoptr(JsonNode) m = must(vms_test_qmp_executef(vm->qmp, "migrate", &error,
+                                                     "{\"uri\": \"exec:cat > %s\"}", file),
+                               error, "migrate");
+  g_autoptr(JsonNode) c = NULL;
+
+  wait_migration(vm->qmp);
+  /* cont is refused while QEMU is still in finish-migrate: retry */
+  while ((c = vms_test_qmp_execute(vm->qmp, "cont", NULL, &error)) == NULL) {
+    g_clear_error(&error);
+    g_usleep(200);
+  }
+  return ms_since(t0);
+}
+
+static double
+cp_file(const char *src, const char *dst)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 t0 = g_get_monotonic_time();
+  g_autoptr(GSubprocess) p = g_subprocess_new(G_SUBPROCESS_FLAGS_NONE, &error, "cp", src, dst,
+                                              NULL);
+
+  if (p == NULL || !g_subprocess_wait_check(p, NULL, &error))
+    g_error("cp: %s", error->message);
+  return ms_since(t0);
+}
+
+static VmsVm *
+boot(const char *dir, guint mib, gboolean with_plugin, VmsTestQmp **ret_ctl)
+{
+  g_autoptr(GError) error = NULL;
+  VmsVm *vm = vms_vm_new(dir);
+
+  vm->mem_mib = mib;
+  vm->with_plugin = with_plugin;
+  prefill(vm->mem_path, (guint64)mib << 20);
+  if (!vms_vm_start(vm, &error) || !vms_vm_wait_ready(vm, VMS_TEST_TIMEOUT_MS, &error) ||
+      !vms_vm_wait_counter_above(vm, 1000000, VMS_TEST_TIMEOUT_MS, &error))
+    g_error("VM: %s", error->message);
+  if (ret_ctl != NULL) {
+    *ret_ctl = vms_test_qmp_connect(vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
+    if (*ret_ctl == NULL)
+      g_error("control socket: %s", error->message);
+  }
+  return vm;
+}
+
+static void
+bench_size(const char *base, SizeResult *res)
+{
+  g_autofree char *root = g_strdup_printf("%s/vmsnap-bench-save-%u", base, res->mib);
+  g_autofree char *native = g_build_filename(root, "native.mig", NULL);
+  g_autofree char *cp_dst = g_build_filename(root, "cp.ram", NULL);
+  g_autoptr(VmsTestQmp) ctl = NULL;
+  g_autoptr(VmsVm) vm = NULL;
+  g_autoptr(GError) error = NULL;
+  struct stat st;
+
+  vms_test_rm_rf(root);
+  g_assert_cmpint(g_mkdir_with_parents(root, 0700), ==, 0);
+  vm = boot(root, res->mib, TRUE, &ctl);
+  for (guint r = 0; r < reps; r++) {
+    g_autofree char *snap = g_strdup_printf("%s/snap-%u", root, r);
+    g_autoptr(JsonNode) cont = NULL;
+
+    res->link[r] = plugin_save(ctl, snap, "link", "pause", &res->state_bytes);
+    cont = must(vms_test_qmp_execute(vm->qmp, "cont", NULL, &error), error, "cont");
+    vms_test_rm_rf(snap);
+    res->copy[r] = plugin_save(ctl, snap, "copy", "resume", &res->state_bytes);
+    vms_test_rm_rf(snap);
+    res->native[r] = native_save(vm, native);
+    g_assert_cmpint(stat(native, &st), ==, 0);
+    res->native_bytes = (guint64)st.st_size;
+    unlink(native);
+    res->cp[r] = cp_file(vm->mem_path, cp_dst);
+    unlink(cp_dst);
+    g_printerr("  %u MiB rep %u: link %.1f ms, copy %.1f ms, QEMU %.1f ms, cp %.1f ms\n",
+               res->mib, r, res->link[r], res->copy[r], res->native[r], res->cp[r]);
+  }
+  g_clear_pointer(&vm, vms_vm_free);
+  vms_test_rm_rf(root);
+}
+
+/* Counter increments per second over speed_secs. */
+static double
+counter_rate(VmsVm *vm)
+{
+  g_autoptr(GError) error = NULL;
+  guint64 c0 = 0, c1 = 0;
+  gint64 t0, t1;
+
+  if (!vms_vm_read_counter(vm, &c0, &error))
+    g_error("counter: %s", error->message);
+  t0 = g_get_monotonic_time();
+  g_usleep((gulong)speed_secs * G_USEC_PER_SEC);
+  if (!vms_vm_read_counter(vm, &c1, &error))
+    g_error("counter: %s", error->message);
+  t1 = g_get_monotonic_time();
+  return (double)(c1 - c0) / ((double)(t1 - t0) / 1e6);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double
+median(const double *v, guint n)
+{
+  double tmp[MAX_REPS];
+
+  memcpy(tmp, v, n * sizeof(double));
+  qsort(tmp, n, sizeof(double), cmp_double);
+  return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+/* Alternates with and without the plugin so drifting host load hits both. */
+static void
+bench_speed(const char *base, guint mib)
+{
+  double with[MAX_REPS], without[MAX_REPS];
+
+  for (guint r = 0; r < speed_reps; r++) {
+    for (int p = 0; p < 2; p++) {
+      g_autofree char *dir = g_strdup_printf("%s/vmsnap-bench-speed-%d", base, p);
+      g_autoptr(VmsVm) vm = NULL;
+
+      vms_test_rm_rf(dir);
+      g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
+      vm = boot(dir, mib, p == 1, NULL);
+      (p == 1 ? with : without)[r] = counter_rate(vm);
+      g_clear_pointer(&vm, vms_vm_free);
+      vms_test_rm_rf(dir);
+    }
+    g_printerr("  speed rep %u: with plugin %.3g/s, without %.3g/s\n", r, with[r], without[r]);
+  }
+  printf("\nguest speed (counter increments/s, median of %u x %u s, %u MiB):\n", speed_reps,
+         speed_secs, mib);
+  printf("  without plugin %.4g/s, with plugin %.4g/s, with/without = %.3f\n",
+         median(without, speed_reps), median(with, speed_reps),
+         median(with, speed_reps) / median(without, speed_reps));
+}
+
+static void
+print_table(SizeResult *res, guint n)
+{
+  printf("\nsnapshot-save downtime, median of %u (ms):\n", reps);
+  printf("%8s %10s %10s %10s %10s %9s %12s %12s\n", "RAM MiB", "link", "copy", "QEMU save",
+         "cp", "QEMU/link", "state bytes", "QEMU bytes");
+  for (guint i = 0; i < n; i++) {
+    double l = median(res[i].link, reps), q = median(res[i].native, reps);
+    printf("%8u %10.1f %10.1f %10.1f %10.1f %9.0fx %12" G_GUINT64_FORMAT " %12" G_GUINT64_FORMAT
+           "\n", res[i].mib, l, median(res[i].copy, reps), q, median(res[i].cp, reps), q / l,
+           res[i].state_bytes, res[i].native_bytes);
+  }
+}
+
+int
+main(int argc, char **argv)
+{
+  g_autofree char *sizes_arg = NULL, *dir = NULL;
+  gint reps_arg = 3, speed_secs_arg = 3, speed_reps_arg = 3;
+  const GOptionEntry entries[] = {
+    { "sizes", 0, 0, G_OPTION_ARG_STRING, &sizes_arg, "guest RAM sizes in MiB", "256,1024,4096" },
+    { "reps", 0, 0, G_OPTION_ARG_INT, &reps_arg, "repetitions per size", "N" },
+    { "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "where memory and snapshots go", "/dev/shm" },
+    { "speed-secs", 0, 0, G_OPTION_ARG_INT, &speed_secs_arg, "seconds per speed sample (0: skip)", "S" },
+    { "speed-reps", 0, 0, G_OPTION_ARG_INT, &speed_reps_arg, "speed samples each way", "N" },
+    { NULL },
+  };
+  g_autoptr(GOptionContext) ctx = g_option_context_new("- snapshot-save downtime benchmark");
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) sizes = NULL;
+  g_autofree SizeResult *res = NULL;
+  guint n;
+
+  g_option_context_add_main_entries(ctx, entries, NULL);
+  if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+    g_printerr("bench-save: %s\n", error->message);
+    return 1;
+  }
+  vms_test_init(&argc, &argv);
+  reps = (guint)CLAMP(reps_arg, 1, MAX_REPS);
+  speed_secs = (guint)MAX(speed_secs_arg, 0);
+  speed_reps = (guint)CLAMP(speed_reps_arg, 1, MAX_REPS);
+  sizes = g_strsplit(sizes_arg != NULL ? sizes_arg : "256,1024,4096", ",", -1);
+  n = g_strv_length(sizes);
+  res = g_new0(SizeResult, n);
+  for (guint i = 0; i < n; i++) {
+    res[i].mib = (guint)g_ascii_strtoull(sizes[i], NULL, 10);
+    bench_size(dir != NULL ? dir : "/dev/shm", &res[i]);
+  }
+  print_table(res, n);
+  if (speed_secs > 0)
+    bench_speed(dir != NULL ? dir : "/dev/shm", res[0].mib);
+  return 0;
+}
