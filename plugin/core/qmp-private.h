@@ -3,6 +3,7 @@
 #pragma once
 
 #include <json-glib/json-glib.h>
+#include <sys/un.h>
 
 G_BEGIN_DECLS
 
@@ -13,6 +14,9 @@ JsonNode *vms_qmp_parse_object(const char *text, GError **error);
 
 /* @obj serialised on one line ending in "\r\n", as QEMU writes QMP. Caller frees. */
 char *vms_qmp_object_to_line(JsonObject *obj);
+
+/* Fills @sa for the unix socket @path; fails (naming it) if it is too long. */
+gboolean vms_qmp_fill_sockaddr(const char *path, struct sockaddr_un *sa, GError **error);
 
 /* @obj's member @name if it is an object (or array), else NULL — without
  * json-glib's criticals for missing or mistyped members. Borrowed. */

@@ -444,6 +444,13 @@ is_completed(const char *event, JsonObject *data, gpointer user_data)
   return g_strcmp0(json_object_get_string_member_with_default(data, "status", ""), "completed") == 0;
 }
 
+static gpointer
+run_loop(gpointer loop)
+{
+  g_main_loop_run(loop);
+  return NULL;
+}
+
 static void
 test_client(void)
 {
@@ -469,8 +476,10 @@ test_client(void)
   listener = vms_unix_listen(path, &error);
   g_assert_no_error(error);
   q.listen_fd = g_socket_get_fd(listener);
+  /* GSocket made it non-blocking; the fake accepts with a plain blocking call */
+  fcntl(q.listen_fd, F_SETFL, fcntl(q.listen_fd, F_GETFL) & ~O_NONBLOCK);
   fake = g_thread_new("fake-qemu", fake_qemu_thread, &q);
-  svc = g_thread_new("svc", (GThreadFunc)g_main_loop_run, loop);
+  svc = g_thread_new("svc", run_loop, loop);
   g_assert_true(vms_qmp_client_connect_sync(c, 5000, &error));
   g_assert_no_error(error);
   g_assert_nonnull(vms_qmp_client_get_version(c));
