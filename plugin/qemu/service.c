@@ -37,10 +37,11 @@ vms_service_emit(VmsService *svc, const char *event, JsonObject *data)
     json_object_unref(data);
 }
 
-/* The VM was continued: every armed link snapshot now shares memory with a
- * running guest, so it stops being a snapshot. Service thread. */
+/* The VM was continued (or reset, which reloads ROM images into guest RAM):
+ * every armed link snapshot now shares memory that is changing, so it stops
+ * being a snapshot. Service thread. */
 static void
-invalidate_armed(VmsService *svc)
+invalidate_armed(VmsService *svc, const char *reason)
 {
   g_autoptr(GPtrArray) armed = NULL;
 
@@ -55,12 +56,10 @@ invalidate_armed(VmsService *svc)
 
     json_object_set_string_member(data, "dir", dir);
     if (vms_snapshot_invalidate(dir, &error)) {
-      json_object_set_string_member(data, "reason",
-                                    "the VM was continued, so the memory this link "
-                                    "snapshot shares with it is changing");
+      json_object_set_string_member(data, "reason", reason);
     } else {
-      g_autofree char *why = g_strdup_printf("the VM was continued, and invalidating "
-                                             "failed: %s", error->message);
+      g_autofree char *why = g_strdup_printf("%s, and invalidating failed: %s", reason,
+                                             error->message);
       fprintf(stderr, "vmsnap: snapshot %s: %s\n", dir, why);
       json_object_set_string_member(data, "reason", why);
     }
@@ -79,7 +78,11 @@ on_qemu_event(const char *event, JsonObject *data, gpointer user_data)
     g_mutex_unlock(&svc->lock);
   }
   if (strcmp(event, "RESUME") == 0)
-    invalidate_armed(svc);
+    invalidate_armed(svc, "the VM was continued, so the memory this link snapshot shares "
+                          "with it is changing");
+  else if (strcmp(event, "RESET") == 0)
+    invalidate_armed(svc, "the VM was reset, which rewrites guest memory this link "
+                          "snapshot shares");
 }
 
 /* query-memory-size-summary's base-memory: the size to look for in maps. */
