@@ -243,8 +243,11 @@ vms_vm_build_argv(VmsVm *vm)
   add(argv, "-smp");
   add(argv, "%u", vm->smp);
   add(argv, "-object");
-  add(argv, "memory-backend-file,id=ram0,size=%uM,mem-path=%s,share=%s", vm->mem_mib,
-      vm->mem_path, vm->share ? "on" : "off");
+  if (vm->mem_anonymous)
+    add(argv, "memory-backend-ram,id=ram0,size=%uM", vm->mem_mib);
+  else
+    add(argv, "memory-backend-file,id=ram0,size=%uM,mem-path=%s,share=%s", vm->mem_mib,
+        vm->mem_path, vm->share ? "on" : "off");
   add(argv, "-machine");
   add(argv, "pc,memory-backend=ram0");
   add(argv, "-kernel");
@@ -501,7 +504,7 @@ vms_vm_wait_counter_above(VmsVm *vm, guint64 above, guint timeout_ms, GError **e
                   counter, above, timeout_ms);
       return FALSE;
     }
-    g_usleep(2 * 1000);
+    g_usleep(1000);
   }
 }
 

@@ -143,6 +143,8 @@ typedef struct {
   char *plugin_extra;     /* appended to the -plugin argument, e.g. "restore=/x,resume=off" (NULL) */
   gboolean incoming_defer; /* add "-incoming defer" (FALSE) */
   GPtrArray *extra_args;  /* appended to QEMU's argv (empty) */
+  gboolean mem_anonymous; /* memory-backend-ram (id ram0) instead of the file, e.g. for
+                           * QEMU's own migration as a baseline (FALSE) */
 
   /* Paths, all inside @dir, fixed by vms_vm_new(). */
   char *dir;
