@@ -65,27 +65,47 @@ vms_monitor_parse_line(const char *line, char **ret_command, JsonObject **ret_ar
   return TRUE;
 }
 
+/* Members read with defaults: the formatter must cope with any object. */
+static const char *
+str_member(JsonObject *o, const char *name, const char *dflt)
+{
+  JsonNode *n = json_object_get_member(o, name);
+
+  return n != NULL && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING
+             ? json_node_get_string(n)
+             : dflt;
+}
+
+static JsonObject *
+obj_member(JsonObject *o, const char *name)
+{
+  JsonNode *n = json_object_get_member(o, name);
+
+  return n != NULL && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
 static char *
 format_status(JsonObject *o)
 {
   GString *s = g_string_new(NULL);
-  JsonObject *mem = json_object_get_null_member(o, "memory") ? NULL
-                                                             : json_object_get_object_member(o, "memory");
-  const char *from = json_object_get_null_member(o, "restored-from")
-                         ? NULL
-                         : json_object_get_string_member(o, "restored-from");
+  JsonObject *mem = obj_member(o, "memory");
+  const char *from = str_member(o, "restored-from", NULL);
 
   g_string_append_printf(s, "vmsnap %s, %" G_GINT64_FORMAT " vCPUs, VM %s\n",
-                         json_object_get_string_member(o, "version"),
-                         json_object_get_int_member(o, "vcpus"),
-                         json_object_get_boolean_member(o, "running") ? "running" : "paused");
+                         str_member(o, "version", "?"),
+                         json_object_get_int_member_with_default(o, "vcpus", 0),
+                         json_object_get_boolean_member_with_default(o, "running", FALSE)
+                             ? "running"
+                             : "paused");
   if (mem != NULL) {
-    g_autofree char *size = g_format_size_full((guint64)json_object_get_int_member(mem, "size"),
-                                               G_FORMAT_SIZE_IEC_UNITS);
+    g_autofree char *size = g_format_size_full(
+        (guint64)json_object_get_int_member_with_default(mem, "size", 0), G_FORMAT_SIZE_IEC_UNITS);
     g_string_append_printf(s, "memory: %s, %s, %s, page size %" G_GINT64_FORMAT "\n",
-                           json_object_get_string_member(mem, "path"), size,
-                           json_object_get_boolean_member(mem, "shared") ? "shared" : "private",
-                           json_object_get_int_member(mem, "page-size"));
+                           str_member(mem, "path", "?"), size,
+                           json_object_get_boolean_member_with_default(mem, "shared", FALSE)
+                               ? "shared"
+                               : "private",
+                           json_object_get_int_member_with_default(mem, "page-size", 0));
   } else {
     g_string_append(s, "memory: not found yet\n");
   }
@@ -129,13 +149,12 @@ format_save(JsonObject *o)
   return g_strdup_printf("snapshot saved in %s: %s, memory %s, state %" G_GINT64_FORMAT
                          " bytes, memory written %" G_GINT64_FORMAT " bytes, downtime %.1f ms, "
                          "total %.1f ms",
-                         json_object_get_string_member(o, "dir"),
-                         json_object_get_string_member(o, "kind"),
-                         json_object_get_string_member(o, "memory-capture"),
-                         json_object_get_int_member(o, "state-bytes"),
-                         json_object_get_int_member(o, "memory-bytes-written"),
-                         json_object_get_double_member(o, "downtime-ms"),
-                         json_object_get_double_member(o, "total-ms"));
+                         str_member(o, "dir", "?"), str_member(o, "kind", "?"),
+                         str_member(o, "memory-capture", "?"),
+                         json_object_get_int_member_with_default(o, "state-bytes", 0),
+                         json_object_get_int_member_with_default(o, "memory-bytes-written", 0),
+                         json_object_get_double_member_with_default(o, "downtime-ms", 0),
+                         json_object_get_double_member_with_default(o, "total-ms", 0));
 }
 
 char *
