@@ -42,15 +42,20 @@ file_type_name(mode_t mode)
     return "a device";
   if (S_ISSOCK(mode))
     return "a socket";
-  return "not a regular file";
+  return "of an unknown type";
 }
 
 /* The path of @dirfd for messages, or "(directory)" if it can't be told. */
 static char *
 dirfd_path(int dirfd)
 {
-  g_autofree char *link = g_strdup_printf("/proc/self/fd/%d", dirfd);
-  char *path = g_file_read_link(link, NULL);
+  g_autofree char *link = NULL;
+  char *path;
+
+  if (dirfd == AT_FDCWD)
+    return g_strdup(".");
+  link = g_strdup_printf("/proc/self/fd/%d", dirfd);
+  path = g_file_read_link(link, NULL);
 
   return path != NULL ? path : g_strdup("(directory)");
 }
@@ -85,8 +90,9 @@ vms_openat_regular(int dirfd, const char *name, int flags, mode_t mode, GError *
     return -1;
   }
   if (fstat(fd, &st) < 0) {
+    int err = errno;
     g_autofree char *dir = dirfd_path(dirfd);
-    vms_set_error_errno(error, errno, "failed to stat %s/%s", dir, name);
+    vms_set_error_errno(error, err, "failed to stat %s/%s", dir, name);
     return -1;
   }
   if (!S_ISREG(st.st_mode)) {
