@@ -303,7 +303,7 @@ vms_vm_spawn(VmsVm *vm, const char *const *argv, GError **error)
                 g_strerror(errno));
     return FALSE;
   }
-  g_subprocess_launcher_take_stdout_fd(launcher, dup(fd));
+  g_subprocess_launcher_take_stdout_fd(launcher, fcntl(fd, F_DUPFD_CLOEXEC, 0));
   g_subprocess_launcher_take_stderr_fd(launcher, fd);
   g_subprocess_launcher_set_child_setup(launcher, child_setup, NULL, NULL);
   if (g_getenv("VMSNAP_TEST_VERBOSE") != NULL) {

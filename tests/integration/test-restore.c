@@ -353,6 +353,69 @@ test_cli_clone(Fixture *f, gconstpointer data)
   g_assert_cmpstr(after, ==, before);
 }
 
+/* A diff snapshot is flattened (into DIR.flat) and the flattening restored;
+ * a second restore of the same diff reuses it. */
+static void
+test_cli_diff(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  const char *snap = base_snapshot();
+  g_autofree char *base_before = digest(snap);
+  g_autofree char *diff = g_build_filename(f->dir, "diff", NULL);
+  g_autofree char *flat = g_build_filename(f->dir, "diff.flat", NULL);
+  g_autofree char *rdir = g_build_filename(f->dir, "clone", NULL);
+  int status = -1;
+
+  VmsVm *vm = f->vms[0] = restored_vm(f->dir, "first", snap);
+  g_assert_true(vms_vm_start(vm, &error));
+  g_assert_no_error(error);
+  assert_continues(vm, base_counter, base_boot_id);
+  g_autofree char *w = vms_vm_guest_command(vm, "W 200 16 33", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_cmpstr(w, ==, "ok W 200 16 33");
+  g_autofree char *z = vms_vm_guest_command(vm, "Z 100 2", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_cmpstr(z, ==, "ok Z 100 2");
+
+  g_autoptr(VmsTestQmp) ctl = vms_test_qmp_connect(vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_autoptr(JsonNode) ret = vms_test_qmp_executef(ctl, "snapshot-save", &error,
+      "{\"dir\": \"%s\", \"memory\": \"diff\", \"then\": \"quit\"}", diff);
+  if (ret == NULL && strstr(error->message, "not available in this build") != NULL) {
+    g_test_skip(error->message);
+    return;
+  }
+  g_assert_no_error(error);
+  g_assert_true(vms_vm_wait_exit(vm, VMS_TEST_TIMEOUT_MS, &status, &error));
+  g_assert_cmpint(status, ==, 0);
+
+  g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
+  VmsVm *clone = f->vms[1] = vms_vm_new(rdir);
+  const char *const argv[] = { vms_test_cli(), "restore", diff, "--runtime-dir", rdir, NULL };
+  g_assert_true(vms_vm_spawn(clone, argv, &error));
+  g_assert_no_error(error);
+  g_assert_true(vms_vm_connect(clone, VMS_TEST_TIMEOUT_MS, &error));
+  g_assert_no_error(error);
+  g_autofree char *flat_mem = g_build_filename(flat, "memory.bin", NULL);
+  guint64 counter = file_u64(flat_mem, VMS_GUEST_COUNTER_ADDR);
+  g_assert_cmpuint(counter, >, base_counter);
+  g_assert_true(vms_vm_wait_counter_above(clone, counter, VMS_TEST_TIMEOUT_MS, &error));
+  g_assert_no_error(error);
+  g_autofree char *c1 = vms_vm_guest_command(clone, "C 200 16 33", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_cmpstr(c1, ==, "ok C 200 16 33");
+  g_autofree char *c2 = vms_vm_guest_command(clone, "C 100 2 0", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_cmpstr(c2, ==, "ok C 100 2 0");
+  g_autofree char *c3 = vms_vm_guest_command(clone, "C 102 6 90", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_cmpstr(c3, ==, "ok C 102 6 90");
+
+  g_autofree char *out = NULL, *err = NULL;
+  const char *const dry[] = { "restore", diff, "--dry-run", "--runtime-dir", rdir, NULL };
+  g_assert_cmpint(run_cli(dry, &out, &err), ==, 0);
+  g_assert_nonnull(strstr(err, "using its flattening"));
+  g_autofree char *restore_arg = g_strdup_printf("restore=%s", flat);
+  g_assert_nonnull(strstr(out, restore_arg));
+  g_autofree char *base_after = digest(snap);
+  g_assert_cmpstr(base_after, ==, base_before);
+}
+
 /* ---- mismatches ---- */
 
 static void
@@ -500,6 +563,7 @@ main(int argc, char **argv)
   g_test_add("/restore/copy", Fixture, NULL, setup, test_copy_restore, teardown);
   g_test_add("/restore/cli/dry-run", Fixture, NULL, setup, test_cli_dry_run, teardown);
   g_test_add("/restore/cli/clone", Fixture, NULL, setup, test_cli_clone, teardown);
+  g_test_add("/restore/cli/diff", Fixture, NULL, setup, test_cli_diff, teardown);
   for (gsize i = 0; i < G_N_ELEMENTS(mismatches); i++) {
     g_autofree char *path = g_strdup_printf("/restore/mismatch/%s", mismatches[i].name);
     g_test_add(path, Fixture, &mismatches[i], setup, test_mismatch, teardown);
