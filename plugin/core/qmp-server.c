@@ -15,7 +15,9 @@
 #include "qmp-private.h"
 
 #define SERVER_MAX_MESSAGE (1u << 20)
-/* A peer that does not read its replies for this long is dropped. */
+/* A peer that does not read its replies for this long is dropped. (Not a
+ * g_socket_set_timeout(): that would also fire the read source of an idle
+ * client and close it.) */
 #define SERVER_SEND_TIMEOUT_S 10
 
 typedef struct {
@@ -72,20 +74,14 @@ static void
 conn_send(ServerConn *conn, JsonObject *msg)
 {
   g_autofree char *line = vms_qmp_object_to_line(msg);
-  gsize len = strlen(line), done = 0;
+  g_autoptr(GError) error = NULL;
 
   g_mutex_lock(&conn->wlock);
-  while (!conn->closed && done < len) {
-    g_autoptr(GError) error = NULL;
-    gssize n = g_socket_send_with_blocking(conn->sock, line + done, len - done, TRUE, NULL,
-                                           &error);
-    if (n <= 0) {
-      g_debug("control socket: dropping a client: %s", error ? error->message : "EOF");
-      conn->closed = TRUE;
-      g_socket_shutdown(conn->sock, TRUE, TRUE, NULL);
-      break;
-    }
-    done += (gsize)n;
+  if (!conn->closed &&
+      !vms_socket_send_all(conn->sock, line, strlen(line), SERVER_SEND_TIMEOUT_S, &error)) {
+    g_debug("control socket: dropping a client: %s", error->message);
+    conn->closed = TRUE;
+    g_socket_shutdown(conn->sock, TRUE, TRUE, NULL);
   }
   g_mutex_unlock(&conn->wlock);
 }
@@ -279,7 +275,6 @@ server_on_accept(GSocket *listener, GIOCondition cond, gpointer user_data)
     g_socket_close(sock, NULL);
     return G_SOURCE_CONTINUE;
   }
-  g_socket_set_timeout(sock, SERVER_SEND_TIMEOUT_S);
   conn = g_new0(ServerConn, 1);
   conn->ref = 1;
   conn->context = g_main_context_ref(s->context);

@@ -228,6 +228,30 @@ vms_unix_listen(const char *path, GError **error)
 }
 
 gboolean
+vms_socket_send_all(GSocket *sock, const char *buf, gsize len, guint timeout_s, GError **error)
+{
+  gsize done = 0;
+
+  while (done < len) {
+    g_autoptr(GError) local = NULL;
+    gssize n = g_socket_send_with_blocking(sock, buf + done, len - done, FALSE, NULL, &local);
+
+    if (n > 0) {
+      done += (gsize)n;
+      continue;
+    }
+    if (n < 0 && !g_error_matches(local, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+      g_propagate_error(error, g_steal_pointer(&local));
+      return FALSE;
+    }
+    if (!g_socket_condition_timed_wait(sock, G_IO_OUT, (gint64)timeout_s * G_USEC_PER_SEC, NULL,
+                                       error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
 vms_unix_peer_is_us(GSocket *conn)
 {
   g_autoptr(GCredentials) cred = g_socket_get_credentials(conn, NULL);

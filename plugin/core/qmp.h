@@ -121,6 +121,13 @@ void vms_qmp_server_emit(VmsQmpServer *s, const char *event, JsonObject *data);
  * replaced; any other file is refused), mode 0600. Returns the GSocket. */
 GSocket *vms_unix_listen(const char *path, GError **error);
 
+/* Sends all @len bytes on the (non-blocking) @sock, waiting at most
+ * @timeout_s seconds each time the peer's buffer is full — a peer that stops
+ * reading cannot hold the caller for longer. Any thread; callers serialise
+ * writers. FALSE with an error (G_IO_ERROR_TIMED_OUT on timeout). */
+gboolean vms_socket_send_all(GSocket *sock, const char *buf, gsize len, guint timeout_s,
+                             GError **error);
+
 /* TRUE if the peer of @conn has this process's uid (SO_PEERCRED). */
 gboolean vms_unix_peer_is_us(GSocket *conn);
 

@@ -62,17 +62,10 @@ mon_conn_unref(MonConn *c)
 static void
 mon_send(MonConn *c, const char *text)
 {
-  gsize len = strlen(text), done = 0;
-
   g_mutex_lock(&c->wlock);
-  while (!c->closed && done < len) {
-    gssize n = g_socket_send_with_blocking(c->sock, text + done, len - done, TRUE, NULL, NULL);
-    if (n <= 0) {
-      c->closed = TRUE;
-      g_socket_shutdown(c->sock, TRUE, TRUE, NULL);
-      break;
-    }
-    done += (gsize)n;
+  if (!c->closed && !vms_socket_send_all(c->sock, text, strlen(text), MONITOR_SEND_TIMEOUT_S, NULL)) {
+    c->closed = TRUE;
+    g_socket_shutdown(c->sock, TRUE, TRUE, NULL);
   }
   g_mutex_unlock(&c->wlock);
 }
@@ -200,7 +193,6 @@ mon_on_accept(GSocket *listener, GIOCondition cond, gpointer user_data)
     g_socket_close(sock, NULL);
     return G_SOURCE_CONTINUE;
   }
-  g_socket_set_timeout(sock, MONITOR_SEND_TIMEOUT_S);
   c = g_new0(MonConn, 1);
   c->ref = 1;
   c->sock = g_steal_pointer(&sock);

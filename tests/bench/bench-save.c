@@ -44,11 +44,13 @@ static guint reps = 3;
 static guint speed_secs = 3;
 static guint speed_reps = 3;
 
+/* Takes the error by address: it is read after the call that fills it
+ * (the order in which a call's arguments are evaluated is unspecified). */
 static JsonNode *
-must(JsonNode *node, GError *error, const char *what)
+must(JsonNode *node, GError **error, const char *what)
 {
   if (node == NULL)
-    g_error("%s: %s", what, error != NULL ? error->message : "?");
+    g_error("%s: %s", what, *error != NULL ? (*error)->message : "?");
   return node;
 }
 
@@ -81,7 +83,7 @@ plugin_save(VmsTestQmp *ctl, const char *dir, const char *memory, const char *th
   g_autoptr(JsonNode) r = must(vms_test_qmp_executef(ctl, "snapshot-save", &error,
                                                      "{\"dir\": \"%s\", \"memory\": \"%s\", "
                                                      "\"then\": \"%s\"}", dir, memory, then),
-                               error, "snapshot-save");
+                               &error, "snapshot-save");
   JsonObject *o = json_node_get_object(r);
 
   *ret_state = (guint64)json_object_get_int_member(o, "state-bytes");
@@ -93,7 +95,7 @@ wait_migration(VmsTestQmp *qmp)
 {
   for (;;) {
     g_autoptr(GError) error = NULL;
-    g_autoptr(JsonNode) r = must(vms_test_qmp_execute(qmp, "query-migrate", NULL, &error), error,
+    g_autoptr(JsonNode) r = must(vms_test_qmp_execute(qmp, "query-migrate", NULL, &error), &error,
                                  "query-migrate");
     const char *status = json_object_get_string_member_with_default(json_node_get_object(r),
                                                                     "status", "");
@@ -112,12 +114,12 @@ native_save(VmsVm *vm, const char *file)
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonNode) caps = must(vms_test_qmp_executef(vm->qmp, "migrate-set-capabilities", &error,
       "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": false}]}"),
-      error, "caps");
+      &error, "caps");
   gint64 t0 = g_get_monotonic_time();
-  g_autoptr(JsonNode) s = must(vms_test_qmp_execute(vm->qmp, "stop", NULL, &error), error, "stop");
+  g_autoptr(JsonNode) s = must(vms_test_qmp_execute(vm->qmp, "stop", NULL, &error), &error, "stop");
   g_autoptr(JsonNode) m = must(vms_test_qmp_executef(vm->qmp, "migrate", &error,
                                                      "{\"uri\": \"exec:cat > %s\"}", file),
-                               error, "migrate");
+                               &error, "migrate");
   g_autoptr(JsonNode) c = NULL;
 
   wait_migration(vm->qmp);
@@ -181,7 +183,7 @@ bench_size(const char *base, SizeResult *res)
     g_autoptr(JsonNode) cont = NULL;
 
     res->link[r] = plugin_save(ctl, snap, "link", "pause", &res->state_bytes);
-    cont = must(vms_test_qmp_execute(vm->qmp, "cont", NULL, &error), error, "cont");
+    cont = must(vms_test_qmp_execute(vm->qmp, "cont", NULL, &error), &error, "cont");
     vms_test_rm_rf(snap);
     res->copy[r] = plugin_save(ctl, snap, "copy", "resume", &res->state_bytes);
     vms_test_rm_rf(snap);

@@ -188,6 +188,26 @@ test_client_gone(Fixture *f, gconstpointer data)
   g_assert_no_error(error);
 }
 
+/* A client that sits idle longer than the server's send timeout (10 s) keeps
+ * its connection, on both sockets. */
+static void
+test_idle_client(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmsTestMonitor) mon = vms_test_monitor_connect(f->vm->monitor_path,
+                                                           VMS_TEST_TIMEOUT_MS, &error);
+  g_autoptr(JsonNode) ret = NULL;
+  g_autofree char *status = NULL;
+
+  g_assert_no_error(error);
+  g_usleep(11 * G_USEC_PER_SEC);
+  ret = vms_test_qmp_execute(f->ctl, "query-vmsnap", NULL, &error);
+  g_assert_no_error(error);
+  status = vms_test_monitor_command(mon, "info status", VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(strstr(status, "vCPUs"));
+}
+
 /* ---- bad arguments stop QEMU at start, naming the argument ---- */
 
 static void
@@ -240,6 +260,7 @@ main(int argc, char **argv)
   g_test_add("/plugin/monitor", Fixture, NULL, setup, test_monitor, teardown);
   g_test_add("/plugin/control-robust", Fixture, NULL, setup, test_control_robust, teardown);
   g_test_add("/plugin/client-gone", Fixture, NULL, setup, test_client_gone, teardown);
+  g_test_add("/plugin/idle-client", Fixture, NULL, setup, test_idle_client, teardown);
   g_test_add_func("/plugin/bad-args", test_bad_args);
   return g_test_run();
 }
