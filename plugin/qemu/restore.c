@@ -105,6 +105,25 @@ open_full_snapshot(const char *dir, GError **error)
   return g_steal_pointer(&s);
 }
 
+/* Without -incoming defer QEMU would boot the guest from the snapshot's
+ * memory before the plugin could load its state. */
+static gboolean
+check_incoming_defer(GError **error)
+{
+  g_auto(GStrv) argv = read_own_cmdline();
+
+  for (guint i = 0; argv != NULL && argv[i] != NULL && argv[i + 1] != NULL; i++) {
+    if ((g_str_equal(argv[i], "-incoming") || g_str_equal(argv[i], "--incoming")) &&
+        g_str_equal(argv[i + 1], "defer"))
+      return TRUE;
+  }
+  if (argv == NULL)
+    return TRUE; /* cannot tell; migrate-incoming will fail if it is missing */
+  g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+              "restore= needs QEMU's -incoming defer (without it the guest would boot instead)");
+  return FALSE;
+}
+
 gboolean
 vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus, GError **error)
 {
@@ -119,7 +138,7 @@ vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus
     return FALSE;
   if (!vms_snapshot_verify(s, error))
     return FALSE;
-  return check_cmdline_memory(s, error);
+  return check_cmdline_memory(s, error) && check_incoming_defer(error);
 }
 
 /* The mapping QEMU made must be the snapshot's memory file, private, with

@@ -506,21 +506,23 @@ typedef struct {
   guint smp;           /* 0: as saved */
   guint mem_mib;       /* 0: as saved */
   gboolean share;
+  gboolean no_incoming; /* leave out -incoming defer */
   const char *want;    /* in QEMU's stderr */
 } Mismatch;
 
 static const Mismatch mismatches[] = {
-  { "vcpus", NULL, 2, 0, FALSE, "VP count" },
-  { "memory-size", NULL, 0, 32, FALSE, "memory size" },
+  { "vcpus", NULL, 2, 0, FALSE, FALSE, "VP count" },
+  { "memory-size", NULL, 0, 32, FALSE, FALSE, "memory size" },
   /* A larger backend than the file: QEMU itself refuses before the plugin loads. */
-  { "memory-size-larger", NULL, 0, 128, FALSE, "size" },
-  { "architecture", tamper_arch, 0, 0, FALSE, "architecture" },
-  { "version", tamper_version, 0, 0, FALSE, "version" },
-  { "state-bit-flip", tamper_state_flip, 0, 0, FALSE, "state" },
-  { "state-truncated", tamper_state_truncate, 0, 0, FALSE, "state" },
-  { "no-manifest", tamper_no_manifest, 0, 0, FALSE, "manifest.bin" },
-  { "incomplete", tamper_incomplete, 0, 0, FALSE, "incomplete" },
-  { "share-on", NULL, 0, 0, TRUE, "share=on" },
+  { "memory-size-larger", NULL, 0, 128, FALSE, FALSE, "size" },
+  { "architecture", tamper_arch, 0, 0, FALSE, FALSE, "architecture" },
+  { "version", tamper_version, 0, 0, FALSE, FALSE, "version" },
+  { "state-bit-flip", tamper_state_flip, 0, 0, FALSE, FALSE, "state" },
+  { "state-truncated", tamper_state_truncate, 0, 0, FALSE, FALSE, "state" },
+  { "no-manifest", tamper_no_manifest, 0, 0, FALSE, FALSE, "manifest.bin" },
+  { "incomplete", tamper_incomplete, 0, 0, FALSE, FALSE, "incomplete" },
+  { "share-on", NULL, 0, 0, TRUE, FALSE, "share=on" },
+  { "no-incoming-defer", NULL, 0, 0, FALSE, TRUE, "-incoming defer" },
 };
 
 static void
@@ -540,6 +542,7 @@ test_mismatch(Fixture *f, gconstpointer data)
   if (mm->mem_mib != 0)
     vm->mem_mib = mm->mem_mib;
   vm->share = mm->share;
+  vm->incoming_defer = !mm->no_incoming;
 
   g_autoptr(GPtrArray) argv = vms_vm_build_argv(vm);
   g_assert_true(vms_vm_spawn(vm, (const char *const *)argv->pdata, &error));
