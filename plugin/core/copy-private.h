@@ -43,4 +43,12 @@ gboolean vms_copy_rw(VmsCopyJob *job, GError **error);
 gboolean vms_copy_rw_range(VmsCopyJob *job, guint8 *buf, guint64 offset, guint64 length,
                            GError **error);
 
+/* Runs @engine (COPY_FILE_RANGE or READ_WRITE) on @n_threads threads (this
+ * one included), each over a part of job->list of about equal cost. Needs
+ * job->progress NULL (progress is reported from one thread only). On
+ * failure the first error is returned after every thread has finished.
+ * *@ret_used is READ_WRITE if any part had to use pread/pwrite. */
+gboolean vms_copy_parallel(VmsCopyJob *job, VmsCopyEngine engine, guint n_threads,
+                           VmsCopyEngine *ret_used, GError **error);
+
 G_END_DECLS

@@ -79,6 +79,22 @@ auto_engine(const VmsCopySource *src, const GArray *list)
   return source_is_cached(src->fd, list) ? VMS_ENGINE_COPY_FILE_RANGE : VMS_ENGINE_URING;
 }
 
+/* AUTO copies cached data on up to this many threads. */
+#define AUTO_MAX_THREADS 4u
+
+/* Threads for a copy: AUTO with cached data is bound by CPU, so a copy big
+ * enough to pay for starting threads (64 extents or 16 MiB) gets one per
+ * core, up to AUTO_MAX_THREADS. Forced engines run on one thread, as does
+ * a copy that reports progress. */
+static guint
+auto_threads(const VmsCopyOptions *opts, VmsCopyEngine engine, const GArray *list, guint64 total)
+{
+  if (opts->engine != VMS_ENGINE_AUTO || opts->progress != NULL ||
+      engine != VMS_ENGINE_COPY_FILE_RANGE || (list->len < 64 && total < 16u * 1024 * 1024))
+    return 1;
+  return MIN((guint)g_get_num_processors(), AUTO_MAX_THREADS);
+}
+
 static gboolean
 check_extents(const VmsCopySource *src, const GArray *list, GError **error)
 {
@@ -145,8 +161,13 @@ vms_copy_extents(const VmsCopySource *src, int dst_fd, const GArray *list,
   };
   VmsCopyEngine engine = opts->engine == VMS_ENGINE_AUTO ? auto_engine(src, list) : opts->engine;
   VmsCopyEngine used = engine;
-  if (list->len > 0 && !run_engine(&job, engine, &used, error))
+  guint threads = auto_threads(opts, engine, list, job.total);
+  if (threads > 1) {
+    if (!vms_copy_parallel(&job, engine, threads, &used, error))
+      return FALSE;
+  } else if (list->len > 0 && !run_engine(&job, engine, &used, error)) {
     return FALSE;
+  }
   if (opts->fsync && fsync(dst_fd) < 0)
     return vms_set_error_errno(error, errno, "failed to fsync the destination");
   if (opts->progress != NULL)

@@ -5,7 +5,8 @@
  * --size-mib MiB and, per shape, a sparse diff and its page map; then, with
  * the page cache hot and cold (fsync + POSIX_FADV_DONTNEED of base, diff and
  * map before each run; tmpfs cannot be dropped, so only hot runs there), it
- * applies the diff with every method, --reps times, interleaved, and prints
+ * applies the diff with every method, --reps times, interleaved in a new
+ * random order each time, and prints
  * the median as Markdown tables and a summary of the targets of issue 3.
  * A memcpy bound is measured at the start of the same run.
  *
@@ -47,7 +48,8 @@ typedef struct {
 static double memcpy_gbps;
 static int opt_reps = 3;
 static int opt_size_mib = 1024;
-static gboolean opt_no_cold;
+static gboolean opt_no_cold, opt_no_hot;
+static char *opt_shapes;
 static char **opt_dirs;
 static GString *summary;
 
@@ -244,8 +246,20 @@ bench_case(const char *fs, gboolean cold, const Shape *shape, const char *base,
   BenchResult res[N_METHODS];
   g_autofree double *times = g_new(double, (gsize)N_METHODS * opt_reps);
 
+  g_autoptr(GRand) rand = g_rand_new_with_seed(42);
+  int order[N_METHODS];
+
+  for (int m = 0; m < N_METHODS; m++)
+    order[m] = m;
   for (int rep = 0; rep < opt_reps; rep++) {
-    for (int m = 0; m < N_METHODS; m++) {
+    /* A new order each rep, so no method always follows the same one. */
+    for (int i = N_METHODS - 1; i > 0; i--) {
+      int j = g_rand_int_range(rand, 0, i + 1), t = order[i];
+      order[i] = order[j];
+      order[j] = t;
+    }
+    for (int k = 0; k < N_METHODS; k++) {
+      int m = order[k];
       if (cold) {
         drop_cache(base);
         drop_cache(diff);
@@ -277,8 +291,11 @@ bench_dir(const char *label, const char *dir, Shape *shapes, guint n_shapes, gui
   gboolean tmpfs = sfs.f_type == TMPFS_MAGIC;
   make_base(base, size);
   for (guint s = 0; s < n_shapes; s++) {
+    if (opt_shapes != NULL && strchr(opt_shapes, (int)('0' + s)) == NULL)
+      continue;
     make_diff(diff, map, size, shapes[s].list);
-    bench_case(label, FALSE, &shapes[s], base, diff, map);
+    if (!opt_no_hot)
+      bench_case(label, FALSE, &shapes[s], base, diff, map);
     if (!opt_no_cold && !tmpfs)
       bench_case(label, TRUE, &shapes[s], base, diff, map);
   }
@@ -297,6 +314,8 @@ main(int argc, char **argv)
     { "size-mib", 0, 0, G_OPTION_ARG_INT, &opt_size_mib, "base size in MiB (default 1024)", "N" },
     { "reps", 0, 0, G_OPTION_ARG_INT, &opt_reps, "runs per method; the median is shown (default 3)", "N" },
     { "no-cold", 0, 0, G_OPTION_ARG_NONE, &opt_no_cold, "skip the cold-cache runs", NULL },
+    { "no-hot", 0, 0, G_OPTION_ARG_NONE, &opt_no_hot, "skip the hot-cache runs", NULL },
+    { "shapes", 0, 0, G_OPTION_ARG_STRING, &opt_shapes, "shapes to run, e.g. 013 (default all: 0123)", "DIGITS" },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("- apply-diff benchmark");

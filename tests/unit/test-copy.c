@@ -441,6 +441,36 @@ test_uring_short_transfers(void)
   g_test_trap_assert_passed();
 }
 
+/* AUTO with cached data big enough to run on several threads: many
+ * extents, and one extent long enough to be cut between the threads. */
+static void
+test_auto_parallel(void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed(13);
+  g_autoptr(GArray) one = vms_extents_new();
+  GArray *scattered = vms_extents_new();
+  vms_extents_append(one, PAGE, 20 * MIB - 3 * PAGE);
+  for (guint64 pos = 0; pos < 24 * MIB - 64 * PAGE; pos += (guint64)g_rand_int_range(rand, 2, 64) * PAGE)
+    vms_extents_append(scattered, pos, (guint64)g_rand_int_range(rand, 1, 2 * PAGE));
+  g_autoptr(Fixture) many = fixture_new(24 * MIB, scattered, 13);
+  g_autoptr(Fixture) big = fixture_new(20 * MIB, g_steal_pointer(&one), 14);
+  Fixture *fs[] = { many, big };
+
+  g_assert_cmpuint(many->list->len, >=, 64);
+  for (guint i = 0; i < G_N_ELEMENTS(fs); i++) {
+    g_autoptr(GError) error = NULL;
+    VmsCopyStats stats = { 0 };
+    vms_autofd diff_fd = open(fs[i]->diff_path, O_RDONLY | O_CLOEXEC);
+    vms_autofd base_fd = open(fs[i]->base_path, O_RDWR | O_CLOEXEC);
+
+    g_assert_true(vms_apply_diff_fd(base_fd, diff_fd, fs[i]->list, NULL, &stats, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(stats.bytes, ==, vms_extents_total(fs[i]->list));
+    g_assert_cmpuint(stats.extents, ==, fs[i]->list->len);
+    assert_file_equals(fs[i]->base_path, fs[i]->expect, fs[i]->size);
+  }
+}
+
 static void
 test_source_shorter_than_extent(void)
 {
@@ -624,6 +654,7 @@ main(int argc, char **argv)
   g_test_add_func("/copy/short-write", test_short_write);
   g_test_add_func("/copy/uring-short-transfers", test_uring_short_transfers);
   g_test_add_func("/copy/property-engines-identical", test_property_engines_identical);
+  g_test_add_func("/copy/auto-parallel", test_auto_parallel);
   g_test_add_func("/copy/write-diff", test_write_diff);
   g_test_add_func("/copy/sparse-copy/file", test_sparse_copy_file);
   g_test_add_func("/copy/sparse-copy/mem", test_sparse_copy_mem);
