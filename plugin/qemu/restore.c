@@ -1,13 +1,14 @@
 /* vmsnap plugin: restore=DIR (restore.h).
  *
- * Two phases. At install, before QEMU has mapped any memory: the snapshot
- * must be committed, FULL, of this version, architecture and vCPU count,
- * with an intact state.bin and a memory.bin of the recorded size; and if
- * QEMU's own command line maps that memory.bin, it must do so with the
- * recorded size and share=off. Failing here means QEMU never opens the
- * snapshot's memory at all. Later, on the service's worker, the mapping
- * QEMU really made is checked (size, page size, private, the very file),
- * then state.bin is loaded with migrate-incoming over a passed fd.
+ * Two phases. At install, before the guest can run (QEMU has created its
+ * memory backend by then; a backend larger than memory.bin is refused by
+ * QEMU itself even earlier): the snapshot must be committed, FULL, of this
+ * version, architecture and vCPU count, with an intact state.bin and a
+ * memory.bin of the recorded size; QEMU's own command line must map that
+ * memory.bin with the recorded size and share=off, and have -incoming
+ * defer. Later, on the service's worker, the mapping QEMU really made is
+ * checked (size, page size, private, the very file), then state.bin is
+ * loaded with migrate-incoming over a passed fd.
  *
  * Everything in the snapshot is opened read-only; nothing is written.
  */

@@ -416,6 +416,29 @@ test_cli_diff(Fixture *f, gconstpointer data)
   g_assert_cmpstr(base_after, ==, base_before);
 }
 
+/* QEMU creates a missing memory-backend file before any plugin loads, so
+ * the CLI must refuse a snapshot without memory.bin before starting QEMU. */
+static char *copy_base(Fixture *f, const char *name);
+
+static void
+test_cli_missing_memory(Fixture *f, gconstpointer data)
+{
+  g_autofree char *snap = copy_base(f, "snap");
+  g_autofree char *mem = g_build_filename(snap, "memory.bin", NULL);
+  g_autofree char *rdir = g_build_filename(f->dir, "run", NULL);
+  g_autofree char *out = NULL, *err = NULL;
+
+  g_assert_cmpint(unlink(mem), ==, 0);
+  g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
+  g_autofree char *before = digest(snap);
+  const char *const args[] = { "restore", snap, "--runtime-dir", rdir, NULL };
+  g_assert_cmpint(run_cli(args, &out, &err), ==, 1);
+  g_assert_nonnull(strstr(err, "memory.bin"));
+  g_assert_false(g_file_test(mem, G_FILE_TEST_EXISTS));
+  g_autofree char *after = digest(snap);
+  g_assert_cmpstr(after, ==, before);
+}
+
 /* ---- mismatches ---- */
 
 static void
@@ -567,6 +590,7 @@ main(int argc, char **argv)
   g_test_add("/restore/cli/dry-run", Fixture, NULL, setup, test_cli_dry_run, teardown);
   g_test_add("/restore/cli/clone", Fixture, NULL, setup, test_cli_clone, teardown);
   g_test_add("/restore/cli/diff", Fixture, NULL, setup, test_cli_diff, teardown);
+  g_test_add("/restore/cli/missing-memory", Fixture, NULL, setup, test_cli_missing_memory, teardown);
   for (gsize i = 0; i < G_N_ELEMENTS(mismatches); i++) {
     g_autofree char *path = g_strdup_printf("/restore/mismatch/%s", mismatches[i].name);
     g_test_add(path, Fixture, &mismatches[i], setup, test_mismatch, teardown);
