@@ -248,6 +248,40 @@ test_copy_restore(Fixture *f, gconstpointer data)
   g_assert_cmpstr(after, ==, before);
 }
 
+/* resume=off (with -S): state loaded, guest held until someone continues it. */
+static void
+test_resume_off(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  const char *snap = base_snapshot();
+  guint64 c = 0;
+
+  VmsVm *vm = f->vms[0] = restored_vm(f->dir, "clone", snap);
+  g_free(vm->plugin_extra);
+  vm->plugin_extra = g_strdup_printf("restore=%s,resume=off", snap);
+  g_ptr_array_add(vm->extra_args, g_strdup("-S"));
+  g_assert_true(vms_vm_start(vm, &error));
+  g_assert_no_error(error);
+
+  /* Loaded: the counter is the saved one and stays there. */
+  gint64 deadline = g_get_monotonic_time() + VMS_TEST_TIMEOUT_MS * 1000;
+  while (c != base_counter && g_get_monotonic_time() < deadline) {
+    g_assert_true(vms_vm_read_counter(vm, &c, &error));
+    g_usleep(10 * 1000);
+  }
+  g_assert_cmpuint(c, ==, base_counter);
+  g_usleep(300 * 1000);
+  g_assert_true(vms_vm_read_counter(vm, &c, &error));
+  g_assert_cmpuint(c, ==, base_counter);
+  g_autoptr(JsonNode) st = vms_test_qmp_execute(vm->qmp, "query-status", NULL, &error);
+  g_assert_no_error(error);
+  g_assert_false(json_object_get_boolean_member(json_node_get_object(st), "running"));
+
+  g_autoptr(JsonNode) cont = vms_test_qmp_execute(vm->qmp, "cont", NULL, &error);
+  g_assert_no_error(error);
+  assert_continues(vm, base_counter, base_boot_id);
+}
+
 /* ---- vmsnap restore ---- */
 
 static int
@@ -530,22 +564,24 @@ typedef struct {
   guint mem_mib;       /* 0: as saved */
   gboolean share;
   gboolean no_incoming; /* leave out -incoming defer */
+  const char *plugin_extra; /* appended to restore=DIR (nullable) */
   const char *want;    /* in QEMU's stderr */
 } Mismatch;
 
 static const Mismatch mismatches[] = {
-  { "vcpus", NULL, 2, 0, FALSE, FALSE, "VP count" },
-  { "memory-size", NULL, 0, 32, FALSE, FALSE, "memory size" },
+  { "vcpus", NULL, 2, 0, FALSE, FALSE, NULL, "VP count" },
+  { "memory-size", NULL, 0, 32, FALSE, FALSE, NULL, "memory size" },
   /* A larger backend than the file: QEMU itself refuses before the plugin loads. */
-  { "memory-size-larger", NULL, 0, 128, FALSE, FALSE, "size" },
-  { "architecture", tamper_arch, 0, 0, FALSE, FALSE, "architecture" },
-  { "version", tamper_version, 0, 0, FALSE, FALSE, "version" },
-  { "state-bit-flip", tamper_state_flip, 0, 0, FALSE, FALSE, "state" },
-  { "state-truncated", tamper_state_truncate, 0, 0, FALSE, FALSE, "state" },
-  { "no-manifest", tamper_no_manifest, 0, 0, FALSE, FALSE, "manifest.bin" },
-  { "incomplete", tamper_incomplete, 0, 0, FALSE, FALSE, "incomplete" },
-  { "share-on", NULL, 0, 0, TRUE, FALSE, "share=on" },
-  { "no-incoming-defer", NULL, 0, 0, FALSE, TRUE, "-incoming defer" },
+  { "memory-size-larger", NULL, 0, 128, FALSE, FALSE, NULL, "size" },
+  { "architecture", tamper_arch, 0, 0, FALSE, FALSE, NULL, "architecture" },
+  { "version", tamper_version, 0, 0, FALSE, FALSE, NULL, "version" },
+  { "state-bit-flip", tamper_state_flip, 0, 0, FALSE, FALSE, NULL, "state" },
+  { "state-truncated", tamper_state_truncate, 0, 0, FALSE, FALSE, NULL, "state" },
+  { "no-manifest", tamper_no_manifest, 0, 0, FALSE, FALSE, NULL, "manifest.bin" },
+  { "incomplete", tamper_incomplete, 0, 0, FALSE, FALSE, NULL, "incomplete" },
+  { "share-on", NULL, 0, 0, TRUE, FALSE, NULL, "share=on" },
+  { "no-incoming-defer", NULL, 0, 0, FALSE, TRUE, NULL, "-incoming defer" },
+  { "resume-off-without-S", NULL, 0, 0, FALSE, FALSE, "resume=off", "-S" },
 };
 
 static void
@@ -566,6 +602,10 @@ test_mismatch(Fixture *f, gconstpointer data)
     vm->mem_mib = mm->mem_mib;
   vm->share = mm->share;
   vm->incoming_defer = !mm->no_incoming;
+  if (mm->plugin_extra != NULL) {
+    g_autofree char *old = vm->plugin_extra;
+    vm->plugin_extra = g_strdup_printf("%s,%s", old, mm->plugin_extra);
+  }
 
   g_autoptr(GPtrArray) argv = vms_vm_build_argv(vm);
   g_assert_true(vms_vm_spawn(vm, (const char *const *)argv->pdata, &error));
@@ -587,6 +627,7 @@ main(int argc, char **argv)
   g_test_add("/restore/link-continues", Fixture, NULL, setup, test_link_continues, teardown);
   g_test_add("/restore/three-clones", Fixture, NULL, setup, test_three_clones, teardown);
   g_test_add("/restore/copy", Fixture, NULL, setup, test_copy_restore, teardown);
+  g_test_add("/restore/resume-off", Fixture, NULL, setup, test_resume_off, teardown);
   g_test_add("/restore/cli/dry-run", Fixture, NULL, setup, test_cli_dry_run, teardown);
   g_test_add("/restore/cli/clone", Fixture, NULL, setup, test_cli_clone, teardown);
   g_test_add("/restore/cli/diff", Fixture, NULL, setup, test_cli_diff, teardown);
