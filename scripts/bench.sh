@@ -1,0 +1,39 @@
+#!/bin/sh
+# vmsnap benchmarks: the apply-diff benchmark (tests/bench/bench-apply.c) at
+# full size, on tmpfs (/dev/shm) and on the disk filesystem, hot and cold.
+#
+#   scripts/bench.sh [BUILD_DIR] [-- extra bench-apply options]
+#
+# BUILD_DIR defaults to ./build (configured and built if missing). Needs
+# about 2 GiB free in /dev/shm and in the disk directory (VMSNAP_BENCH_DISK,
+# default /var/tmp); everything it writes is removed at the end. Takes 5-10
+# minutes. The output is Markdown, ready for doc/performance.md.
+set -eu
+
+src_dir=$(cd "$(dirname "$0")/.." && pwd)
+build_dir=${1:-$src_dir/build}
+[ $# -gt 0 ] && shift
+[ "${1:-}" = "--" ] && shift
+
+if [ ! -d "$build_dir" ]; then
+  meson setup "$build_dir" "$src_dir"
+fi
+meson compile -C "$build_dir" tests/bench/bench-apply >/dev/null
+
+disk_root=${VMSNAP_BENCH_DISK:-/var/tmp}
+tmpfs_dir=/dev/shm/vmsnap-bench-$$
+disk_dir=$disk_root/vmsnap-bench-$$
+cleanup() { rm -rf "$tmpfs_dir" "$disk_dir"; }
+trap cleanup EXIT INT TERM
+
+for d in /dev/shm "$disk_root"; do
+  avail_kib=$(df -Pk "$d" | awk 'NR == 2 { print $4 }')
+  if [ "$avail_kib" -lt $((2 * 1024 * 1024 + 512 * 1024)) ]; then
+    echo "bench.sh: need 2.5 GiB free in $d" >&2
+    exit 1
+  fi
+done
+
+echo "<!-- $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+"$build_dir/tests/bench/bench-apply" --size-mib 1024 --reps 3 \
+  --dir "tmpfs=$tmpfs_dir" --dir "disk=$disk_dir" "$@"
