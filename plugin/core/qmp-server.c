@@ -27,8 +27,11 @@ typedef struct {
   GSocket *sock;
   GSource *source;
   VmsJsonSplitter *split;
-  GMutex wlock;         /* guards sending and `closed` */
+  GMutex wlock;         /* guards sending, `closed`, `eof`, `pending` */
   gboolean closed;
+  gboolean eof;         /* the client shut down its sending side */
+  guint pending;        /* commands dispatched and not answered yet */
+  gint finished;        /* atomic: conn_close ran */
   gboolean negotiated;  /* read on any thread, written on the context */
 } ServerConn;
 
@@ -61,6 +64,8 @@ conn_unref(ServerConn *conn)
 {
   if (!g_atomic_int_dec_and_test(&conn->ref))
     return;
+  if (conn->source != NULL)
+    g_source_unref(conn->source);
   g_object_unref(conn->sock);
   vms_json_splitter_free(conn->split);
   g_mutex_clear(&conn->wlock);
@@ -86,23 +91,41 @@ conn_send(ServerConn *conn, JsonObject *msg)
   g_mutex_unlock(&conn->wlock);
 }
 
-/* On the context thread: forget the connection. */
+/* Forgets the connection, once. Any thread: the context thread at EOF, or
+ * the thread that answered the last pending command of a client that had
+ * already shut down its sending side. */
 static void
 conn_close(ServerConn *conn)
 {
   VmsQmpServer *s = conn->server;
 
+  if (!g_atomic_int_compare_and_exchange(&conn->finished, 0, 1))
+    return;
   g_mutex_lock(&conn->wlock);
   conn->closed = TRUE;
   g_mutex_unlock(&conn->wlock);
   g_source_destroy(conn->source);
-  g_source_unref(conn->source);
-  conn->source = NULL;
   g_socket_close(conn->sock, NULL);
   g_mutex_lock(&s->lock);
   s->conns = g_list_remove(s->conns, conn);
   g_mutex_unlock(&s->lock);
   conn_unref(conn);
+}
+
+/* The client will send no more. A client that half-closes after its last
+ * command (`echo '{...}' | socat - UNIX-CONNECT:...`) still gets its
+ * answers: the connection closes when the last pending command is done. */
+static void
+conn_eof(ServerConn *conn)
+{
+  gboolean idle;
+
+  g_mutex_lock(&conn->wlock);
+  conn->eof = TRUE;
+  idle = conn->pending == 0;
+  g_mutex_unlock(&conn->wlock);
+  if (idle)
+    conn_close(conn);
 }
 
 static void
@@ -215,6 +238,9 @@ conn_handle(ServerConn *conn, const char *text)
   }
   req = g_new0(VmsQmpRequest, 1);
   req->conn = conn_ref(conn);
+  g_mutex_lock(&conn->wlock);
+  conn->pending++;
+  g_mutex_unlock(&conn->wlock);
   req->id = id != NULL ? json_node_copy(id) : NULL;
   conn->server->dispatch(req, command, args, conn->server->user_data);
 }
@@ -230,7 +256,7 @@ conn_on_readable(GSocket *sock, GIOCondition cond, gpointer user_data)
   if (n < 0 && g_error_matches(error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
     return G_SOURCE_CONTINUE;
   if (n <= 0) {
-    conn_close(conn);
+    conn_eof(conn);
     return G_SOURCE_REMOVE;
   }
   vms_json_splitter_feed(conn->split, buf, (gsize)n);
@@ -340,9 +366,17 @@ vms_qmp_server_free(VmsQmpServer *s)
 static void
 request_finish(VmsQmpRequest *req, JsonObject *msg)
 {
+  gboolean last;
+
   if (req->id != NULL)
     json_object_set_member(msg, "id", json_node_copy(req->id));
   conn_send(req->conn, msg);
+  g_mutex_lock(&req->conn->wlock);
+  req->conn->pending--;
+  last = req->conn->eof && req->conn->pending == 0;
+  g_mutex_unlock(&req->conn->wlock);
+  if (last)
+    conn_close(req->conn);
   conn_unref(req->conn);
   if (req->id != NULL)
     json_node_unref(req->id);

@@ -10,6 +10,8 @@
 #define MONITOR_PROMPT "(vmsnap) "
 #define MONITOR_MAX_LINE 4096
 #define MONITOR_SEND_TIMEOUT_S 10
+/* Queued in place of a line that was too long (no real line holds \x01). */
+#define TOO_LONG_LINE "\x01"
 
 static const char help_text[] =
   "Commands:\n"
@@ -25,13 +27,21 @@ struct _VmsMonitor {
   GSource *accept_source;
 };
 
+/* One console connection. Lines are run one at a time, in order, like a
+ * shell: a line that arrives while a save runs waits for it. Everything
+ * but sending happens on the service context. */
 typedef struct {
   gint ref;
+  VmsMonitor *mon;
   GSocket *sock;
   GSource *source;
   GString *line;
   gboolean discarding; /* the current line is too long */
-  GMutex wlock;
+  GQueue lines;        /* complete lines not run yet */
+  gboolean busy;       /* a command is running */
+  gboolean eof;        /* the peer sends no more */
+  gboolean gone;       /* closed and forgotten */
+  GMutex wlock;        /* guards sending and `closed` (replies come from any thread) */
   gboolean closed;
 } MonConn;
 
@@ -39,6 +49,8 @@ typedef struct {
   MonConn *conn;
   char *command;
 } MonReply;
+
+static void mon_pump(MonConn *c);
 
 static MonConn *
 mon_conn_ref(MonConn *c)
@@ -52,8 +64,11 @@ mon_conn_unref(MonConn *c)
 {
   if (!g_atomic_int_dec_and_test(&c->ref))
     return;
+  if (c->source != NULL)
+    g_source_unref(c->source);
   g_object_unref(c->sock);
   g_string_free(c->line, TRUE);
+  g_queue_clear_full(&c->lines, g_free);
   g_mutex_clear(&c->wlock);
   g_free(c);
 }
@@ -70,27 +85,42 @@ mon_send(MonConn *c, const char *text)
   g_mutex_unlock(&c->wlock);
 }
 
+/* Service context: the command finished, run the next line. */
+static gboolean
+mon_command_done(gpointer user_data)
+{
+  MonConn *c = user_data;
+
+  c->busy = FALSE;
+  mon_pump(c);
+  return G_SOURCE_REMOVE;
+}
+
+/* Any thread (snapshot-save answers from its worker): print the answer and
+ * let the service context go on with the next line. */
 static void
 mon_reply(JsonNode *ret, const GError *error, gpointer user_data)
 {
   MonReply *r = user_data;
   g_autofree char *text = NULL;
+  g_autoptr(GSource) idle = g_idle_source_new();
 
-  if (error != NULL)
+  if (error != NULL) {
     text = g_strdup_printf("error: %s\n" MONITOR_PROMPT, error->message);
-  else {
+  } else {
     g_autofree char *body = vms_monitor_format(r->command, ret);
     text = g_strdup_printf("%s\n" MONITOR_PROMPT, body);
     json_node_unref(ret);
   }
   mon_send(r->conn, text);
-  mon_conn_unref(r->conn);
+  g_source_set_callback(idle, mon_command_done, r->conn, (GDestroyNotify)mon_conn_unref);
+  g_source_attach(idle, r->conn->mon->svc->context);
   g_free(r->command);
   g_free(r);
 }
 
 static void
-mon_handle_line(VmsMonitor *mon, MonConn *c, const char *line)
+mon_run_line(MonConn *c, char *line)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *command = NULL;
@@ -98,7 +128,11 @@ mon_handle_line(VmsMonitor *mon, MonConn *c, const char *line)
   gboolean help = FALSE;
   MonReply *r;
 
-  if (*g_strstrip((char *)line) == '\0') {
+  if (strcmp(line, TOO_LONG_LINE) == 0) {
+    mon_send(c, "error: line too long\n" MONITOR_PROMPT);
+    return;
+  }
+  if (*g_strstrip(line) == '\0') {
     mon_send(c, MONITOR_PROMPT);
     return;
   }
@@ -115,33 +149,49 @@ mon_handle_line(VmsMonitor *mon, MonConn *c, const char *line)
   r = g_new0(MonReply, 1);
   r->conn = mon_conn_ref(c);
   r->command = g_strdup(command);
-  vms_commands_dispatch(mon->svc, command, args, mon_reply, r);
+  c->busy = TRUE;
+  vms_commands_dispatch(c->mon->svc, command, args, mon_reply, r);
 }
 
+/* Service context, once: stop reading, close, forget. */
 static void
 mon_close(MonConn *c)
 {
+  if (c->gone)
+    return;
+  c->gone = TRUE;
   g_mutex_lock(&c->wlock);
   c->closed = TRUE;
   g_mutex_unlock(&c->wlock);
   g_source_destroy(c->source);
-  g_source_unref(c->source);
-  c->source = NULL;
   g_socket_close(c->sock, NULL);
   mon_conn_unref(c);
+}
+
+/* Service context: runs queued lines until one is busy; closes a peer that
+ * has sent everything once its last command is answered. */
+static void
+mon_pump(MonConn *c)
+{
+  while (!c->busy && !c->gone && !g_queue_is_empty(&c->lines)) {
+    g_autofree char *line = g_queue_pop_head(&c->lines);
+    mon_run_line(c, line);
+  }
+  if (!c->busy && c->eof && g_queue_is_empty(&c->lines))
+    mon_close(c);
 }
 
 /* Splits input into lines; a line longer than MONITOR_MAX_LINE is refused
  * once and skipped up to its newline. */
 static void
-mon_feed(VmsMonitor *mon, MonConn *c, const char *buf, gsize n)
+mon_feed(MonConn *c, const char *buf, gsize n)
 {
   for (gsize i = 0; i < n; i++) {
     if (buf[i] == '\n') {
       if (c->discarding)
-        mon_send(c, "error: line too long\n" MONITOR_PROMPT);
+        g_queue_push_tail(&c->lines, g_strdup(TOO_LONG_LINE));
       else
-        mon_handle_line(mon, c, c->line->str);
+        g_queue_push_tail(&c->lines, g_strdup(c->line->str));
       g_string_truncate(c->line, 0);
       c->discarding = FALSE;
     } else if (!c->discarding && buf[i] != '\r') {
@@ -154,29 +204,28 @@ mon_feed(VmsMonitor *mon, MonConn *c, const char *buf, gsize n)
   }
 }
 
-typedef struct {
-  VmsMonitor *mon;
-  MonConn *conn;
-} MonSourceData;
-
 static gboolean
 mon_on_readable(GSocket *sock, GIOCondition cond, gpointer user_data)
 {
-  MonSourceData *d = user_data;
+  MonConn *c = user_data;
   char buf[4096];
   g_autoptr(GError) error = NULL;
   gssize n = g_socket_receive_with_blocking(sock, buf, sizeof(buf), FALSE, NULL, &error);
 
   if (n < 0 && g_error_matches(error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
     return G_SOURCE_CONTINUE;
+  mon_conn_ref(c);
   if (n <= 0) {
-    mon_close(d->conn);
-    return G_SOURCE_REMOVE;
+    /* a last line without its newline still counts */
+    if (c->line->len > 0 && !c->discarding)
+      g_queue_push_tail(&c->lines, g_strdup(c->line->str));
+    c->eof = TRUE;
+  } else {
+    mon_feed(c, buf, (gsize)n);
   }
-  mon_conn_ref(d->conn);
-  mon_feed(d->mon, d->conn, buf, (gsize)n);
-  mon_conn_unref(d->conn);
-  return G_SOURCE_CONTINUE;
+  mon_pump(c);
+  mon_conn_unref(c);
+  return n <= 0 ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
 }
 
 static gboolean
@@ -185,7 +234,6 @@ mon_on_accept(GSocket *listener, GIOCondition cond, gpointer user_data)
   VmsMonitor *mon = user_data;
   g_autoptr(GSocket) sock = g_socket_accept(listener, NULL, NULL);
   MonConn *c;
-  MonSourceData *d;
 
   if (sock == NULL)
     return G_SOURCE_CONTINUE;
@@ -195,15 +243,14 @@ mon_on_accept(GSocket *listener, GIOCondition cond, gpointer user_data)
   }
   c = g_new0(MonConn, 1);
   c->ref = 1;
+  c->mon = mon;
   c->sock = g_steal_pointer(&sock);
   c->line = g_string_new(NULL);
   g_mutex_init(&c->wlock);
   mon_send(c, "vmsnap monitor - type 'help' for help\n" MONITOR_PROMPT);
-  d = g_new0(MonSourceData, 1);
-  d->mon = mon;
-  d->conn = c;
+  g_queue_init(&c->lines);
   c->source = g_socket_create_source(c->sock, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
-  g_source_set_callback(c->source, G_SOURCE_FUNC(mon_on_readable), d, g_free);
+  g_source_set_callback(c->source, G_SOURCE_FUNC(mon_on_readable), c, NULL);
   g_source_attach(c->source, mon->svc->context);
   return G_SOURCE_CONTINUE;
 }

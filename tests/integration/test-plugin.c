@@ -208,6 +208,57 @@ test_idle_client(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(status, "vCPUs"));
 }
 
+/* `echo ... | socat - UNIX-CONNECT:...`: the client shuts down its sending
+ * side right after its commands. It still gets every answer, in order (the
+ * monitor runs lines one at a time, like a shell), then EOF. */
+static void
+test_half_close(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) ready = query_ready(f->ctl);
+  g_autofree char *snap_m = g_build_filename(f->dir, "snap-hm", NULL);
+  g_autofree char *snap_c = g_build_filename(f->dir, "snap-hc", NULL);
+  g_autofree char *lines = g_strdup_printf("save %s memory=copy then=resume\ninfo status", snap_m);
+  g_autofree char *qmp = g_strdup_printf(
+      "{\"execute\": \"qmp_capabilities\"}\n"
+      "{\"execute\": \"snapshot-save\", \"arguments\": {\"dir\": \"%s\", \"memory\": \"copy\", "
+      "\"then\": \"resume\"}, \"id\": \"s\"}\n", snap_c);
+  g_autoptr(VmsTestConn) mon = vms_test_conn_connect(f->vm->monitor_path, VMS_TEST_TIMEOUT_MS,
+                                                     &error);
+  g_autoptr(VmsTestConn) ctl = vms_test_conn_connect(f->vm->control_path, VMS_TEST_TIMEOUT_MS,
+                                                     &error);
+  g_autofree char *saved = NULL, *status = NULL, *greeting = NULL, *caps = NULL, *reply = NULL;
+  g_autofree char *end = NULL;
+
+  g_assert_no_error(error);
+  g_assert_true(vms_test_conn_write(mon, lines, &error));
+  g_assert_true(g_socket_shutdown(vms_test_conn_socket(mon), FALSE, TRUE, &error));
+  g_free(vms_test_conn_read_until(mon, VMS_TEST_MONITOR_PROMPT, VMS_TEST_TIMEOUT_MS, &error));
+  saved = vms_test_conn_read_until(mon, VMS_TEST_MONITOR_PROMPT, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(strstr(saved, "snapshot saved in"));
+  status = vms_test_conn_read_until(mon, VMS_TEST_MONITOR_PROMPT, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(strstr(status, "vCPUs"));
+  end = vms_test_conn_read_line(mon, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_null(end); /* then the console closes */
+  g_clear_error(&error);
+
+  greeting = vms_test_conn_read_line(ctl, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_true(vms_test_conn_write(ctl, qmp, &error));
+  g_assert_true(g_socket_shutdown(vms_test_conn_socket(ctl), FALSE, TRUE, &error));
+  caps = vms_test_conn_read_line(ctl, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(strstr(caps, "\"return\""));
+  do {
+    g_free(reply);
+    reply = vms_test_conn_read_line(ctl, VMS_TEST_TIMEOUT_MS, &error);
+    g_assert_no_error(error);
+  } while (strstr(reply, "\"event\"") != NULL);
+  g_assert_nonnull(strstr(reply, "\"memory-capture\""));
+  g_assert_nonnull(strstr(reply, "\"id\":\"s\""));
+}
+
 /* ---- bad arguments stop QEMU at start, naming the argument ---- */
 
 static void
@@ -260,6 +311,7 @@ main(int argc, char **argv)
   g_test_add("/plugin/monitor", Fixture, NULL, setup, test_monitor, teardown);
   g_test_add("/plugin/control-robust", Fixture, NULL, setup, test_control_robust, teardown);
   g_test_add("/plugin/client-gone", Fixture, NULL, setup, test_client_gone, teardown);
+  g_test_add("/plugin/half-close", Fixture, NULL, setup, test_half_close, teardown);
   g_test_add("/plugin/idle-client", Fixture, NULL, setup, test_idle_client, teardown);
   g_test_add_func("/plugin/bad-args", test_bad_args);
   return g_test_run();
