@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# vmsnap demo (interim): builds vmsnap and shows the command-line tool on a
-# snapshot directory — a committed snapshot, its manifest as text and JSON,
-# verification, and how damage and an uncommitted directory are reported.
-# The snapshot is a sample written by the test fixture tool, not a VM's
-# (the plugin's issue turns this into a real VM snapshot and restore).
+# vmsnap demo: boots the test guest in QEMU with the vmsnap plugin, takes
+# snapshots from the monitor console and from the command line, shows the
+# manifest, verifies it, and shows how damage and an uncommitted directory
+# are reported. Everything lives in a temporary directory on /dev/shm and
+# QEMU is always stopped at the end.
 #
 #   scripts/demo.sh            # BUILD_DIR overrides ./build
 set -euo pipefail
@@ -18,9 +18,18 @@ fi
 meson compile -C "$build" >/dev/null
 
 vmsnap="$build/plugin/cli/vmsnap"
-fixture="$build/tests/unit/vmsnap-fixture"
-work="$(mktemp -d /tmp/vmsnap-demo.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+plugin="$build/plugin/qemu/libvmsnap.so"
+guest="$build/tests/guest/guest.elf"
+work="$(mktemp -d /dev/shm/vmsnap-demo.XXXXXX)"
+qemu_pid=""
+cleanup() {
+  if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+    kill "$qemu_pid"
+    wait "$qemu_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
@@ -32,30 +41,74 @@ show_fail() {
   if [ "$rc" -eq 0 ]; then echo "(unexpectedly succeeded)"; exit 1; fi
   echo "(exit status $rc)"
 }
+# Sends one line to the plugin's monitor console and prints the exchange.
+monitor() {
+  monitor_at "$work/monitor.sock" "$1"
+}
+monitor_at() {
+  printf '(vmsnap) %s\n' "$2"
+  printf '%s\n' "$2" | socat -t 30 - "UNIX-CONNECT:$1" |
+    sed -e '1d' -e 's/^(vmsnap) //' -e '/^$/d'
+}
+wait_for() { for _ in $(seq 1 300); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
 
-step "vmsnap's commands"
-show "$vmsnap" --help
+step "boot the test guest with the plugin"
+qemu=(qemu-system-x86_64 -accel tcg -m 128M -smp 2 -display none -nodefaults
+  -object "memory-backend-file,id=ram0,size=128M,mem-path=$work/guest.ram,share=on"
+  -machine pc,memory-backend=ram0
+  -chardev "socket,id=vmsnap-qmp,path=$work/qmp.sock,server=on,wait=off"
+  -mon chardev=vmsnap-qmp,mode=control
+  -kernel "$guest"
+  -device isa-debugcon,chardev=dbg -chardev "file,id=dbg,path=$work/debugcon.log"
+  -plugin "$plugin,qmp=$work/qmp.sock,control=$work/control.sock,monitor=$work/monitor.sock")
+printf '$ %s \\\n    %s\n' "${qemu[*]:0:9}" "${qemu[*]:9}"
+"${qemu[@]}" 2>"$work/qemu.stderr" &
+qemu_pid=$!
+wait_for "$work/monitor.sock"
+for _ in $(seq 1 200); do grep -q "ready" "$work/debugcon.log" 2>/dev/null && break; sleep 0.05; done
+show cat "$work/debugcon.log"
 
-step "a committed snapshot directory"
-"$fixture" "$work/snap" >/dev/null
-show ls -l "$work/snap"
+step "the plugin's monitor console (socat - UNIX-CONNECT:monitor.sock)"
+sleep 0.3
+monitor "info status"
+
+step "a copy snapshot from the monitor; the guest keeps running"
+monitor "save $work/snap-copy memory=copy then=resume"
+show ls -l "$work/snap-copy"
 
 step "its manifest"
-show "$vmsnap" info "$work/snap"
-
-step "the same as JSON (what management layers read)"
-show "$vmsnap" info --json "$work/snap"
+show "$vmsnap" info "$work/snap-copy"
 
 step "verify: manifest, state.bin size and SHA-256, memory size"
-show "$vmsnap" verify "$work/snap"
+show "$vmsnap" verify "$work/snap-copy"
+
+step "a link snapshot from the command line: memory.bin is the VM's memory file, QEMU quits"
+show "$vmsnap" save --control "$work/control.sock" "$work/snap-link" --then quit
+wait "$qemu_pid" || true
+qemu_pid=""
+show ls -li "$work/guest.ram" "$work/snap-link/memory.bin"
+
+step "how to start a clone from it (vmsnap restore --dry-run)"
+show "$vmsnap" restore --dry-run "$work/snap-link"
+
+step "restore it: a clone maps memory.bin copy-on-write and continues the guest"
+mkdir -p "$work/clone"
+printf '$ %s\n' "$vmsnap restore $work/snap-link --runtime-dir $work/clone &"
+"$vmsnap" restore "$work/snap-link" --runtime-dir "$work/clone" 2>"$work/clone.stderr" &
+qemu_pid=$!
+wait_for "$work/clone/monitor.sock"
+sleep 0.5
+monitor_at "$work/clone/monitor.sock" "info status"
+kill "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true
+qemu_pid=""
 
 step "one flipped byte in state.bin is caught"
-printf '\xff' | dd of="$work/snap/state.bin" bs=1 seek=100 conv=notrunc status=none
-show_fail "$vmsnap" verify "$work/snap"
+printf '\xff' | dd of="$work/snap-copy/state.bin" bs=1 seek=100 conv=notrunc status=none
+show_fail "$vmsnap" verify "$work/snap-copy"
 
 step "a directory without manifest.bin is an incomplete snapshot, never used"
 mkdir "$work/half"
-cp "$work/snap/state.bin" "$work/half/"
+cp "$work/snap-link/state.bin" "$work/half/"
 show_fail "$vmsnap" info "$work/half"
 
 echo
