@@ -119,7 +119,7 @@ prepare(const char *root, guint mib, const char *snap, const char *native, SizeR
   if (!vms_vm_wait_counter_above(vm, *ret_native_counter + 1000000, VMS_TEST_TIMEOUT_MS, &error))
     g_error("source VM after cont: %s", error->message);
 
-  g_autoptr(VmsTestQmp) ctl = vms_test_qmp_connect(vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
+  g_autoptr(VmsTestQmp) ctl = vms_vm_control(vm, VMS_TEST_TIMEOUT_MS, &error);
   if (ctl == NULL)
     g_error("control socket: %s", error->message);
   g_autofree char *save_args = g_strdup_printf(

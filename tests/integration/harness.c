@@ -508,6 +508,28 @@ vms_vm_wait_counter_above(VmsVm *vm, guint64 above, guint timeout_ms, GError **e
   }
 }
 
+VmsTestQmp *
+vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+  g_autoptr(VmsTestQmp) ctl = vms_test_qmp_connect(vm->control_path, timeout_ms, error);
+
+  if (ctl == NULL)
+    return NULL;
+  for (;;) {
+    g_autoptr(GError) local = NULL;
+    g_autoptr(JsonNode) ret = vms_test_qmp_execute(ctl, "query-vmsnap", NULL, &local);
+    if (ret != NULL)
+      return g_steal_pointer(&ctl);
+    if (g_get_monotonic_time() >= deadline) {
+      g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "the plugin is not ready after %u ms: %s",
+                  timeout_ms, local->message);
+      return NULL;
+    }
+    g_usleep(10 * 1000);
+  }
+}
+
 char *
 vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GError **error)
 {

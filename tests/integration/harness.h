@@ -209,6 +209,11 @@ gboolean vms_vm_read_state(VmsVm *vm, VmsGuestState *ret_state, GError **error);
 /* Polls the counter until it exceeds @above. */
 gboolean vms_vm_wait_counter_above(VmsVm *vm, guint64 above, guint timeout_ms, GError **error);
 
+/* Connects to the plugin's control socket and waits until the plugin is
+ * ready (query-vmsnap succeeds: QMP connected, memory found), retrying for
+ * up to @timeout_ms. Returns the connection (caller frees). */
+VmsTestQmp *vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error);
+
 /* Sends a command line to the guest on COM1 (connecting the serial socket on
  * first use) and returns its reply line without "\n" (caller frees): "ok ...",
  * "bad ..." or "err ...". Does not check which it is. */

@@ -56,7 +56,7 @@ static JsonObject *
 save(VmsVm *vm, const char *snap, const char *memory, const char *then)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(VmsTestQmp) ctl = vms_test_qmp_connect(vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
+  g_autoptr(VmsTestQmp) ctl = vms_vm_control(vm, VMS_TEST_TIMEOUT_MS, &error);
   g_assert_no_error(error);
   g_autoptr(JsonNode) ret = vms_test_qmp_executef(
       ctl, "snapshot-save", &error, "{\"dir\": \"%s\", \"memory\": \"%s\", \"then\": \"%s\"}",
@@ -191,7 +191,7 @@ test_link_continues(Fixture *f, gconstpointer data)
   g_assert_cmpstr(after_run, ==, before);
 
   /* query-vmsnap names where it came from. */
-  g_autoptr(VmsTestQmp) ctl = vms_test_qmp_connect(f->vms[0]->control_path, VMS_TEST_TIMEOUT_MS, &error);
+  g_autoptr(VmsTestQmp) ctl = vms_vm_control(f->vms[0], VMS_TEST_TIMEOUT_MS, &error);
   g_assert_no_error(error);
   g_autoptr(JsonNode) q = vms_test_qmp_execute(ctl, "query-vmsnap", NULL, &error);
   g_assert_no_error(error);
@@ -409,7 +409,7 @@ test_cli_diff(Fixture *f, gconstpointer data)
   g_autofree char *z = vms_vm_guest_command(vm, "Z 100 2", VMS_TEST_TIMEOUT_MS, &error);
   g_assert_cmpstr(z, ==, "ok Z 100 2");
 
-  g_autoptr(VmsTestQmp) ctl = vms_test_qmp_connect(vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
+  g_autoptr(VmsTestQmp) ctl = vms_vm_control(vm, VMS_TEST_TIMEOUT_MS, &error);
   g_assert_no_error(error);
   g_autoptr(JsonNode) ret = vms_test_qmp_executef(ctl, "snapshot-save", &error,
       "{\"dir\": \"%s\", \"memory\": \"diff\", \"then\": \"quit\"}", diff);
@@ -520,7 +520,9 @@ edit_manifest(const char *snap, void (*edit)(VmsManifest *m))
 
 static void set_arch(VmsManifest *m) { vms_manifest_set_string(&m->architecture, "aarch64"); }
 static void set_version(VmsManifest *m) { m->version = 2; }
+static void set_page_size(VmsManifest *m) { m->page_size = 2u << 20; }
 static void tamper_arch(const char *snap) { edit_manifest(snap, set_arch); }
+static void tamper_page_size(const char *snap) { edit_manifest(snap, set_page_size); }
 static void tamper_version(const char *snap) { edit_manifest(snap, set_version); }
 
 static void
@@ -574,6 +576,8 @@ static const Mismatch mismatches[] = {
   /* A larger backend than the file: QEMU itself refuses before the plugin loads. */
   { "memory-size-larger", NULL, 0, 128, FALSE, FALSE, NULL, "size" },
   { "architecture", tamper_arch, 0, 0, FALSE, FALSE, NULL, "architecture" },
+  /* As if saved on 2 MiB huge pages: checked against the mapping QEMU made. */
+  { "page-size", tamper_page_size, 0, 0, FALSE, FALSE, NULL, "page size" },
   { "version", tamper_version, 0, 0, FALSE, FALSE, NULL, "version" },
   { "state-bit-flip", tamper_state_flip, 0, 0, FALSE, FALSE, NULL, "state" },
   { "state-truncated", tamper_state_truncate, 0, 0, FALSE, FALSE, NULL, "state" },
