@@ -44,12 +44,15 @@ flat_is_current(VmsSnapshot *diff, const char *flat_dir)
 }
 
 /* The FULL snapshot to restore: @dir itself, or its flattening (made now
- * unless @dry_run or already there). Returns the directory (caller frees). */
+ * unless @dry_run or already there). Returns the directory (caller frees);
+ * *@ret_ready is FALSE when a dry run left the flattening unmade. */
 static char *
-full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, GError **error)
+full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gboolean *ret_ready,
+                  GError **error)
 {
   g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, error);
 
+  *ret_ready = TRUE;
   if (s == NULL)
     return NULL;
   if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
@@ -59,6 +62,7 @@ full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, GEr
     fprintf(stderr, "vmsnap: %s is a diff snapshot; using its flattening %s\n", dir, flat);
   } else if (dry_run) {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; would flatten it into %s\n", dir, flat);
+    *ret_ready = FALSE;
   } else {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; flattening it into %s\n", dir, flat);
     if (!vms_chain_flatten(dir, flat, NULL, error))
@@ -176,20 +180,23 @@ vms_cli_restore(int argc, char **argv)
   if (argc != 2)
     return vms_cli_error(argc < 2 ? "missing DIR (see --help)" : "too many arguments (see --help)");
 
-  g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, &error);
+  gboolean ready = TRUE;
+  g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, &ready, &error);
   if (full == NULL)
     return vms_cli_error("%s", error->message);
-  g_autoptr(VmsSnapshot) s = dry_run && !g_file_test(full, G_FILE_TEST_IS_DIR)
-                                 ? vms_snapshot_open(argv[1], &error)
-                                 : vms_snapshot_open(full, &error);
+  /* A dry run of an unflattened diff reads the diff's own manifest. */
+  g_autoptr(VmsSnapshot) s = vms_snapshot_open(ready ? full : argv[1], &error);
   if (s == NULL)
     return vms_cli_error("%s", error->message);
   g_autofree char *rdir = runtime_dir(rdir_opt, s->manifest, dry_run, &error);
   if (rdir == NULL)
     return vms_cli_error("%s", error->message);
   g_auto(GStrv) qemu = restore_argv(s, full, rdir, plugin, extra, &error);
-  if (qemu == NULL)
+  if (qemu == NULL) {
+    if (rdir_opt == NULL && !dry_run)
+      (void)rmdir(rdir); /* the empty directory made for this run */
     return vms_cli_error("%s", error->message);
+  }
   if (dry_run) {
     print_command(qemu);
     return 0;
