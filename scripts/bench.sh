@@ -37,3 +37,19 @@ done
 echo "<!-- $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg) -->"
 "$build_dir/tests/bench/bench-apply" --size-mib 1024 --reps 3 \
   --dir "tmpfs=$tmpfs_dir" --dir "disk=$disk_dir" "$@"
+
+# Restore latency, vmsnap against QEMU's own restore (tests/bench/bench-restore.c;
+# doc/performance.md "Restore latency"). Needs qemu-system-x86_64 and, for
+# the 4 GiB size, about 13 GiB free in /dev/shm. VMSNAP_BENCH_RESTORE=0 skips
+# it; VMSNAP_BENCH_RESTORE_SIZES (MiB, comma-separated) and
+# VMSNAP_BENCH_RESTORE_REPS override the sizes and runs. Takes 3-6 minutes.
+if [ "${VMSNAP_BENCH_RESTORE:-1}" != 0 ]; then
+  meson compile -C "$build_dir" >/dev/null
+  echo
+  echo "<!-- restore: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+  VMSNAP_PLUGIN="$build_dir/plugin/qemu/libvmsnap.so" \
+  VMSNAP_GUEST="$build_dir/tests/guest/guest.elf" \
+    "$build_dir/tests/bench/bench-restore" --dir /dev/shm \
+      --sizes "${VMSNAP_BENCH_RESTORE_SIZES:-256,1024,4096}" \
+      --reps "${VMSNAP_BENCH_RESTORE_REPS:-7}"
+fi

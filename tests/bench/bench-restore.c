@@ -264,7 +264,7 @@ main(int argc, char **argv)
     g_printerr("bench-restore: %s\n", error != NULL ? error->message : "--reps must be 1..16");
     return 1;
   }
-  vms_test_init(&argc, &argv); /* the harness's safety net; exits 77 without QEMU */
+  vms_harness_init(); /* the harness's safety net; exits 77 without QEMU */
   reps = (guint)reps_opt;
   g_auto(GStrv) list = g_strsplit(sizes, ",", -1);
   g_autofree SizeResult *res = g_new0(SizeResult, g_strv_length(list));

@@ -68,6 +68,12 @@ void
 vms_test_init(int *argc, char ***argv)
 {
   g_test_init(argc, argv, NULL);
+  vms_harness_init();
+}
+
+void
+vms_harness_init(void)
+{
   g_autofree char *qemu = g_find_program_in_path(vms_test_qemu());
   if (qemu == NULL) {
     g_printerr("SKIP: %s not found\n", vms_test_qemu());

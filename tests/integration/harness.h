@@ -34,6 +34,8 @@ G_BEGIN_DECLS
 /* g_test_init(), then exits 77 (meson: skipped) if the QEMU binary cannot
  * be found. Installs the atexit safety net. */
 void vms_test_init(int *argc, char ***argv);
+/* The same without GTest (benchmarks, whose output must stay clean). */
+void vms_harness_init(void);
 
 /* Paths from the environment (see above). Never NULL; existence is not checked
  * except by vms_test_have_plugin(). */
