@@ -71,21 +71,30 @@ save_job_free(gpointer p)
   g_free(job);
 }
 
-/* The worker: runs the save, frees the "saving" slot before answering (so a
- * client that sends the next save right after the reply is not refused),
- * answers, and only then quits QEMU for then=quit. */
+/* A save sent right after QEMU started waits for the plugin's start-up
+ * (QMP connect, memory discovery) instead of failing. */
+#define SAVE_WAIT_READY_MS 60000
+
+/* The worker: waits for start-up, checks, runs the save, frees the "saving"
+ * slot before answering (so a client that sends the next save right after
+ * the reply is not refused), answers, and only then quits QEMU for
+ * then=quit. */
 static void
 save_job_thread(GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
 {
   SaveJob *job = task_data;
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonObject) ret = vms_save_run(job->svc, job->dir, job->memory, job->then, &error);
+  g_autoptr(JsonObject) ret = NULL;
 
+  if (vms_service_wait_ready(job->svc, SAVE_WAIT_READY_MS, &error) &&
+      vms_save_check(job->svc, job->memory, job->then, &error))
+    ret = vms_save_run(job->svc, job->dir, job->memory, job->then, &error);
   g_atomic_int_set(&job->svc->saving, 0);
   if (ret == NULL) {
     job->reply(NULL, error, job->user_data);
   } else {
-    job->reply(json_node_init_object(json_node_alloc(), ret), NULL, job->user_data);
+    job->reply(json_node_init_object(json_node_alloc(), g_steal_pointer(&ret)), NULL,
+               job->user_data);
     if (job->then == VMS_SAVE_THEN_QUIT)
       vms_save_quit(job->svc);
   }
@@ -97,8 +106,15 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GTask) task = NULL;
-  SaveJob *job = g_new0(SaveJob, 1);
+  SaveJob *job;
 
+  if (!g_atomic_int_compare_and_exchange(&svc->saving, 0, 1)) {
+    g_set_error_literal(&error, VMS_ERROR, VMS_ERROR_BUSY,
+                        "a snapshot-save is already running; try again when it has finished");
+    reply(NULL, error, user_data);
+    return;
+  }
+  job = g_new0(SaveJob, 1);
   job->svc = svc;
   job->dir = g_strdup(json_object_get_string_member(args, "dir"));
   job->reply = reply;
@@ -107,18 +123,6 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
                               &job->memory);
   vms_save_then_from_string(json_object_get_string_member_with_default(args, "then", "pause"),
                             &job->then);
-  if (!vms_save_check(svc, job->memory, job->then, &error)) {
-    save_job_free(job);
-    reply(NULL, error, user_data);
-    return;
-  }
-  if (!g_atomic_int_compare_and_exchange(&svc->saving, 0, 1)) {
-    save_job_free(job);
-    g_set_error_literal(&error, VMS_ERROR, VMS_ERROR_BUSY,
-                        "a snapshot-save is already running; try again when it has finished");
-    reply(NULL, error, user_data);
-    return;
-  }
   task = g_task_new(NULL, NULL, NULL, NULL);
   g_task_set_task_data(task, job, save_job_free);
   g_task_run_in_thread(task, save_job_thread);

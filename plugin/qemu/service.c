@@ -154,6 +154,8 @@ startup_thread(gpointer user_data)
     svc->restored_from = g_strdup(svc->opts.restore);
     svc->ready = TRUE;
   }
+  svc->started = TRUE;
+  g_cond_broadcast(&svc->ready_cond);
   g_mutex_unlock(&svc->lock);
   return NULL;
 }
@@ -217,6 +219,7 @@ vms_service_start(VmsPluginOptions *opts, const char *target_name, GError **erro
   memset(opts, 0, sizeof(*opts));
   svc->target_name = g_strdup(target_name);
   g_mutex_init(&svc->lock);
+  g_cond_init(&svc->ready_cond);
   svc->armed = g_ptr_array_new_with_free_func(g_free);
   svc->context = g_main_context_new();
   svc->loop = g_main_loop_new(svc->context, FALSE);
@@ -238,6 +241,22 @@ vms_service_at_exit(VmsService *svc)
     unlink(svc->opts.control);
   if (svc->opts.monitor != NULL && svc->monitor != NULL)
     unlink(svc->opts.monitor);
+}
+
+gboolean
+vms_service_wait_ready(VmsService *svc, guint timeout_ms, GError **error)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+  gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+  while (!svc->started && g_cond_wait_until(&svc->ready_cond, &svc->lock, deadline))
+    ;
+  if (svc->ready)
+    return TRUE;
+  g_set_error(error, VMS_ERROR, VMS_ERROR_BUSY, "%s",
+              svc->init_error != NULL ? svc->init_error
+                                      : "the plugin is still connecting to QEMU's QMP socket");
+  return FALSE;
 }
 
 gboolean

@@ -40,6 +40,8 @@ typedef struct {
   gint saving;             /* atomic: 1 while a snapshot-save runs */
 
   GMutex lock;             /* guards everything below */
+  GCond ready_cond;        /* signalled when start-up has finished */
+  gboolean started;        /* start-up has finished, well or not */
   gboolean ready;          /* QMP connected and memory found */
   char *init_error;        /* why start-up failed, if it did */
   gboolean running;        /* from query-status, then STOP/RESUME events */
@@ -60,6 +62,11 @@ void vms_service_at_exit(VmsService *svc);
 
 /* Sends an event to every control-socket client. @data consumed. Any thread. */
 void vms_service_emit(VmsService *svc, const char *event, JsonObject *data);
+
+/* Waits up to @timeout_ms for start-up (QMP connected, memory found) to
+ * finish. FALSE with the reason when it failed or is still running. Not on
+ * the service thread. */
+gboolean vms_service_wait_ready(VmsService *svc, guint timeout_ms, GError **error);
 
 /* Copies the guest memory info into @ret_mem; fails while start-up has not
  * finished or when it failed (the error says why). Any thread. */
