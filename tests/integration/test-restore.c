@@ -69,7 +69,8 @@ save(VmsVm *vm, const char *snap, const char *memory, const char *then)
  * into @root/snap. Returns the snapshot dir; the counter at the save in
  * *@ret_counter (read from the snapshot's memory). */
 static char *
-make_snapshot(const char *root, const char *memory, guint64 *ret_counter, guint64 *ret_boot_id)
+make_snapshot_with(const char *root, const char *memory, const char *extra_device,
+                   guint64 *ret_counter, guint64 *ret_boot_id)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *src_dir = g_build_filename(root, "src", NULL);
@@ -79,6 +80,10 @@ make_snapshot(const char *root, const char *memory, guint64 *ret_counter, guint6
 
   g_assert_cmpint(g_mkdir_with_parents(src_dir, 0700), ==, 0);
   vm = vms_vm_new(src_dir);
+  if (extra_device != NULL) {
+    g_ptr_array_add(vm->extra_args, g_strdup("-device"));
+    g_ptr_array_add(vm->extra_args, g_strdup(extra_device));
+  }
   g_assert_true(vms_vm_start(vm, &error));
   g_assert_no_error(error);
   g_assert_true(vms_vm_wait_ready(vm, VMS_TEST_TIMEOUT_MS, &error));
@@ -100,6 +105,12 @@ make_snapshot(const char *root, const char *memory, guint64 *ret_counter, guint6
   g_assert_cmpuint(*ret_counter, >, 20000000);
   g_assert_cmpuint(*ret_boot_id, ==, st.boot_id);
   return snap;
+}
+
+static char *
+make_snapshot(const char *root, const char *memory, guint64 *ret_counter, guint64 *ret_boot_id)
+{
+  return make_snapshot_with(root, memory, NULL, ret_counter, ret_boot_id);
 }
 
 static const char *
@@ -567,25 +578,26 @@ typedef struct {
   gboolean share;
   gboolean no_incoming; /* leave out -incoming defer */
   const char *plugin_extra; /* appended to restore=DIR (nullable) */
+  const char *extra_device; /* a -device the saved VM did not have (nullable) */
   const char *want;    /* in QEMU's stderr */
 } Mismatch;
 
 static const Mismatch mismatches[] = {
-  { "vcpus", NULL, 2, 0, FALSE, FALSE, NULL, "VP count" },
-  { "memory-size", NULL, 0, 32, FALSE, FALSE, NULL, "memory size" },
+  { "vcpus", NULL, 2, 0, FALSE, FALSE, NULL, NULL, "VP count" },
+  { "memory-size", NULL, 0, 32, FALSE, FALSE, NULL, NULL, "memory size" },
   /* A larger backend than the file: QEMU itself refuses before the plugin loads. */
-  { "memory-size-larger", NULL, 0, 128, FALSE, FALSE, NULL, "size" },
-  { "architecture", tamper_arch, 0, 0, FALSE, FALSE, NULL, "architecture" },
+  { "memory-size-larger", NULL, 0, 128, FALSE, FALSE, NULL, NULL, "size" },
+  { "architecture", tamper_arch, 0, 0, FALSE, FALSE, NULL, NULL, "architecture" },
   /* As if saved on 2 MiB huge pages: checked against the mapping QEMU made. */
-  { "page-size", tamper_page_size, 0, 0, FALSE, FALSE, NULL, "page size" },
-  { "version", tamper_version, 0, 0, FALSE, FALSE, NULL, "version" },
-  { "state-bit-flip", tamper_state_flip, 0, 0, FALSE, FALSE, NULL, "state" },
-  { "state-truncated", tamper_state_truncate, 0, 0, FALSE, FALSE, NULL, "state" },
-  { "no-manifest", tamper_no_manifest, 0, 0, FALSE, FALSE, NULL, "manifest.bin" },
-  { "incomplete", tamper_incomplete, 0, 0, FALSE, FALSE, NULL, "incomplete" },
-  { "share-on", NULL, 0, 0, TRUE, FALSE, NULL, "share=on" },
-  { "no-incoming-defer", NULL, 0, 0, FALSE, TRUE, NULL, "-incoming defer" },
-  { "resume-off-without-S", NULL, 0, 0, FALSE, FALSE, "resume=off", "-S" },
+  { "page-size", tamper_page_size, 0, 0, FALSE, FALSE, NULL, NULL, "page size" },
+  { "version", tamper_version, 0, 0, FALSE, FALSE, NULL, NULL, "version" },
+  { "state-bit-flip", tamper_state_flip, 0, 0, FALSE, FALSE, NULL, NULL, "state" },
+  { "state-truncated", tamper_state_truncate, 0, 0, FALSE, FALSE, NULL, NULL, "state" },
+  { "no-manifest", tamper_no_manifest, 0, 0, FALSE, FALSE, NULL, NULL, "manifest.bin" },
+  { "incomplete", tamper_incomplete, 0, 0, FALSE, FALSE, NULL, NULL, "incomplete" },
+  { "share-on", NULL, 0, 0, TRUE, FALSE, NULL, NULL, "share=on" },
+  { "no-incoming-defer", NULL, 0, 0, FALSE, TRUE, NULL, NULL, "-incoming defer" },
+  { "resume-off-without-S", NULL, 0, 0, FALSE, FALSE, "resume=off", NULL, "-S" },
 };
 
 static void
@@ -606,6 +618,10 @@ test_mismatch(Fixture *f, gconstpointer data)
     vm->mem_mib = mm->mem_mib;
   vm->share = mm->share;
   vm->incoming_defer = !mm->no_incoming;
+  if (mm->extra_device != NULL) {
+    g_ptr_array_add(vm->extra_args, g_strdup("-device"));
+    g_ptr_array_add(vm->extra_args, g_strdup(mm->extra_device));
+  }
   if (mm->plugin_extra != NULL) {
     g_autofree char *old = vm->plugin_extra;
     vm->plugin_extra = g_strdup_printf("%s,%s", old, mm->plugin_extra);
@@ -624,6 +640,30 @@ test_mismatch(Fixture *f, gconstpointer data)
   g_assert_cmpstr(after, ==, before);
 }
 
+/* Devices are not in the manifest: a VM that lacks one the snapshot has is
+ * refused by QEMU's loader of state.bin, and QEMU exits. */
+static void
+test_device_mismatch(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  guint64 counter = 0, boot_id = 0;
+  g_autofree char *snap = make_snapshot_with(f->dir, "link", "virtio-rng-pci", &counter, &boot_id);
+  g_autofree char *before = digest(snap);
+  int status = 0;
+
+  VmsVm *vm = f->vms[0] = restored_vm(f->dir, "clone", snap);
+  g_autoptr(GPtrArray) argv = vms_vm_build_argv(vm);
+  g_assert_true(vms_vm_spawn(vm, (const char *const *)argv->pdata, &error));
+  g_assert_true(vms_vm_wait_exit(vm, VMS_TEST_TIMEOUT_MS, &status, &error));
+  g_assert_no_error(error);
+  g_autofree char *err = vms_vm_stderr(vm);
+  g_test_message("QEMU exit %d, stderr: %s", status, err);
+  g_assert_cmpint(status, !=, 0);
+  g_assert_nonnull(strstr(err, "virtio-rng"));
+  g_autofree char *after = digest(snap);
+  g_assert_cmpstr(after, ==, before);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -632,6 +672,7 @@ main(int argc, char **argv)
   g_test_add("/restore/three-clones", Fixture, NULL, setup, test_three_clones, teardown);
   g_test_add("/restore/copy", Fixture, NULL, setup, test_copy_restore, teardown);
   g_test_add("/restore/resume-off", Fixture, NULL, setup, test_resume_off, teardown);
+  g_test_add("/restore/mismatch/device", Fixture, NULL, setup, test_device_mismatch, teardown);
   g_test_add("/restore/cli/dry-run", Fixture, NULL, setup, test_cli_dry_run, teardown);
   g_test_add("/restore/cli/clone", Fixture, NULL, setup, test_cli_clone, teardown);
   g_test_add("/restore/cli/diff", Fixture, NULL, setup, test_cli_diff, teardown);
