@@ -107,7 +107,7 @@ format_status(JsonObject *o)
                                : "private",
                            json_object_get_int_member_with_default(mem, "page-size", 0));
   } else {
-    g_string_append(s, "memory: not found yet\n");
+    g_string_append(s, "memory: not found (yet); `save` tells why\n");
   }
   g_string_append_printf(s, "restored from: %s", from != NULL ? from : "(none)");
   return g_string_free(s, FALSE);

@@ -117,16 +117,16 @@ startup_connect(VmsService *svc, VmsMemInfo *ret_mem, GError **error)
   gboolean running = FALSE;
 
   if (!vms_qmp_client_connect_sync(svc->qmp, QMP_CONNECT_TIMEOUT_MS, error) ||
-      !query_running(svc, &running, error) || !query_ram_size(svc, &ram_size, error) ||
-      !vms_memfile_find(NULL, svc->opts.mem, ram_size, ret_mem, error))
+      !query_running(svc, &running, error))
     return FALSE;
-  if (vms_vcpus_count() != vms_vcpus_expected())
-    g_debug("%u vCPUs initialised, install info said %u", vms_vcpus_count(),
-            vms_vcpus_expected());
   g_mutex_lock(&svc->lock);
   svc->running = running;
   g_mutex_unlock(&svc->lock);
-  return TRUE;
+  if (vms_vcpus_count() != vms_vcpus_expected())
+    g_debug("%u vCPUs initialised, install info said %u", vms_vcpus_count(),
+            vms_vcpus_expected());
+  return query_ram_size(svc, &ram_size, error) &&
+         vms_memfile_find(NULL, svc->opts.mem, ram_size, ret_mem, error);
 }
 
 /* The start-up worker. A restore that fails exits QEMU: the guest must never

@@ -259,6 +259,38 @@ test_half_close(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(reply, "\"id\":\"s\""));
 }
 
+/* Anonymous guest RAM cannot be left out of state.bin: a save is refused
+ * with the QEMU options to use, and the VM keeps running. */
+static void
+test_anonymous_memory(void)
+{
+  g_autofree char *dir = vms_test_make_dir("anon");
+  g_autoptr(VmsVm) vm = vms_vm_new(dir);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmsTestQmp) ctl = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(JsonNode) status = NULL;
+  g_autofree char *snap = g_build_filename(dir, "snap", NULL);
+
+  vm->mem_anonymous = TRUE;
+  g_assert_true(vms_vm_start(vm, &error));
+  g_assert_no_error(error);
+  ctl = vms_test_qmp_connect(vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  ret = vms_test_qmp_executef(ctl, "snapshot-save", &error, "{\"dir\": \"%s\"}", snap);
+  g_assert_null(ret);
+  g_test_message("%s", error->message);
+  g_assert_nonnull(strstr(error->message, "memory-backend-file"));
+  g_assert_nonnull(strstr(error->message, "share=on"));
+  g_assert_false(g_file_test(snap, G_FILE_TEST_EXISTS));
+  g_clear_error(&error);
+  status = vms_test_qmp_execute(vm->qmp, "query-status", NULL, &error);
+  g_assert_no_error(error);
+  g_assert_true(json_object_get_boolean_member(json_node_get_object(status), "running"));
+  g_clear_pointer(&vm, vms_vm_free);
+  vms_test_rm_rf(dir);
+}
+
 /* ---- bad arguments stop QEMU at start, naming the argument ---- */
 
 static void
@@ -313,6 +345,7 @@ main(int argc, char **argv)
   g_test_add("/plugin/client-gone", Fixture, NULL, setup, test_client_gone, teardown);
   g_test_add("/plugin/half-close", Fixture, NULL, setup, test_half_close, teardown);
   g_test_add("/plugin/idle-client", Fixture, NULL, setup, test_idle_client, teardown);
+  g_test_add_func("/plugin/anonymous-memory", test_anonymous_memory);
   g_test_add_func("/plugin/bad-args", test_bad_args);
   return g_test_run();
 }
