@@ -5,6 +5,7 @@
 
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MEM_MIB 64u
 
@@ -291,6 +292,47 @@ test_anonymous_memory(void)
   vms_test_rm_rf(dir);
 }
 
+/* What a peer of another uid reads from @path (socat as nobody). */
+static char *
+read_as_nobody(const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *target = g_strdup_printf("UNIX-CONNECT:%s", path);
+  g_autoptr(GSubprocess) p = g_subprocess_new(
+      G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+          G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+      &error, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "socat", "-T", "3",
+      "STDIO", target, NULL);
+  char *out = NULL;
+
+  g_assert_no_error(error);
+  g_assert_true(g_subprocess_communicate_utf8(p, "", NULL, &out, NULL, &error));
+  g_assert_no_error(error);
+  return out;
+}
+
+/* Both sockets are 0600; even opened up to everyone (chmod 0666), a peer of
+ * another uid is dropped on accept (SO_PEERCRED) without a greeting. */
+static void
+test_other_uid(Fixture *f, gconstpointer data)
+{
+  g_autofree char *setpriv = g_find_program_in_path("setpriv");
+  g_autofree char *socat = g_find_program_in_path("socat");
+  g_autofree char *ctl = NULL, *mon = NULL;
+
+  if (getuid() != 0 || setpriv == NULL || socat == NULL) {
+    g_test_skip("needs root, setpriv and socat to act as another user");
+    return;
+  }
+  g_assert_cmpint(chmod(f->dir, 0711), ==, 0);
+  g_assert_cmpint(chmod(f->vm->control_path, 0666), ==, 0);
+  g_assert_cmpint(chmod(f->vm->monitor_path, 0666), ==, 0);
+  ctl = read_as_nobody(f->vm->control_path);
+  mon = read_as_nobody(f->vm->monitor_path);
+  g_assert_cmpstr(ctl, ==, "");
+  g_assert_cmpstr(mon, ==, "");
+}
+
 /* ---- bad arguments stop QEMU at start, naming the argument ---- */
 
 static void
@@ -343,6 +385,7 @@ main(int argc, char **argv)
   g_test_add("/plugin/monitor", Fixture, NULL, setup, test_monitor, teardown);
   g_test_add("/plugin/control-robust", Fixture, NULL, setup, test_control_robust, teardown);
   g_test_add("/plugin/client-gone", Fixture, NULL, setup, test_client_gone, teardown);
+  g_test_add("/plugin/other-uid", Fixture, NULL, setup, test_other_uid, teardown);
   g_test_add("/plugin/half-close", Fixture, NULL, setup, test_half_close, teardown);
   g_test_add("/plugin/idle-client", Fixture, NULL, setup, test_idle_client, teardown);
   g_test_add_func("/plugin/anonymous-memory", test_anonymous_memory);
