@@ -398,8 +398,8 @@ test_cli_clone(Fixture *f, gconstpointer data)
   g_assert_cmpstr(after, ==, before);
 }
 
-/* A diff snapshot is flattened (into DIR.flat) and the flattening restored;
- * a second restore of the same diff reuses it. */
+/* A diff snapshot is flattened (into DIR.flat) and restored; a second
+ * restore of the same diff reuses the flattening. */
 static void
 test_cli_diff(Fixture *f, gconstpointer data)
 {
@@ -455,8 +455,17 @@ test_cli_diff(Fixture *f, gconstpointer data)
   const char *const dry[] = { "restore", diff, "--dry-run", "--runtime-dir", rdir, NULL };
   g_assert_cmpint(run_cli(dry, &out, &err), ==, 0);
   g_assert_nonnull(strstr(err, "using its flattening"));
-  g_autofree char *restore_arg = g_strdup_printf("restore=%s", flat);
+  /* A diff is restored as itself (so the clone's next diff names it as
+   * parent) from its flattening's memory (doc/diff.md). */
+  g_autofree char *restore_arg = g_strdup_printf("restore=%s ", diff);
+  g_autofree char *mem_arg = g_strdup_printf("mem-path=%s/memory.bin,share=off", flat);
   g_assert_nonnull(strstr(out, restore_arg));
+  g_assert_nonnull(strstr(out, mem_arg));
+  g_autoptr(VmsTestQmp) cctl = vms_vm_control(clone, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_autoptr(JsonNode) q = vms_test_qmp_execute(cctl, "query-vmsnap", NULL, &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(json_object_get_string_member(json_node_get_object(q), "restored-from"), ==, diff);
   g_autofree char *base_after = digest(snap);
   g_assert_cmpstr(base_after, ==, base_before);
 }
