@@ -269,3 +269,17 @@ vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opt
     return FALSE;
   return vms_snap_writer_commit(w, m, error);
 }
+
+gboolean
+vms_chain_is_flattening(const VmsSnapshot *diff, const VmsSnapshot *flat)
+{
+  const VmsManifest *a = diff->manifest;
+  const VmsManifest *b = flat->manifest;
+
+  return b->kind == VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL && a->created_at != NULL &&
+         b->created_at != NULL && a->created_at->seconds == b->created_at->seconds &&
+         a->created_at->nanos == b->created_at->nanos &&
+         a->memory_size_bytes == b->memory_size_bytes &&
+         a->state_sha256.len == VMS_SHA256_LEN && b->state_sha256.len == VMS_SHA256_LEN &&
+         memcmp(a->state_sha256.data, b->state_sha256.data, VMS_SHA256_LEN) == 0;
+}

@@ -29,4 +29,11 @@ gboolean vms_chain_verify(const char *dir, GError **error);
 gboolean vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opts,
                            GError **error);
 
+/* TRUE if @flat is what vms_chain_flatten made of the diff @diff: a FULL
+ * snapshot whose manifest carries @diff's created_at, state_sha256 and
+ * memory size (flatten copies them; a new save never repeats created_at
+ * with the same state). Used to accept @flat's memory.bin as @diff's
+ * memory on restore. */
+gboolean vms_chain_is_flattening(const VmsSnapshot *diff, const VmsSnapshot *flat);
+
 G_END_DECLS

@@ -6,7 +6,10 @@
  * version, architecture and vCPU count, with an intact state.bin and a
  * memory.bin of the recorded size; QEMU's own command line must map that
  * memory.bin with the recorded size and share=off, and have -incoming
- * defer. Later, on the service's worker, the mapping QEMU really made is
+ * defer. A DIFF snapshot is restored from the memory.bin of its
+ * flattening (vms_chain_is_flattening: `vmsnap restore` makes DIR.flat)
+ * with state.bin from the diff itself, so restored-from, and the parent of
+ * the VM's next diff, is the diff (doc/diff.md). Later, on the service's worker, the mapping QEMU really made is
  * checked (size, page size, private, the very file), then state.bin is
  * loaded with migrate-incoming over a passed fd.
  *
@@ -20,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chain.h"
 #include "error.h"
 #include "relaunch.h"
 #include "snapdir.h"
@@ -52,6 +56,27 @@ same_file(const char *a, const char *b)
   return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* The memory file @s must be restored from, given that this VM maps
+ * @mapped: @s's memory.bin; for a DIFF, @mapped itself if it is the
+ * memory.bin of a flattening of @s. */
+static char *
+snapshot_memory_path(VmsSnapshot *s, const char *mapped, GError **error)
+{
+  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
+    return g_build_filename(s->path, vms_snapshot_memory_file(s), NULL);
+  g_autofree char *flat_dir = g_path_get_dirname(mapped);
+  g_autofree char *base = g_path_get_basename(mapped);
+  g_autoptr(VmsSnapshot) flat = vms_snapshot_open(flat_dir, NULL);
+  if (flat == NULL || !g_str_equal(base, VMS_MEMORY_FILE) || !vms_chain_is_flattening(s, flat)) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
+                "memory: this VM maps %s, which is not the memory.bin of a flattening of the "
+                "diff snapshot %s (`vmsnap restore` flattens it into %s.flat and maps that)",
+                mapped, s->path, s->path);
+    return NULL;
+  }
+  return g_strdup(mapped);
+}
+
 /* Checks the memory backend on QEMU's command line before QEMU maps it. A
  * command line we cannot read or without a memory-backend-file is left to
  * the mapping check of vms_restore_run(). */
@@ -60,13 +85,16 @@ check_cmdline_memory(VmsSnapshot *s, GError **error)
 {
   g_auto(GStrv) argv = read_own_cmdline();
   g_autofree char *mem_path = NULL;
-  g_autofree char *snap_mem = g_build_filename(s->path, vms_snapshot_memory_file(s), NULL);
+  g_autofree char *snap_mem = NULL;
   guint64 size = 0;
   gboolean share = FALSE;
 
   if (argv == NULL ||
       !vms_relaunch_find_memory((const char *const *)argv, &mem_path, &size, &share, NULL))
     return TRUE;
+  snap_mem = snapshot_memory_path(s, mem_path, error);
+  if (snap_mem == NULL)
+    return FALSE;
   if (!same_file(mem_path, snap_mem)) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
                 "memory: this VM maps %s, not the snapshot's memory %s (restore maps the "
@@ -89,6 +117,7 @@ check_cmdline_memory(VmsSnapshot *s, GError **error)
   return TRUE;
 }
 
+/* A FULL snapshot, or a DIFF whose memory comes from its flattening. */
 static VmsSnapshot *
 open_full_snapshot(const char *dir, GError **error)
 {
@@ -96,10 +125,10 @@ open_full_snapshot(const char *dir, GError **error)
 
   if (s == NULL)
     return NULL;
-  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL) {
+  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL &&
+      s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
-                "kind: %s is a %s snapshot; restore needs a full one (flatten it first: "
-                "`vmsnap restore` does, or `vmsnap flatten`)",
+                "kind: %s is a %s snapshot; restore needs a full one or a diff",
                 dir, vms_manifest_kind_name(s->manifest->kind));
     return NULL;
   }
@@ -148,10 +177,13 @@ static gboolean
 check_mapping(VmsSnapshot *s, const VmsMemInfo *mem, GError **error)
 {
   const VmsManifest *m = s->manifest;
-  g_autofree char *snap_mem = g_build_filename(s->path, vms_snapshot_memory_file(s), NULL);
+  g_autofree char *snap_mem = NULL;
   struct stat st;
 
   if (!vms_manifest_validate(m, m->architecture, mem->size, m->vp_count, mem->page_size, error))
+    return FALSE;
+  snap_mem = snapshot_memory_path(s, mem->path, error);
+  if (snap_mem == NULL)
     return FALSE;
   if (stat(snap_mem, &st) < 0)
     return vms_set_error_errno(error, errno, "failed to stat %s", snap_mem);
@@ -267,7 +299,7 @@ load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
 
 gboolean
 vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp, const VmsMemInfo *mem,
-                GError **error)
+                guint8 ret_manifest_sha256[32], GError **error)
 {
   g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
 
@@ -280,5 +312,7 @@ vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp, const VmsMe
     return FALSE;
   if (resume && !qmp_do(qmp, "cont", NULL, -1, error))
     return FALSE;
+  if (ret_manifest_sha256 != NULL)
+    memcpy(ret_manifest_sha256, s->manifest_sha256, VMS_SHA256_LEN);
   return TRUE;
 }

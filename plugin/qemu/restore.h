@@ -25,9 +25,13 @@ gboolean vms_restore_precheck(const char *dir, const char *target_name, guint32 
  * against the manifest and refuses a shared (share=on) mapping; then sets
  * x-ignore-shared, passes state.bin with getfd and runs migrate-incoming
  * "fd:NAME", waits for the MIGRATION event "completed" (fails on "failed"),
- * and sends `cont` if @resume. On failure the caller prints one line
- * ("vmsnap: restore: <message>") and exits QEMU non-zero. */
+ * and sends `cont` if @resume. @dir may be a DIFF snapshot when @mem maps
+ * the memory.bin of its flattening (state.bin comes from @dir). On success
+ * @ret_manifest_sha256 (nullable) receives the SHA-256 of the manifest.bin
+ * that was restored (a diff saved later names it as its parent's). On
+ * failure the caller prints one line ("vmsnap: restore: <message>") and
+ * exits QEMU non-zero. */
 gboolean vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp,
-                         const VmsMemInfo *mem, GError **error);
+                         const VmsMemInfo *mem, guint8 ret_manifest_sha256[32], GError **error);
 
 G_END_DECLS

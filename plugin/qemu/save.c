@@ -2,7 +2,7 @@
  *
  * Steps, each named in errors: prepare (memory, directory, facts about this
  * QEMU) -> stop -> state (migration with x-ignore-shared into state.bin) ->
- * memory (link or copy) -> then=resume lets the guest run -> commit
+ * memory (link, copy, or diff: save-diff.c) -> then=resume lets the guest run -> commit
  * (manifest.bin last) -> then=pause arms invalidation for link snapshots.
  * Only stop..then is downtime; everything that need not hold the guest is
  * outside it.
@@ -15,6 +15,7 @@
 #include "copy.h"
 #include "error.h"
 #include "manifest.h"
+#include "save-diff.h"
 #include "save-qemu.h"
 #include "snapdir.h"
 #include "util.h"
@@ -31,6 +32,7 @@ typedef struct {
   VmsMemInfo mem;
   VmsSaveFacts facts;
   VmsSnapWriter *writer;
+  VmsSaveDiff *diff;       /* memory=diff only */
   gboolean was_running;
   gboolean stopped_by_us;
   gint64 t_start, t_stop, t_down_end;
@@ -46,6 +48,7 @@ save_ctx_clear(SaveCtx *ctx)
 {
   vms_meminfo_clear(&ctx->mem);
   vms_save_facts_clear(&ctx->facts);
+  g_clear_pointer(&ctx->diff, vms_save_diff_free);
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
 }
 
@@ -90,15 +93,8 @@ vms_save_check(VmsService *svc, VmsSaveMemory memory, VmsSaveThen then, GError *
                 "so the guest's newest pages are not in the file; use memory=copy", mem.path);
     return FALSE;
   }
-  if (memory == VMS_SAVE_MEMORY_DIFF) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
-                mem.shared ? "memory=diff needs a VM restored from a snapshot with share=off "
-                             "(this VM's memory %s is shared); use memory=copy or memory=link"
-                           : "memory=diff is not available in this build yet (memory %s); "
-                             "use memory=copy",
-                mem.path);
-    return FALSE;
-  }
+  if (memory == VMS_SAVE_MEMORY_DIFF)
+    return vms_save_diff_check(svc, &mem, error);
   return TRUE;
 }
 
@@ -109,7 +105,12 @@ step_prepare(SaveCtx *ctx, GError **error)
       !vms_save_query_facts(ctx->svc->qmp, &ctx->facts, &ctx->was_running, error))
     return FALSE;
   ctx->writer = vms_snap_writer_new(ctx->dir, error);
-  return ctx->writer != NULL;
+  if (ctx->writer == NULL)
+    return FALSE;
+  if (ctx->memory == VMS_SAVE_MEMORY_DIFF)
+    ctx->diff = vms_save_diff_new(ctx->svc, vms_snap_writer_get_path(ctx->writer), &ctx->mem,
+                                  error);
+  return ctx->memory != VMS_SAVE_MEMORY_DIFF || ctx->diff != NULL;
 }
 
 static gboolean
@@ -184,6 +185,18 @@ capture_copy(SaveCtx *ctx, GError **error)
   return TRUE;
 }
 
+/* memory=diff: the pages written since the restore, from the mapping. */
+static gboolean
+capture_diff(SaveCtx *ctx, GError **error)
+{
+  VmsCopyOptions opts = { .progress = on_copy_progress, .progress_data = ctx };
+
+  ctx->capture = VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_DIFF;
+  ctx->last_progress = g_get_monotonic_time();
+  return vms_save_diff_capture(ctx->diff, ctx->writer, &ctx->mem, &opts, &ctx->memory_written,
+                               error);
+}
+
 static gboolean
 step_memory(SaveCtx *ctx, GError **error)
 {
@@ -191,6 +204,8 @@ step_memory(SaveCtx *ctx, GError **error)
     ctx->capture = VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_LINK;
     return vms_snap_writer_link_memory(ctx->writer, ctx->mem.path, error);
   }
+  if (ctx->memory == VMS_SAVE_MEMORY_DIFF)
+    return capture_diff(ctx, error);
   return capture_copy(ctx, error);
 }
 
@@ -213,7 +228,7 @@ step_commit(SaveCtx *ctx, GError **error)
 {
   g_autoptr(VmsManifest) m = vms_manifest_new();
 
-  if (ctx->capture != VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_LINK &&
+  if (ctx->capture != VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_LINK && ctx->diff == NULL &&
       !vms_snap_writer_finish(ctx->writer, VMS_MEMORY_FILE, NULL, NULL, error))
     return FALSE;
   m->memory_size_bytes = ctx->mem.size;
@@ -228,6 +243,8 @@ step_commit(SaveCtx *ctx, GError **error)
   vms_manifest_set_string(&m->machine_type, ctx->facts.machine_type);
   vms_manifest_set_argv(m, (const char *const *)ctx->facts.argv);
   vms_manifest_set_string(&m->memory_file, VMS_MEMORY_FILE);
+  if (ctx->diff != NULL && !vms_save_diff_finish(ctx->diff, ctx->writer, m, error))
+    return FALSE;
   if (!vms_snap_writer_commit(ctx->writer, m, error))
     return FALSE;
   if (ctx->t_down_end == 0)
@@ -242,7 +259,7 @@ save_result(SaveCtx *ctx)
   gint64 now = g_get_monotonic_time();
 
   json_object_set_string_member(ret, "dir", ctx->dir);
-  json_object_set_string_member(ret, "kind", "FULL");
+  json_object_set_string_member(ret, "kind", ctx->diff != NULL ? "DIFF" : "FULL");
   json_object_set_string_member(ret, "memory-capture", vms_manifest_capture_name(ctx->capture));
   json_object_set_int_member(ret, "state-bytes", (gint64)ctx->state_size);
   json_object_set_int_member(ret, "memory-bytes-written", (gint64)ctx->memory_written);
@@ -267,38 +284,55 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
   vms_service_emit(ctx->svc, "VMSNAP_SNAPSHOT_FAILED", data);
 }
 
+typedef gboolean (*SaveStep)(SaveCtx *ctx, GError **error);
+
+static const struct {
+  const char *name;
+  SaveStep run;
+} save_steps[] = {
+  { "prepare", step_prepare }, { "stop", step_stop },     { "state", step_state },
+  { "memory", step_memory },   { "resume", step_resume }, { "commit", step_commit },
+};
+
+/* Runs the steps in order; the time each took goes to the debug log
+ * (G_MESSAGES_DEBUG=vmsnap in QEMU's environment). NULL names the step
+ * that failed. */
+static const char *
+run_steps(SaveCtx *ctx, GError **error)
+{
+  GString *times = g_string_new(NULL);
+  const char *failed = NULL;
+
+  for (gsize i = 0; i < G_N_ELEMENTS(save_steps) && failed == NULL; i++) {
+    gint64 t0 = g_get_monotonic_time();
+    if (!save_steps[i].run(ctx, error))
+      failed = save_steps[i].name;
+    g_string_append_printf(times, " %s %.2f", save_steps[i].name,
+                           (double)(g_get_monotonic_time() - t0) / 1000.0);
+  }
+  g_debug("snapshot-save %s: step times (ms):%s", ctx->dir, times->str);
+  g_string_free(times, TRUE);
+  return failed;
+}
+
 JsonObject *
 vms_save_run(VmsService *svc, const char *dir, VmsSaveMemory memory, VmsSaveThen then,
              GError **error)
 {
   SaveCtx ctx = { .svc = svc, .dir = dir, .memory = memory, .then = then,
                   .t_start = g_get_monotonic_time() };
+  const char *failed = run_steps(&ctx, error);
   JsonObject *ret;
-  JsonObject *done;
-  const char *step = NULL;
 
-  if (!step_prepare(&ctx, error))
-    step = "prepare";
-  else if (!step_stop(&ctx, error))
-    step = "stop";
-  else if (!step_state(&ctx, error))
-    step = "state";
-  else if (!step_memory(&ctx, error))
-    step = "memory";
-  else if (!step_resume(&ctx, error))
-    step = "resume";
-  else if (!step_commit(&ctx, error))
-    step = "commit";
-  if (step != NULL) {
-    save_failed(&ctx, step, error);
+  if (failed != NULL) {
+    save_failed(&ctx, failed, error);
     save_ctx_clear(&ctx);
     return NULL;
   }
   if (memory == VMS_SAVE_MEMORY_LINK && then == VMS_SAVE_THEN_PAUSE)
     vms_service_arm_invalidation(svc, vms_snap_writer_get_path(ctx.writer));
   ret = save_result(&ctx);
-  done = json_object_ref(ret);
-  vms_service_emit(svc, "VMSNAP_SNAPSHOT_COMPLETED", done);
+  vms_service_emit(svc, "VMSNAP_SNAPSHOT_COMPLETED", json_object_ref(ret));
   save_ctx_clear(&ctx);
   return ret;
 }

@@ -137,9 +137,11 @@ startup_thread(gpointer user_data)
   VmsService *svc = user_data;
   g_auto(VmsMemInfo) mem = { 0 };
   g_autoptr(GError) error = NULL;
+  guint8 restored_sha[32] = { 0 };
 
   if (startup_connect(svc, &mem, &error) && svc->opts.restore != NULL &&
-      !vms_restore_run(svc->opts.restore, svc->opts.resume, svc->qmp, &mem, &error)) {
+      !vms_restore_run(svc->opts.restore, svc->opts.resume, svc->qmp, &mem, restored_sha,
+                       &error)) {
     fprintf(stderr, "vmsnap: restore: %s\n", error->message);
     fflush(stderr);
     _exit(1);
@@ -152,6 +154,7 @@ startup_thread(gpointer user_data)
     svc->mem = mem;
     svc->mem.path = g_strdup(mem.path);
     svc->restored_from = g_strdup(svc->opts.restore);
+    memcpy(svc->restored_manifest_sha256, restored_sha, sizeof(restored_sha));
     svc->ready = TRUE;
   }
   svc->started = TRUE;

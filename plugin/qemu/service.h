@@ -47,6 +47,7 @@ typedef struct {
   gboolean running;        /* from query-status, then STOP/RESUME events */
   VmsMemInfo mem;
   char *restored_from;
+  guint8 restored_manifest_sha256[32]; /* of restored_from's manifest.bin, as the restore read it */
   GPtrArray *armed;        /* dirs of link snapshots to invalidate on RESUME */
 } VmsService;
 
