@@ -5,7 +5,9 @@
  * relaunch.h (the snapshot's memory mapped share=off, -S -incoming defer,
  * restore=DIR, sockets in a runtime dir of their own), by exec: the QEMU
  * process takes this process's place, so a supervisor sees QEMU itself.
- * A diff snapshot is flattened first (doc/restore.md). */
+ * A diff snapshot is flattened first (doc/restore.md) and restored as
+ * itself — restore=DIFF with its flattening's memory.bin mapped — so the
+ * clone's next diff names the diff as its parent (doc/diff.md). */
 #include "cli.h"
 
 #include <errno.h>
@@ -32,15 +34,8 @@ static gboolean
 flat_is_current(VmsSnapshot *diff, const char *flat_dir)
 {
   g_autoptr(VmsSnapshot) flat = vms_snapshot_open(flat_dir, NULL);
-  const VmsManifest *a = diff->manifest;
 
-  if (flat == NULL || flat->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL)
-    return FALSE;
-  const VmsManifest *b = flat->manifest;
-  return a->created_at != NULL && b->created_at != NULL &&
-         a->created_at->seconds == b->created_at->seconds &&
-         a->created_at->nanos == b->created_at->nanos && a->state_sha256.len == b->state_sha256.len &&
-         memcmp(a->state_sha256.data, b->state_sha256.data, a->state_sha256.len) == 0;
+  return flat != NULL && vms_chain_is_flattening(diff, flat);
 }
 
 /* The FULL snapshot to restore: @dir itself, or its flattening (made now
@@ -127,10 +122,11 @@ take_extra_args(int *argc, char **argv)
 }
 
 /* The rewritten command line from @s's manifest, restoring @target (@s
- * itself, or the flattening of @s that a dry run did not make). */
+ * itself, or the diff @s is the flattening of) from @memory (nullable:
+ * @target's memory.bin). */
 static char **
-restore_argv(VmsSnapshot *s, const char *target, const char *rdir, const char *plugin,
-             char **extra, GError **error)
+restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char *rdir,
+             const char *plugin, char **extra, GError **error)
 {
   const char *dir = s->path;
 
@@ -145,6 +141,7 @@ restore_argv(VmsSnapshot *s, const char *target, const char *rdir, const char *p
   memcpy(argv, s->manifest->qemu_argv, s->manifest->n_qemu_argv * sizeof(char *));
   VmsRelaunchOptions opts = {
     .snapshot_dir = target,
+    .memory_path = memory,
     .runtime_dir = rdir,
     .plugin_path = plugin,
     .extra_args = (const char *const *)extra,
@@ -191,7 +188,11 @@ vms_cli_restore(int argc, char **argv)
   g_autofree char *rdir = runtime_dir(rdir_opt, s->manifest, dry_run, &error);
   if (rdir == NULL)
     return vms_cli_error("%s", error->message);
-  g_auto(GStrv) qemu = restore_argv(s, full, rdir, plugin, extra, &error);
+  /* A diff is restored as itself from its flattening's memory. */
+  gboolean diff = !g_str_equal(full, argv[1]);
+  g_autofree char *flat_mem = diff ? g_build_filename(full, VMS_MEMORY_FILE, NULL) : NULL;
+  g_auto(GStrv) qemu = restore_argv(s, diff ? argv[1] : full, flat_mem, rdir, plugin, extra,
+                                    &error);
   if (qemu == NULL) {
     if (rdir_opt == NULL && !dry_run)
       (void)rmdir(rdir); /* the empty directory made for this run */
@@ -201,7 +202,7 @@ vms_cli_restore(int argc, char **argv)
     print_command(qemu);
     return 0;
   }
-  fprintf(stderr, "vmsnap: restoring %s; sockets in %s\n", full, rdir);
+  fprintf(stderr, "vmsnap: restoring %s; sockets in %s\n", argv[1], rdir);
   fflush(stderr);
   execvp(qemu[0], qemu);
   return vms_cli_error("failed to run %s: %s", qemu[0], g_strerror(errno));

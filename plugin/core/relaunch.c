@@ -281,7 +281,7 @@ vms_relaunch_find_memory(const char *const *argv, char **ret_mem_path, guint64 *
 typedef struct {
   const VmsRelaunchOptions *opts;
   char *snap_dir;       /* absolute */
-  char *mem_file;       /* absolute: snap_dir/memory.bin */
+  char *mem_file;       /* absolute: opts->memory_path or snap_dir/memory.bin */
   gint ram_index;       /* argv index of the guest RAM's -object value */
   GHashTable *moved;    /* old path -> new path */
   GHashTable *names;    /* basenames taken in the runtime dir */
@@ -455,7 +455,8 @@ vms_relaunch_argv(const char *const *argv, const VmsRelaunchOptions *opts, GErro
     return NULL;
   r.ram_index = ram.index;
   r.snap_dir = g_canonicalize_filename(opts->snapshot_dir, NULL);
-  r.mem_file = g_build_filename(r.snap_dir, VMS_MEMORY_FILE, NULL);
+  r.mem_file = opts->memory_path != NULL ? g_canonicalize_filename(opts->memory_path, NULL)
+                                          : g_build_filename(r.snap_dir, VMS_MEMORY_FILE, NULL);
   r.moved = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   r.names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 

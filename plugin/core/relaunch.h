@@ -28,7 +28,10 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  const char *snapshot_dir;      /* the FULL snapshot to restore; made absolute */
+  const char *snapshot_dir;      /* the snapshot to restore (restore=); made absolute */
+  const char *memory_path;       /* nullable: the memory file to map, default
+                                  * snapshot_dir/memory.bin; a DIFF snapshot maps
+                                  * its flattening's memory.bin (doc/diff.md) */
   const char *runtime_dir;       /* where sockets and chardev files go; must exist */
   const char *plugin_path;       /* nullable: replaces the recorded path of libvmsnap.so */
   const char *const *extra_args; /* nullable, NULL-terminated: appended as given */
