@@ -47,7 +47,8 @@ gboolean vms_test_have_plugin(void);
 
 /* A fresh directory "<tmpdir>/vmsnap-<name>-XXXXXX" (caller frees the
  * string); removed recursively by vms_test_rm_rf() or, unless
- * VMSNAP_TEST_KEEP is set, at exit. */
+ * VMSNAP_TEST_KEEP is set, at a normal exit. A failed assertion aborts
+ * without atexit handlers: its directories stay, for inspection. */
 char *vms_test_make_dir(const char *name);
 /* Removes @path and everything under it (does not follow symlinks). */
 void vms_test_rm_rf(const char *path);
