@@ -145,12 +145,8 @@ client_read_one(VmsQmpClient *c, gint64 deadline, GError **error)
     int left = (int)MAX(0, (deadline - g_get_monotonic_time()) / 1000);
     ssize_t n;
 
-    if (!vms_json_splitter_next(c->split, &text, error))
-      ;
-    else if (text == NULL)
-      return NULL;
-    else
-      return vms_qmp_parse_object(text, error);
+    if (vms_json_splitter_next(c->split, &text, error))
+      return text != NULL ? vms_qmp_parse_object(text, error) : NULL;
     if (poll(&p, 1, left) == 0) {
       g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "timed out waiting for QEMU on %s", c->path);
       return NULL;
