@@ -174,6 +174,14 @@ restore(Fixture *f, guint slot, const char *name, const char *snap, const char *
   g_assert_no_error(error);
   g_autoptr(VmsTestQmp) ctl = vms_vm_control(vm, VMS_TEST_TIMEOUT_MS, &error);
   g_assert_no_error(error);
+  /* Commands sent before the restored guest runs could meet a UART whose
+   * state is still being loaded: wait until it counts. */
+  g_assert_true(vms_vm_wait_counter_above(vm, 0, VMS_TEST_TIMEOUT_MS, &error));
+  g_assert_no_error(error);
+  guint64 c = 0;
+  g_assert_true(vms_vm_read_counter(vm, &c, &error));
+  g_assert_true(vms_vm_wait_counter_above(vm, c + 100000, VMS_TEST_TIMEOUT_MS, &error));
+  g_assert_no_error(error);
   return vm;
 }
 
@@ -453,8 +461,13 @@ test_resume_twice(Fixture *f, gconstpointer data)
 }
 
 /* base -> d1 -> d2 -> d3, each restored from the previous one's flattening:
- * d3 flattens to exactly the memory of a copy snapshot taken from the same
- * paused VM right after d3, and `vmsnap verify` walks the whole chain. */
+ * d3 flattens to exactly the guest RAM of the VM paused by d3's save, as
+ * QEMU itself reads it (pmemsave), and `vmsnap verify` walks the whole
+ * chain. QEMU 7.2 refuses to migrate a VM that a migration paused
+ * ("postmigrate"), so a second snapshot-save of the same instant — a copy
+ * after the diff — cannot be taken; pmemsave is the independent copy. It
+ * reads the physical address space, where 0xa0000-0xfffff shows VGA and
+ * ROM instead of RAM: that window is left out of the comparison. */
 static void
 test_chain(Fixture *f, gconstpointer data)
 {
@@ -463,7 +476,6 @@ test_chain(Fixture *f, gconstpointer data)
   g_autofree char *d1 = g_build_filename(f->dir, "d1", NULL);
   g_autofree char *d2 = g_build_filename(f->dir, "d2", NULL);
   g_autofree char *d3 = g_build_filename(f->dir, "d3", NULL);
-  g_autofree char *full3 = g_build_filename(f->dir, "full3", NULL);
 
   VmsVm *vm = restore_full(f, 0, "vm0", base);
   guest_cmd(vm, "W 0 10 1");
@@ -477,7 +489,9 @@ test_chain(Fixture *f, gconstpointer data)
   guest_cmd(vm, "W 20 10 3");
   guest_cmd(vm, "Z 0 5");
   g_autoptr(JsonObject) r3 = save(vm, d3, "diff", "pause");
-  g_autoptr(JsonObject) rc = save(vm, full3, "copy", "quit");
+  g_autoptr(GBytes) ram = vms_vm_read_phys(vm, 0, (gsize)MEM_MIB << 20, &error);
+  g_assert_no_error(error);
+  vms_vm_kill(vm);
 
   g_autoptr(VmsSnapshot) s1 = assert_diff_manifest(d1, base, r1);
   g_autoptr(VmsSnapshot) s2 = assert_diff_manifest(d2, d1, r2);
@@ -490,11 +504,17 @@ test_chain(Fixture *f, gconstpointer data)
 
   g_autofree char *flat3 = g_build_filename(f->dir, "d3.flat", NULL);
   g_autofree char *flat3_mem = g_build_filename(flat3, "memory.bin", NULL);
-  g_autofree char *full3_mem = g_build_filename(full3, "memory.bin", NULL);
   flatten(d3, flat3);
-  g_autofree char *a = sha_hex_of(flat3_mem);
-  g_autofree char *b = sha_hex_of(full3_mem);
-  g_assert_cmpstr(a, ==, b);
+  g_autofree char *flat_bytes = NULL;
+  gsize flat_len = 0;
+  g_assert_true(g_file_get_contents(flat3_mem, &flat_bytes, &flat_len, &error));
+  g_assert_no_error(error);
+  gsize ram_len = 0;
+  const guint8 *ram_bytes = g_bytes_get_data(ram, &ram_len);
+  g_assert_cmpuint(flat_len, ==, (gsize)MEM_MIB << 20);
+  g_assert_cmpuint(ram_len, ==, flat_len);
+  g_assert_cmpint(memcmp(flat_bytes, ram_bytes, 0xa0000), ==, 0);
+  g_assert_cmpint(memcmp(flat_bytes + 0x100000, ram_bytes + 0x100000, flat_len - 0x100000), ==, 0);
   assert_page_filled(flat3_mem, scratch(0), 0);
   assert_page_filled(flat3_mem, scratch(5), 1);
   assert_page_filled(flat3_mem, scratch(19), 2);
@@ -593,9 +613,10 @@ test_changed_parent(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(error->message, "parent"));
   g_autofree char *m2 = g_build_filename(d2, VMS_MANIFEST_FILE, NULL);
   g_assert_false(g_file_test(m2, G_FILE_TEST_EXISTS));
+  g_autoptr(GError) e2 = NULL;
   guint64 c = guest_counter(vm);
-  g_assert_true(vms_vm_wait_counter_above(vm, c + 1000000, VMS_TEST_TIMEOUT_MS, &error));
-  g_assert_no_error(error);
+  g_assert_true(vms_vm_wait_counter_above(vm, c + 1000000, VMS_TEST_TIMEOUT_MS, &e2));
+  g_assert_no_error(e2);
 }
 
 /* memory=diff on a VM that boots normally (share=on, or share=off without
