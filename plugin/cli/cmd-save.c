@@ -16,7 +16,7 @@
 
 /* A save of many GiB copies for a while; the plugin refuses nothing slowly. */
 #define SAVE_TIMEOUT_MS (60u * 60u * 1000u)
-#define CONNECT_TIMEOUT_MS 5000u
+#define CONNECT_TIMEOUT_MS 2000u
 
 typedef struct {
   gboolean tty;

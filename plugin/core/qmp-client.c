@@ -129,7 +129,7 @@ client_connect_retry(const char *path, gint64 deadline, GError **error)
     if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
       return g_steal_fd(&fd);
     if ((errno != ENOENT && errno != ECONNREFUSED) || g_get_monotonic_time() >= deadline)
-      return vms_set_error_errno(error, errno, "cannot connect to QEMU's QMP socket %s", path), -1;
+      return vms_set_error_errno(error, errno, "cannot connect to the QMP socket %s", path), -1;
     g_usleep(20 * 1000);
   }
 }
@@ -148,12 +148,12 @@ client_read_one(VmsQmpClient *c, gint64 deadline, GError **error)
     if (vms_json_splitter_next(c->split, &text, error))
       return text != NULL ? vms_qmp_parse_object(text, error) : NULL;
     if (poll(&p, 1, left) == 0) {
-      g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "timed out waiting for QEMU on %s", c->path);
+      g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "timed out waiting for the QMP server on %s", c->path);
       return NULL;
     }
     n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-      g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QEMU closed the QMP socket %s", c->path);
+      g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "the QMP server closed %s", c->path);
       return NULL;
     }
     if (n > 0)
@@ -182,7 +182,7 @@ client_handshake(VmsQmpClient *c, gint64 deadline, GError **error)
   if (vms_json_get_object(qmp, "version") != NULL)
     c->version = json_object_ref(vms_json_get_object(qmp, "version"));
   if (vms_write_full(c->fd, caps, sizeof(caps) - 1) < 0) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QEMU closed the QMP socket %s", c->path);
+    g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "the QMP server closed %s", c->path);
     return FALSE;
   }
   reply = client_read_one(c, deadline, error);
@@ -348,7 +348,7 @@ client_wait_reply(VmsQmpClient *c, const char *id, const char *command, gint64 d
   g_mutex_unlock(&c->lock);
   if (reply == NULL)
     g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QMP %s: %s", command,
-                c->dead ? "QEMU closed the QMP connection" : "timed out waiting for the reply");
+                c->dead ? "the QMP server closed the connection" : "timed out waiting for the reply");
   return reply;
 }
 
@@ -367,7 +367,7 @@ vms_qmp_client_execute(VmsQmpClient *c, const char *command, JsonObject *argumen
   g_mutex_lock(&c->lock);
   if (!c->connected || c->dead) {
     g_mutex_unlock(&c->lock);
-    g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QMP %s: not connected to QEMU", command);
+    g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QMP %s: not connected", command);
     return NULL;
   }
   id = g_strdup_printf("vmsnap-%" G_GUINT64_FORMAT, ++c->next_id);
@@ -386,7 +386,7 @@ vms_qmp_client_execute(VmsQmpClient *c, const char *command, JsonObject *argumen
     g_mutex_lock(&c->lock);
     g_hash_table_remove(c->replies, id);
     g_mutex_unlock(&c->lock);
-    return vms_set_error_errno(error, -r, "QMP %s: cannot send to QEMU", command), NULL;
+    return vms_set_error_errno(error, -r, "QMP %s: cannot send", command), NULL;
   }
   reply = client_wait_reply(c, id, command, deadline, error);
   if (reply == NULL)
@@ -438,7 +438,7 @@ vms_qmp_client_wait_event(VmsQmpClient *c, guint64 after_seq, const char *event,
   while ((e = client_find_event(c, after_seq, event, match, user_data)) == NULL) {
     if (c->dead) {
       g_set_error(error, VMS_ERROR, VMS_ERROR_QMP,
-                  "QEMU closed the QMP connection while waiting for %s", event);
+                  "the QMP server closed the connection while waiting for %s", event);
       return NULL;
     }
     if (!g_cond_wait_until(&c->cond, &c->lock, deadline)) {
