@@ -8,7 +8,14 @@
  * next one and says so once (g_debug). Results are byte-identical.
  *
  * Threading: every function may run on any thread; none keeps global state
- * except the "said once" flags.
+ * except the "said once" flags. AUTO may copy cached data on helper threads
+ * (one per core, at most 4; never when a progress function is given); they
+ * are joined before the function returns.
+ *
+ * Test-only environment hooks of the io_uring engine, read once per process:
+ * VMSNAP_TEST_URING_FAIL=1 (ring setup fails: tests the fallback) and
+ * VMSNAP_TEST_URING_MAX_IO=N (requests capped at N bytes: every chunk
+ * completes short). See doc/copy-engines.md.
  */
 #pragma once
 
@@ -83,7 +90,10 @@ gboolean vms_hash_extents(int fd, const GArray *list, guint8 ret_sha256[32], GEr
 /* A full independent copy of @src into the empty file @dst_fd: reflink
  * (FICLONE) when src is a file and the filesystem can; else ftruncate to
  * src->size and copy only the data extents (SEEK_DATA for a file; for a
- * memory range, every page that is not all zeros). @ret_reflinked nullable. */
+ * memory range, every page that is not all zeros). @ret_reflinked nullable.
+ * A memory range is read in full to find its zero pages: on a shared
+ * mapping of a tmpfs file that allocates the file's holes, so pass the file
+ * (src->fd) for a shared mapping. A reflink reports 0 bytes copied. */
 gboolean vms_sparse_copy(const VmsCopySource *src, int dst_fd, const VmsCopyOptions *opts,
                          gboolean *ret_reflinked, VmsCopyStats *ret_stats, GError **error);
 

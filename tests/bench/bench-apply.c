@@ -310,6 +310,7 @@ bench_dir(const char *label, const char *dir, Shape *shapes, guint n_shapes, gui
   unlink(base);
   unlink(diff);
   unlink(map);
+  rmdir(dir);   /* only if empty: a directory given by the user may hold more */
 }
 
 int
