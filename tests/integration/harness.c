@@ -536,12 +536,39 @@ vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error)
   }
 }
 
+/* Polls query-status until the VM runs. */
+static gboolean
+wait_running(VmsVm *vm, guint timeout_ms, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+  for (;;) {
+    g_autoptr(JsonNode) st = vms_test_qmp_execute(vm->qmp, "query-status", NULL, error);
+    if (st == NULL)
+      return FALSE;
+    if (json_object_get_boolean_member_with_default(json_node_get_object(st), "running", FALSE))
+      return TRUE;
+    if (g_get_monotonic_time() >= deadline) {
+      g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "the VM is not running after %u ms (%s)",
+                  timeout_ms, json_object_get_string_member_with_default(json_node_get_object(st),
+                                                                         "status", "?"));
+      return FALSE;
+    }
+    g_usleep(2 * 1000);
+  }
+}
+
 char *
 vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GError **error)
 {
   g_autofree char *line = g_strconcat(command, "\n", NULL);
 
   if (vm->serial == NULL) {
+    /* Bytes that reach the UART while an incoming migration is still
+     * loading are overwritten by the loaded UART state: the first command
+     * of a restored VM would arrive truncated. */
+    if (vm->qmp != NULL && !wait_running(vm, timeout_ms, error))
+      return NULL;
     vm->serial = vms_test_conn_connect(vm->serial_path, timeout_ms, error);
     if (vm->serial == NULL)
       return NULL;

@@ -218,8 +218,10 @@ gboolean vms_vm_wait_counter_above(VmsVm *vm, guint64 above, guint timeout_ms, G
 VmsTestQmp *vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error);
 
 /* Sends a command line to the guest on COM1 (connecting the serial socket on
- * first use) and returns its reply line without "\n" (caller frees): "ok ...",
- * "bad ..." or "err ...". Does not check which it is. */
+ * first use, after waiting until QMP says the VM runs: bytes sent while a
+ * restore is still loading the UART's state would be lost) and returns its
+ * reply line without "\n" (caller frees): "ok ...", "bad ..." or "err ...".
+ * Does not check which it is. */
 char *vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GError **error);
 
 G_END_DECLS
