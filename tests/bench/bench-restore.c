@@ -166,12 +166,11 @@ run_vm(const char *root, const char *name, guint rep, guint mib)
 static void
 bench_size(const char *base, SizeResult *res)
 {
-  g_autofree char *root = g_strdup_printf("%s/vmsnap-bench-restore-%u", base, res->mib);
+  /* Unique: two benchmark runs at once must not remove each other's files. */
+  g_autofree char *root = g_strdup_printf("%s/vmsnap-bench-restore-%u-XXXXXX", base, res->mib);
+  g_assert_nonnull(g_mkdtemp(root));
   g_autofree char *snap = g_build_filename(root, "snap", NULL);
   g_autofree char *native = g_build_filename(root, "native.mig", NULL);
-
-  vms_test_rm_rf(root);
-  g_assert_cmpint(g_mkdir_with_parents(root, 0700), ==, 0);
   guint64 saved = 0, native_saved = 0;
   prepare(root, res->mib, snap, native, res, &native_saved, &saved);
   for (guint r = 0; r < reps; r++) {
