@@ -53,3 +53,20 @@ if [ "${VMSNAP_BENCH_RESTORE:-1}" != 0 ]; then
       --sizes "${VMSNAP_BENCH_RESTORE_SIZES:-256,1024,4096}" \
       --reps "${VMSNAP_BENCH_RESTORE_REPS:-7}"
 fi
+
+# snapshot-save downtime, vmsnap link and copy against QEMU's own save and
+# cp, and the guest's speed with and without the plugin
+# (tests/bench/bench-save.c; doc/performance.md "Snapshot-save downtime").
+# Needs qemu-system-x86_64 and, for 4 GiB, about 13 GiB free in /dev/shm.
+# VMSNAP_BENCH_SAVE=0 skips it; VMSNAP_BENCH_SAVE_SIZES (MiB, comma-separated)
+# and VMSNAP_BENCH_SAVE_REPS override the sizes and runs. Takes 5-8 minutes.
+if [ "${VMSNAP_BENCH_SAVE:-1}" != 0 ]; then
+  meson compile -C "$build_dir" >/dev/null
+  echo
+  echo "<!-- save: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+  VMSNAP_PLUGIN="$build_dir/plugin/qemu/libvmsnap.so" \
+  VMSNAP_GUEST="$build_dir/tests/guest/guest.elf" \
+    "$build_dir/tests/bench/bench-save" --dir /dev/shm \
+      --sizes "${VMSNAP_BENCH_SAVE_SIZES:-256,1024,4096}" \
+      --reps "${VMSNAP_BENCH_SAVE_REPS:-3}" --speed-secs 5 --speed-reps 7
+fi

@@ -314,27 +314,35 @@ bench_speed(const char *base, guint mib)
     g_printerr("  speed rep %u: with plugin %.4g/s (%.4g per CPU-s), without %.4g/s (%.4g per CPU-s)\n",
                r, wall[1][r], cpu[1][r], wall[0][r], cpu[0][r]);
   }
-  printf("\nguest speed (counter increments, median of %u x %u s, %u MiB):\n", speed_reps,
-         speed_secs, mib);
-  printf("  per wall second:    without plugin %.4g, with %.4g, with/without = %.3f\n",
-         median(wall[0], speed_reps), median(wall[1], speed_reps),
-         median(wall[1], speed_reps) / median(wall[0], speed_reps));
-  printf("  per vCPU CPU second: without plugin %.4g, with %.4g, with/without = %.3f\n",
-         median(cpu[0], speed_reps), median(cpu[1], speed_reps),
-         median(cpu[1], speed_reps) / median(cpu[0], speed_reps));
+  printf("\nGuest speed, %u MiB guest, counter increments, median of %u samples of %u s "
+         "each way:\n\n", mib, speed_reps, speed_secs);
+  printf("| per | without plugin | with plugin | with / without |\n| --- | ---: | ---: | ---: |\n");
+  printf("| wall-clock second | %.4g | %.4g | %.3f |\n", median(wall[0], speed_reps),
+         median(wall[1], speed_reps), median(wall[1], speed_reps) / median(wall[0], speed_reps));
+  printf("| CPU second of the vCPU thread | %.4g | %.4g | %.3f |\n", median(cpu[0], speed_reps),
+         median(cpu[1], speed_reps), median(cpu[1], speed_reps) / median(cpu[0], speed_reps));
 }
 
+/* The medians as Markdown, ready for doc/performance.md. */
 static void
 print_table(SizeResult *res, guint n)
 {
-  printf("\nsnapshot-save downtime, median of %u (ms):\n", reps);
-  printf("%8s %10s %10s %10s %10s %9s %12s %12s\n", "RAM MiB", "link", "copy", "QEMU save",
-         "cp", "QEMU/link", "state bytes", "QEMU bytes");
+  printf("| guest RAM | link (ms) | copy (ms) | QEMU's save (ms) | cp of the memory file (ms) "
+         "| QEMU / link | copy / cp | state.bin | QEMU's file |\n");
+  printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (guint i = 0; i < n; i++) {
-    double l = median(res[i].link, reps), q = median(res[i].native, reps);
-    printf("%8u %10.1f %10.1f %10.1f %10.1f %9.0fx %12" G_GUINT64_FORMAT " %12" G_GUINT64_FORMAT
-           "\n", res[i].mib, l, median(res[i].copy, reps), q, median(res[i].cp, reps), q / l,
-           res[i].state_bytes, res[i].native_bytes);
+    double l = median(res[i].link, reps), c = median(res[i].copy, reps);
+    double q = median(res[i].native, reps), cp = median(res[i].cp, reps);
+    printf("| %u MiB | %.1f | %.1f | %.1f | %.1f | %.0fx | %.2fx | %" G_GUINT64_FORMAT
+           " KiB | %" G_GUINT64_FORMAT " MiB |\n", res[i].mib, l, c, q, cp, q / l, c / cp,
+           res[i].state_bytes >> 10, res[i].native_bytes >> 20);
+  }
+  printf("\nEvery run (ms), link / copy / QEMU / cp:\n\n");
+  for (guint i = 0; i < n; i++) {
+    printf("- %u MiB:", res[i].mib);
+    for (guint r = 0; r < reps; r++)
+      printf(" %.1f / %.1f / %.1f / %.1f%s", res[i].link[r], res[i].copy[r], res[i].native[r],
+             res[i].cp[r], r + 1 < reps ? ";" : "\n");
   }
 }
 
@@ -362,7 +370,7 @@ main(int argc, char **argv)
     g_printerr("bench-save: %s\n", error->message);
     return 1;
   }
-  vms_test_init(&argc, &argv);
+  vms_harness_init(); /* the harness's safety net; exits 77 without QEMU */
   reps = (guint)CLAMP(reps_arg, 1, MAX_REPS);
   speed_secs = (guint)MAX(speed_secs_arg, 0);
   speed_reps = (guint)CLAMP(speed_reps_arg, 1, MAX_REPS);
