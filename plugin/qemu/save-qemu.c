@@ -124,6 +124,24 @@ set_capabilities(VmsQmpClient *qmp, GError **error)
   return ret != NULL;
 }
 
+/* QEMU throttles a migration to max-bandwidth (default 32 MiB/s in 7.2).
+ * Guest RAM of a VM restored with share=off is not shared, so x-ignore-shared
+ * leaves it in the stream: unthrottled, writing it costs what the file
+ * write costs instead of seconds of downtime. The VM is stopped: there is
+ * no guest to protect from the migration's load. */
+#define SAVE_MAX_BANDWIDTH (G_GINT64_CONSTANT(1) << 40)
+
+static gboolean
+unthrottle(VmsQmpClient *qmp, GError **error)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_int_member(args, "max-bandwidth", SAVE_MAX_BANDWIDTH);
+  ret = vms_qmp_client_execute(qmp, "migrate-set-parameters", args, -1, QMP_TIMEOUT_MS, error);
+  return ret != NULL;
+}
+
 static gboolean
 migration_finished(const char *event, JsonObject *data, gpointer user_data)
 {
@@ -194,7 +212,8 @@ vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
   const char *status;
   guint64 seq;
 
-  if (!set_capabilities(qmp, error) || !pass_fd(qmp, fd, fdname, error))
+  if (!set_capabilities(qmp, error) || !unthrottle(qmp, error) ||
+      !pass_fd(qmp, fd, fdname, error))
     return FALSE;
   json_object_set_string_member(args, "uri", uri);
   seq = vms_qmp_client_event_seq(qmp);
