@@ -51,4 +51,15 @@ gboolean vms_copy_rw_range(VmsCopyJob *job, guint8 *buf, guint64 offset, guint64
 gboolean vms_copy_parallel(VmsCopyJob *job, VmsCopyEngine engine, guint n_threads,
                            VmsCopyEngine *ret_used, GError **error);
 
+/* apply_diff without a page map, cached data: @n_threads threads (this one
+ * included) each walk one range of the diff @src_fd with SEEK_DATA/SEEK_HOLE
+ * and copy each data region with copy_file_range as they go, so the walk
+ * runs in parallel too. Stats count a region split between two ranges once.
+ * On failure the first error is returned after every thread has finished. */
+gboolean vms_copy_walk_parallel(int src_fd, int dst_fd, guint64 size, guint n_threads,
+                                VmsCopyStats *ret_stats, GError **error);
+
+/* TRUE if the data of @list in @fd looks cached (RWF_NOWAIT probe; copy.c). */
+gboolean vms_copy_source_is_cached(int fd, const GArray *list);
+
 G_END_DECLS

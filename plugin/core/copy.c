@@ -47,8 +47,8 @@ vms_copy_engine_from_string(const char *name, VmsCopyEngine *ret_engine)
  * PROBE_SAMPLES extents spread over @list reads with RWF_NOWAIT. A
  * filesystem without RWF_NOWAIT (tmpfs: EOPNOTSUPP) keeps its pages in
  * memory, so it counts as cached. */
-static gboolean
-source_is_cached(int fd, const GArray *list)
+gboolean
+vms_copy_source_is_cached(int fd, const GArray *list)
 {
   guint step = MAX(list->len / PROBE_SAMPLES, 1u);
   guint8 byte;
@@ -75,7 +75,7 @@ source_is_cached(int fd, const GArray *list)
 static VmsCopyEngine
 auto_engine(const VmsCopySource *src, const GArray *list, gboolean *ret_cached)
 {
-  *ret_cached = src->mem != NULL || source_is_cached(src->fd, list);
+  *ret_cached = src->mem != NULL || vms_copy_source_is_cached(src->fd, list);
   if (src->mem != NULL)
     return VMS_ENGINE_READ_WRITE;
   if (*ret_cached)
@@ -187,6 +187,49 @@ vms_copy_extents(const VmsCopySource *src, int dst_fd, const GArray *list,
   return TRUE;
 }
 
+/* Up to @max data extents of @fd from offset 0 (for the cache probe).
+ * FALSE where SEEK_DATA fails; the full walk then reports the error. */
+static gboolean
+first_extents(int fd, guint64 size, guint max, GArray *list)
+{
+  for (guint64 pos = 0; pos < size && list->len < max;) {
+    off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
+    if (data < 0)
+      return errno == ENXIO;
+    off_t hole = data < (off_t)size ? lseek(fd, data, SEEK_HOLE) : -1;
+    if (hole <= data)
+      return data >= (off_t)size;
+    vms_extents_append(list, (guint64)data, MIN((guint64)hole, size) - (guint64)data);
+    pos = (guint64)hole;
+  }
+  return TRUE;
+}
+
+/* AUTO without a page map: when the diff's first extents are cached and
+ * the diff is big enough to pay for threads, walk and copy on one thread
+ * per core at once (vms_copy_walk_parallel). Returns 1 when done, 0 on
+ * error, -1 when this path does not apply. */
+static int
+apply_walk_parallel(int base_fd, int diff_fd, guint64 size, const VmsCopyOptions *opts,
+                    VmsCopyStats *ret_stats, GError **error)
+{
+  guint n = MIN((guint)g_get_num_processors(), AUTO_MAX_THREADS);
+  g_autoptr(GArray) probe = vms_extents_new();
+
+  if ((opts != NULL && (opts->engine != VMS_ENGINE_AUTO || opts->progress != NULL)) ||
+      n < 2 || size < 64u * 1024 * 1024)
+    return -1;
+  if (!first_extents(diff_fd, size, PROBE_SAMPLES, probe) || probe->len == 0 ||
+      !vms_copy_source_is_cached(diff_fd, probe))
+    return -1;
+  g_debug("diff data cached: walking and copying on %u threads", n);
+  if (!vms_copy_walk_parallel(diff_fd, base_fd, size, n, ret_stats, error))
+    return 0;
+  if (opts != NULL && opts->fsync && fsync(base_fd) < 0)
+    return vms_set_error_errno(error, errno, "failed to fsync the base"), 0;
+  return 1;
+}
+
 gboolean
 vms_apply_diff_fd(int base_fd, int diff_fd, const GArray *list,
                   const VmsCopyOptions *opts, VmsCopyStats *ret_stats, GError **error)
@@ -206,6 +249,9 @@ vms_apply_diff_fd(int base_fd, int diff_fd, const GArray *list,
                        "diff size (%" G_GUINT64_FORMAT ") doesn't match base size (%" G_GUINT64_FORMAT ")",
                        (guint64)diff_st.st_size, (guint64)base_st.st_size), FALSE;
   if (list == NULL) {
+    int r = apply_walk_parallel(base_fd, diff_fd, (guint64)diff_st.st_size, opts, ret_stats, error);
+    if (r >= 0)
+      return r > 0;
     if (!vms_extents_from_seek_data(diff_fd, (guint64)diff_st.st_size, &found, error))
       return FALSE;
     list = found;

@@ -471,6 +471,45 @@ test_auto_parallel(void)
   }
 }
 
+/* AUTO without a map on a cached diff of 64 MiB or more walks and copies on
+ * several threads, each over a range of the file (2 CPUs: a boundary at
+ * 40 MiB for 80 MiB). An extent across the boundary is counted once; one
+ * that starts exactly on it is counted too. */
+static void
+test_auto_walk_parallel(void)
+{
+  const guint64 size = 80 * MIB, mid = 40 * MIB;
+  GArray *across = vms_extents_new(), *on = vms_extents_new();
+  g_autoptr(GRand) rand = g_rand_new_with_seed(15);
+
+  for (guint64 pos = 0; pos < size - 64 * PAGE;) {
+    guint64 len = (guint64)g_rand_int_range(rand, 1, 40) * PAGE;
+    if (pos < mid && pos + len + 64 * PAGE > mid) {
+      vms_extents_append(across, mid - 2 * PAGE, 4 * PAGE);   /* across the boundary */
+      vms_extents_append(on, mid, 3 * PAGE);                  /* starts on it */
+      pos = mid + 8 * PAGE;
+      continue;
+    }
+    vms_extents_append(across, pos, len);
+    vms_extents_append(on, pos, len);
+    pos += len + (guint64)g_rand_int_range(rand, 1, 64) * PAGE;
+  }
+  g_autoptr(Fixture) a = fixture_new(size, across, 15);
+  g_autoptr(Fixture) b = fixture_new(size, on, 16);
+  Fixture *fs[] = { a, b };
+  for (guint i = 0; i < G_N_ELEMENTS(fs); i++) {
+    g_autoptr(GError) error = NULL;
+    VmsCopyStats stats = { 0 };
+    VmsCopyOptions opts = { .fsync = TRUE };
+
+    g_assert_true(vms_apply_diff(fs[i]->base_path, fs[i]->diff_path, NULL, &opts, &stats, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(stats.bytes, ==, vms_extents_total(fs[i]->list));
+    g_assert_cmpuint(stats.extents, ==, fs[i]->list->len);
+    assert_file_equals(fs[i]->base_path, fs[i]->expect, size);
+  }
+}
+
 static void
 test_source_shorter_than_extent(void)
 {
@@ -655,6 +694,7 @@ main(int argc, char **argv)
   g_test_add_func("/copy/uring-short-transfers", test_uring_short_transfers);
   g_test_add_func("/copy/property-engines-identical", test_property_engines_identical);
   g_test_add_func("/copy/auto-parallel", test_auto_parallel);
+  g_test_add_func("/copy/auto-walk-parallel", test_auto_walk_parallel);
   g_test_add_func("/copy/write-diff", test_write_diff);
   g_test_add_func("/copy/sparse-copy/file", test_sparse_copy_file);
   g_test_add_func("/copy/sparse-copy/mem", test_sparse_copy_mem);
