@@ -62,7 +62,7 @@ save(VmsVm *vm, const char *snap, const char *memory, const char *then)
  * into @root/snap. Returns the snapshot dir; the counter at the save in
  * *@ret_counter (read from the snapshot's memory). */
 char *
-make_snapshot_with(const char *root, const char *memory, const char *extra_device,
+make_snapshot_with(const char *root, const char *memory, guint smp, const char *extra_device,
                    guint64 *ret_counter, guint64 *ret_boot_id)
 {
   g_autoptr(GError) error = NULL;
@@ -73,6 +73,7 @@ make_snapshot_with(const char *root, const char *memory, const char *extra_devic
 
   g_assert_cmpint(g_mkdir_with_parents(src_dir, 0700), ==, 0);
   vm = vms_vm_new(src_dir);
+  vm->smp = smp;
   if (extra_device != NULL) {
     g_ptr_array_add(vm->extra_args, g_strdup("-device"));
     g_ptr_array_add(vm->extra_args, g_strdup(extra_device));
@@ -103,7 +104,7 @@ make_snapshot_with(const char *root, const char *memory, const char *extra_devic
 char *
 make_snapshot(const char *root, const char *memory, guint64 *ret_counter, guint64 *ret_boot_id)
 {
-  return make_snapshot_with(root, memory, NULL, ret_counter, ret_boot_id);
+  return make_snapshot_with(root, memory, 1, NULL, ret_counter, ret_boot_id);
 }
 
 const char *

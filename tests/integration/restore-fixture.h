@@ -23,12 +23,12 @@ guint64 file_u64(const char *path, guint64 addr);
  * asserts success and returns the reply (caller frees). */
 JsonObject *save(VmsVm *vm, const char *snap, const char *memory, const char *then);
 
-/* Boots a source VM in @root/src (with -device @extra_device if not NULL),
+/* Boots a source VM with @smp vCPUs in @root/src (with -device @extra_device if not NULL),
  * lets it count, has it fill scratch pages 100..107 with 90, and saves
  * @memory with then=quit into @root/snap. Returns that directory; the
  * guest's counter and boot id at the save, read from the snapshot's memory. */
-char *make_snapshot_with(const char *root, const char *memory, const char *extra_device,
-                         guint64 *ret_counter, guint64 *ret_boot_id);
+char *make_snapshot_with(const char *root, const char *memory, guint smp,
+                         const char *extra_device, guint64 *ret_counter, guint64 *ret_boot_id);
 char *make_snapshot(const char *root, const char *memory, guint64 *ret_counter,
                     guint64 *ret_boot_id);
 

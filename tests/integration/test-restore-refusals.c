@@ -167,7 +167,7 @@ test_device_mismatch(Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
   guint64 counter = 0, boot_id = 0;
-  g_autofree char *snap = make_snapshot_with(f->dir, "link", "virtio-rng-pci", &counter, &boot_id);
+  g_autofree char *snap = make_snapshot_with(f->dir, "link", 1, "virtio-rng-pci", &counter, &boot_id);
   g_autofree char *before = digest(snap);
   int status = 0;
 

@@ -92,6 +92,25 @@ test_copy_restore(Fixture *f, gconstpointer data)
   g_assert_cmpstr(after, ==, before);
 }
 
+/* A two-vCPU VM: the restore checks the VP count against -smp and loads
+ * both vCPUs' state. */
+static void
+test_two_vcpus(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  guint64 counter = 0, boot_id = 0;
+  g_autofree char *snap = make_snapshot_with(f->dir, "link", 2, NULL, &counter, &boot_id);
+
+  f->vms[0] = restored_vm(f->dir, "clone", snap);
+  f->vms[0]->smp = 2;
+  g_assert_true(vms_vm_start(f->vms[0], &error));
+  g_assert_no_error(error);
+  assert_continues(f->vms[0], counter, boot_id);
+  g_autoptr(JsonNode) cpus = vms_test_qmp_execute(f->vms[0]->qmp, "query-cpus-fast", NULL, &error);
+  g_assert_no_error(error);
+  g_assert_cmpuint(json_array_get_length(json_node_get_array(cpus)), ==, 2);
+}
+
 /* resume=off (with -S): state loaded, guest held until someone continues it. */
 static void
 test_resume_off(Fixture *f, gconstpointer data)
@@ -294,6 +313,7 @@ main(int argc, char **argv)
   g_test_add("/restore/three-clones", Fixture, NULL, setup, test_three_clones, teardown);
   g_test_add("/restore/copy", Fixture, NULL, setup, test_copy_restore, teardown);
   g_test_add("/restore/resume-off", Fixture, NULL, setup, test_resume_off, teardown);
+  g_test_add("/restore/two-vcpus", Fixture, NULL, setup, test_two_vcpus, teardown);
   g_test_add("/restore/cli/dry-run", Fixture, NULL, setup, test_cli_dry_run, teardown);
   g_test_add("/restore/cli/clone", Fixture, NULL, setup, test_cli_clone, teardown);
   g_test_add("/restore/cli/diff", Fixture, NULL, setup, test_cli_diff, teardown);
