@@ -2,7 +2,8 @@
  *
  * Steps, each named in errors: prepare (memory, directory, facts about this
  * QEMU) -> stop -> state (migration with x-ignore-shared into state.bin) ->
- * memory (link, copy, or diff: save-diff.c) -> then=resume lets the guest run -> commit
+ * memory (link, copy, or diff: save-diff.c) -> then=resume lets the guest run -> strip
+ * (a private mapping's guest RAM out of state.bin: state-strip.c) -> commit
  * (manifest.bin last) -> then=pause arms invalidation for link snapshots.
  * Only stop..then is downtime; everything that need not hold the guest is
  * outside it.
@@ -18,6 +19,7 @@
 #include "save-diff.h"
 #include "save-qemu.h"
 #include "snapdir.h"
+#include "state-strip.h"
 #include "util.h"
 #include "vcpus.h"
 
@@ -223,6 +225,17 @@ step_resume(SaveCtx *ctx, GError **error)
   return TRUE;
 }
 
+/* A VM restored with share=off keeps its guest RAM in QEMU's stream; the
+ * memory file has every page, so state.bin need not (state-strip.h). */
+static gboolean
+step_strip(SaveCtx *ctx, GError **error)
+{
+  if (ctx->mem.shared)
+    return TRUE;
+  return vms_state_strip_committed(ctx->writer, ctx->mem.size, ctx->svc->target_name,
+                                   ctx->state_sha256, &ctx->state_size, error);
+}
+
 static gboolean
 step_commit(SaveCtx *ctx, GError **error)
 {
@@ -291,7 +304,8 @@ static const struct {
   SaveStep run;
 } save_steps[] = {
   { "prepare", step_prepare }, { "stop", step_stop },     { "state", step_state },
-  { "memory", step_memory },   { "resume", step_resume }, { "commit", step_commit },
+  { "memory", step_memory },   { "resume", step_resume }, { "strip", step_strip },
+  { "commit", step_commit },
 };
 
 /* Runs the steps in order; the time each took goes to the debug log

@@ -1,0 +1,50 @@
+/* vmsnap plugin: guest RAM out of state.bin for VMs restored with share=off.
+ *
+ * QEMU 7.2's x-ignore-shared leaves out only RAM blocks mapped share=on. A
+ * VM restored as SPEC.md section 7 says (the snapshot's memory mapped
+ * share=off) therefore writes every non-zero page of its guest RAM into the
+ * migration stream of its next save, and a restore of that state.bin writes
+ * them all into its private mapping — so every page counts as written since
+ * that restore and the next diff in a chain holds the whole RAM. The memory
+ * file (memory.bin, or the diff chain) already holds those pages, so the
+ * stream does not need them: this rewrites it without the page records of
+ * the guest RAM block, keeping everything else (the block list, other RAM
+ * blocks such as VGA memory and ROMs, every device section) byte for byte.
+ *
+ * The stream format is QEMU's (migration/savevm.c, migration/ram.c, stream
+ * version 3). Anything this reader does not know — another iterative
+ * section, compressed or XBZRLE pages, an unknown configuration subsection
+ * — makes it give up without writing, so the caller keeps the stream as
+ * QEMU wrote it.
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Reads the migration stream in @src_fd (from offset 0, to its end) and
+ * writes it to @dst_fd (an empty file, from offset 0) without the page
+ * records (PAGE and ZERO) of the one RAM block whose used length is
+ * @ram_size bytes. @target_page_size is QEMU's target page size (4096 on
+ * x86) unless the stream's configuration names another. *@ret_dropped
+ * receives the number of page records left out. Fails with
+ * VMS_ERROR_NOT_SUPPORTED (nothing written) on a stream it does not
+ * understand, VMS_ERROR_IO on I/O errors. Any thread. */
+gboolean vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 target_page_size,
+                             guint64 *ret_dropped, GError **error);
+
+typedef struct _VmsSnapWriter VmsSnapWriter;
+
+/* For snapshot-save of a VM whose guest memory is a private mapping, after
+ * state.bin was finished in @w and once the guest may run again: replaces
+ * state.bin with its stripped form (vms_state_strip_ram with the guest RAM
+ * size @ram_size) and puts its new SHA-256 and size into @ret_sha256 and
+ * *@ret_size. A stream that is not understood, or a target other than
+ * x86_64/i386 (@target_name; its page size is not known here), is kept as
+ * it is and the outputs stay untouched: TRUE either way. FALSE only on I/O
+ * errors. The save's worker thread. */
+gboolean vms_state_strip_committed(VmsSnapWriter *w, guint64 ram_size, const char *target_name,
+                                   guint8 ret_sha256[32], guint64 *ret_size, GError **error);
+
+G_END_DECLS
