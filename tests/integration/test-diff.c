@@ -496,6 +496,23 @@ test_chain(Fixture *f, gconstpointer data)
   g_autoptr(VmsSnapshot) s1 = assert_diff_manifest(d1, base, r1);
   g_autoptr(VmsSnapshot) s2 = assert_diff_manifest(d2, d1, r2);
   g_autoptr(VmsSnapshot) s3 = assert_diff_manifest(d3, d2, r3);
+  /* Each diff holds only what its own VM wrote: restoring d1 and d2 did
+   * not write the guest RAM into the clones' mappings (state.bin carries
+   * none of it: state-strip.c), so the chain does not grow. */
+  g_autoptr(GArray) l2 = read_map(d2, NULL);
+  g_autoptr(GArray) l3 = read_map(d3, NULL);
+  g_test_message("chain: d1 %" G_GUINT64_FORMAT " B, d2 %" G_GUINT64_FORMAT " B, d3 %"
+                 G_GUINT64_FORMAT " B of page data; state.bin %" G_GINT64_FORMAT " B",
+                 s1->manifest->diff_data_bytes, s2->manifest->diff_data_bytes,
+                 s3->manifest->diff_data_bytes, json_object_get_int_member(r3, "state-bytes"));
+  g_assert_cmpuint(vms_extents_total(l2) / PAGE, <=, 10 + GUEST_OWN_PAGES + SLACK_PAGES);
+  g_assert_cmpuint(vms_extents_total(l3) / PAGE, <=, 15 + GUEST_OWN_PAGES + SLACK_PAGES);
+  for (guint i = 0; i < 10; i++) {
+    g_assert_true(map_has_page(l2, scratch(10 + i)));
+    g_assert_true(map_has_page(l3, scratch(20 + i)));
+  }
+  for (guint i = 0; i < 5; i++)
+    g_assert_true(map_has_page(l3, scratch(i)));
   g_autoptr(GPtrArray) chain = NULL;
   g_assert_true(vms_chain_resolve(d3, &chain, &error));
   g_assert_no_error(error);
