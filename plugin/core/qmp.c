@@ -23,7 +23,8 @@ struct _VmsJsonSplitter {
   GString *buf;
   gsize max;
   gsize pos;        /* next byte to scan */
-  gssize start;     /* start of the value being scanned, -1 between values */
+  gssize start;     /* start of the value being scanned; -1 between values
+                     * and while skipping */
   guint depth;
   gboolean in_str;
   gboolean esc;
@@ -124,30 +125,34 @@ vms_json_splitter_next(VmsJsonSplitter *s, char **ret_text, GError **error)
     } else if (c == '}' || c == ']') {
       s->depth--;
     }
-    if (s->depth == 0) {
-      gboolean was_skipping = s->skipping;
-      if (!was_skipping)
-        *ret_text = g_strndup(s->buf->str + s->start, s->pos - (gsize)s->start);
-      s->skipping = FALSE;
-      s->start = -1;
-      splitter_consume(s, s->pos);
-      if (!was_skipping)
-        return TRUE;
-      continue;
-    }
     if (!s->skipping && s->pos - (gsize)s->start > s->max) {
-      s->skipping = TRUE;
-      s->start = 0;
+      /* too big: report once, then drop bytes until the value ends */
+      s->skipping = s->depth > 0;
+      s->start = -1;
       splitter_consume(s, s->pos);
       g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                   "JSON message too large (more than %" G_GSIZE_FORMAT " bytes)", s->max);
       return TRUE;
     }
+    if (s->depth == 0 && s->skipping) {
+      /* the end of an oversized value, already reported */
+      s->skipping = FALSE;
+      splitter_consume(s, s->pos);
+    } else if (s->depth == 0) {
+      gsize len = s->pos - (gsize)s->start;
+      /* JSON text never holds a NUL byte; the C string would end there */
+      if (memchr(s->buf->str + s->start, '\0', len) == NULL)
+        *ret_text = g_strndup(s->buf->str + s->start, len);
+      else
+        g_set_error_literal(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                            "JSON parse error, NUL byte in the input");
+      s->start = -1;
+      splitter_consume(s, s->pos);
+      return TRUE;
+    }
   }
-  if (s->skipping) {
-    s->start = 0;
+  if (s->skipping)
     splitter_consume(s, s->pos);
-  }
   return FALSE;
 }
 

@@ -33,7 +33,8 @@ void vms_json_splitter_feed(VmsJsonSplitter *s, const char *data, gsize len);
 /* Takes the next complete top-level value out of the buffer.
  * Returns TRUE and sets *@ret_text (caller frees) when a value is complete;
  * returns TRUE with *@ret_text NULL and @error set when a message was
- * oversized or not JSON framing (the bad bytes are dropped, the caller
+ * oversized, held a NUL byte, or was not JSON framing (the bad bytes are
+ * dropped, the caller
  * replies with an error and carries on); returns FALSE when more input is
  * needed. */
 gboolean vms_json_splitter_next(VmsJsonSplitter *s, char **ret_text, GError **error);
