@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "copy.h"
@@ -192,12 +193,67 @@ test_sparse_copy_mem(void)
   vms_test_rmtree(dir);
 }
 
+/* The diff-snapshot path of the plugin, end to end: a file mapped
+ * MAP_PRIVATE (the restored guest memory), some pages written (one to
+ * zeros), the written pages found from /proc/self/pagemap, a diff written
+ * from the mapping, and the diff applied onto a copy of the file through
+ * its map gives exactly what the mapping holds. */
+static void
+test_pagemap_diff_roundtrip(void)
+{
+  g_autofree char *dir = vms_test_tmpdir(NULL);
+  g_autofree char *mem_path = g_build_filename(dir, "memory.bin", NULL);
+  g_autofree char *base_path = g_build_filename(dir, "base", NULL);
+  g_autofree char *diff_path = g_build_filename(dir, "memory.diff", NULL);
+  g_autofree char *map_path = g_build_filename(dir, "memory.map", NULL);
+  g_autoptr(GRand) rand = g_rand_new_with_seed(21);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) list = NULL;
+  const guint64 size = 512 * PAGE;
+  g_autofree guint8 *content = g_malloc(size);
+  VmsCopyStats stats = { 0 };
+
+  fill_random(rand, content, size);
+  write_file(mem_path, content, size, NULL);
+  write_file(base_path, content, size, NULL);
+  vms_autofd mem_fd = open(mem_path, O_RDONLY | O_CLOEXEC);
+  guint8 *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, mem_fd, 0);
+  g_assert_true(mem != MAP_FAILED);
+  for (guint i = 0; i < 40; i++) {
+    guint64 page = (guint64)g_rand_int_range(rand, 0, 512);
+    if (i == 0)
+      memset(mem + page * PAGE, 0, PAGE);         /* the guest zeroed a page */
+    else
+      mem[page * PAGE + (guint64)g_rand_int_range(rand, 0, PAGE)] ^= 0x5a;
+  }
+  g_assert_true(vms_extents_from_pagemap(mem, size, PAGE, &list, &error));
+  g_assert_no_error(error);
+  g_assert_cmpuint(list->len, >, 0);
+  {
+    vms_autofd diff_fd = open(diff_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    vms_autofd map_fd = open(map_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    VmsCopySource src = { .fd = -1, .mem = mem, .size = size };
+    g_assert_true(vms_write_diff(&src, list, diff_fd, map_fd, PAGE, NULL, NULL, NULL, &stats,
+                                 &error));
+    g_assert_no_error(error);
+  }
+  g_assert_true(vms_apply_diff(base_path, diff_path, map_path, NULL, &stats, &error));
+  g_assert_no_error(error);
+  g_assert_cmpuint(stats.bytes, ==, vms_extents_total(list));
+  assert_file_equals(base_path, mem, size);
+  /* The memory file itself was never written (the mapping is private). */
+  assert_file_equals(mem_path, content, size);
+  munmap(mem, size);
+  vms_test_rmtree(dir);
+}
+
 int
 main(int argc, char **argv)
 {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/sparse/zero-page-through-map", test_zero_page_through_map);
   g_test_add_func("/sparse/write-diff", test_write_diff);
+  g_test_add_func("/sparse/pagemap-diff-roundtrip", test_pagemap_diff_roundtrip);
   g_test_add_func("/sparse/sparse-copy/file", test_sparse_copy_file);
   g_test_add_func("/sparse/sparse-copy/mem", test_sparse_copy_mem);
   return g_test_run();
