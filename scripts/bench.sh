@@ -70,3 +70,20 @@ if [ "${VMSNAP_BENCH_SAVE:-1}" != 0 ]; then
       --sizes "${VMSNAP_BENCH_SAVE_SIZES:-256,1024,4096}" \
       --reps "${VMSNAP_BENCH_SAVE_REPS:-3}" --speed-secs 5 --speed-reps 7
 fi
+
+# Diff-save downtime against dirty pages (0.1%, 1%, 10%, 50% of 1 GiB, and
+# 1 GiB's 1% count at 256 MiB), next to copy mode of the same VM
+# (tests/bench/bench-diff.c; doc/performance.md "Diff snapshots"). The base
+# guest fills all its RAM first. QEMU's stderr with the save's step times
+# goes to $VMSNAP_BENCH_DIFF_LOG (default /dev/null). VMSNAP_BENCH_DIFF=0
+# skips it; VMSNAP_BENCH_DIFF_REPS overrides the runs. Takes 3-5 minutes.
+if [ "${VMSNAP_BENCH_DIFF:-1}" != 0 ]; then
+  meson compile -C "$build_dir" >/dev/null
+  echo
+  echo "<!-- diff: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+  G_MESSAGES_DEBUG=vmsnap \
+  VMSNAP_PLUGIN="$build_dir/plugin/qemu/libvmsnap.so" \
+  VMSNAP_GUEST="$build_dir/tests/guest/guest.elf" \
+    "$build_dir/tests/bench/bench-diff" --dir /dev/shm --show-qemu-log \
+      --reps "${VMSNAP_BENCH_DIFF_REPS:-3}" 2>"${VMSNAP_BENCH_DIFF_LOG:-/dev/null}"
+fi

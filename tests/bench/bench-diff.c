@@ -2,13 +2,13 @@
  * (doc/performance.md "Diff snapshots").
  *
  * For each point MIB:PAGES: a VM of MIB MiB is restored (share=off) from a
- * link snapshot of a freshly booted test guest, the guest writes PAGES
+ * link snapshot of a test guest that filled all its RAM, the guest writes PAGES
  * scratch pages (serial W command), then snapshot-save memory=diff
  * then=resume and, from the same VM right after, memory=copy then=quit.
  * Both downtimes (VM stop -> VM running again, or -> commit for quit) come
  * from the plugin's reply. Prints Markdown.
  *
- *   bench-diff [--points 1024:262,1024:2621,...] [--reps N] [--dir DIR]
+ *   bench-diff [--points 1024:262,1024:2621,...] [--reps N] [--dir DIR] [--show-qemu-log]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +27,7 @@ typedef struct {
 } Point;
 
 static guint reps = 1;
+static gboolean show_log; /* --show-qemu-log: QEMU's stderr after each point */
 
 static void
 check(gboolean ok, GError *error, const char *what)
@@ -59,7 +60,9 @@ guest_cmd(VmsVm *vm, const char *cmd, guint timeout_ms)
   check(reply != NULL && g_str_has_prefix(reply, "ok "), error, cmd);
 }
 
-/* A link snapshot (then=quit) of a freshly booted guest of @mib MiB. */
+/* A link snapshot (then=quit) of a guest of @mib MiB that has written
+ * every page of its scratch region (byte 1), so its memory is as full as a
+ * real guest's and copy mode has the whole RAM to copy. */
 static char *
 make_base(const char *root, guint mib)
 {
@@ -73,6 +76,10 @@ make_base(const char *root, guint mib)
   vm->mem_mib = mib;
   check(vms_vm_start(vm, &error), error, "start the base VM");
   check(vms_vm_wait_ready(vm, 120000, &error), error, "base guest ready");
+  VmsGuestState st;
+  check(vms_vm_read_state(vm, &st, &error), error, "guest state");
+  g_autofree char *fill = g_strdup_printf("W 0 %u 1", st.scratch_pages);
+  guest_cmd(vm, fill, WRITE_TIMEOUT_MS);
   g_autoptr(JsonObject) r = save(vm, snap, "link", "quit");
   check(vms_vm_wait_exit(vm, VMS_TEST_TIMEOUT_MS, &status, &error), error, "base VM exit");
   return snap;
@@ -117,6 +124,10 @@ run_point(const char *root, const char *base, Point *p, guint rep)
   g_autoptr(JsonObject) d = save(vm, diff, "diff", "resume");
   g_autoptr(JsonObject) c = save(vm, copy, "copy", "quit");
   check(vms_vm_wait_exit(vm, VMS_TEST_TIMEOUT_MS, &status, &error), error, "VM exit");
+  if (show_log) {
+    g_autofree char *log = vms_vm_stderr(vm);
+    g_printerr("%s", log);
+  }
   vms_vm_free(vm);
   p->diff_ms[rep] = json_object_get_double_member(d, "downtime-ms");
   p->copy_ms[rep] = json_object_get_double_member(c, "downtime-ms");
@@ -172,6 +183,9 @@ main(int argc, char **argv)
       "MIB:PAGES,..." },
     { "reps", 0, 0, G_OPTION_ARG_INT, &reps_opt, "runs per point (median reported)", "N" },
     { "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "where memory files and snapshots go", "DIR" },
+    { "show-qemu-log", 0, 0, G_OPTION_ARG_NONE, &show_log,
+      "print QEMU's stderr after each run (with G_MESSAGES_DEBUG=vmsnap: the save's step times)",
+      NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("- diff-save downtime against dirty pages");
