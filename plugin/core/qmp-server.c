@@ -388,8 +388,10 @@ vms_qmp_request_return(VmsQmpRequest *req, JsonNode *ret)
 {
   g_autoptr(JsonObject) msg = json_object_new();
 
-  if (ret == NULL)
-    ret = json_node_init_object(json_node_alloc(), json_object_new());
+  if (ret == NULL) {
+    ret = json_node_init(json_node_alloc(), JSON_NODE_OBJECT);
+    json_node_take_object(ret, json_object_new());
+  }
   json_object_set_member(msg, "return", ret);
   request_finish(req, msg);
 }

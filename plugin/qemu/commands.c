@@ -93,8 +93,7 @@ save_job_thread(GTask *task, gpointer source, gpointer task_data, GCancellable *
   if (ret == NULL) {
     job->reply(NULL, error, job->user_data);
   } else {
-    job->reply(json_node_init_object(json_node_alloc(), g_steal_pointer(&ret)), NULL,
-               job->user_data);
+    job->reply(json_node_init_object(json_node_alloc(), ret), NULL, job->user_data);
     if (job->then == VMS_SAVE_THEN_QUIT)
       vms_save_quit(job->svc);
   }
