@@ -69,6 +69,7 @@ vms_cli_flatten(int argc, char **argv)
   if (!vms_chain_resolve(argv[1], &chain, &error) ||
       !vms_chain_flatten(argv[1], argv[2], NULL, &error))
     return vms_cli_error("%s", error->message);
-  printf("flattened %s (%u snapshots in the chain) into %s\n", argv[1], chain->len, argv[2]);
+  printf("flattened %s (a chain of %u snapshot%s) into %s\n", argv[1], chain->len,
+         chain->len == 1 ? "" : "s", argv[2]);
   return 0;
 }
