@@ -145,7 +145,8 @@ vms_memfile_find(const char *maps_text, const char *want_path, guint64 want_size
   idx = pick_mapping(parsed, real != NULL ? real : want_path, want_size, &matches);
   if (idx < 0 && want_path != NULL) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
-                "mem=%s: this file is not mapped writable by QEMU; " QEMU_OPTIONS_HINT, want_path);
+                "mem=%s: this file is not mapped writable by QEMU; mem= must name the "
+                "mem-path of the guest's -object memory-backend-file", want_path);
     return FALSE;
   }
   if (idx < 0) {

@@ -129,8 +129,19 @@ startup_connect(VmsService *svc, VmsMemInfo *ret_mem, GError **error)
          vms_memfile_find(NULL, svc->opts.mem, ram_size, ret_mem, error);
 }
 
-/* The start-up worker. A restore that fails exits QEMU: the guest must never
- * run from a snapshot that did not load. */
+/* In restore mode QEMU waits for the incoming migration (-incoming defer):
+ * if the plugin cannot deliver it, nothing else will, so any failure —
+ * of the restore or of the start-up before it — ends QEMU with one line. */
+static void
+restore_failed(const GError *error)
+{
+  fprintf(stderr, "vmsnap: restore: %s\n", error->message);
+  fflush(stderr);
+  _exit(1);
+}
+
+/* The start-up worker. The guest must never run from a snapshot that did
+ * not load. */
 static gpointer
 startup_thread(gpointer user_data)
 {
@@ -139,13 +150,12 @@ startup_thread(gpointer user_data)
   g_autoptr(GError) error = NULL;
   guint8 restored_sha[32] = { 0 };
 
-  if (startup_connect(svc, &mem, &error) && svc->opts.restore != NULL &&
-      !vms_restore_run(svc->opts.restore, svc->opts.resume, svc->qmp, &mem, restored_sha,
-                       &error)) {
-    fprintf(stderr, "vmsnap: restore: %s\n", error->message);
-    fflush(stderr);
-    _exit(1);
-  }
+  if ((!startup_connect(svc, &mem, &error) ||
+       (svc->opts.restore != NULL &&
+        !vms_restore_run(svc->opts.restore, svc->opts.resume, svc->qmp, &mem, restored_sha,
+                         &error))) &&
+      svc->opts.restore != NULL)
+    restore_failed(error);
   g_mutex_lock(&svc->lock);
   if (error != NULL) {
     svc->init_error = g_strdup(error->message);

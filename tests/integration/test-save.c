@@ -344,6 +344,41 @@ test_then_quit(Fixture *f, gconstpointer data)
   g_assert_true(g_file_test(manifest, G_FILE_TEST_IS_REGULAR));
 }
 
+/* In restore mode, a failure of the plugin's start-up (here: mem= names a
+ * file QEMU does not map) ends QEMU with one line instead of leaving it
+ * waiting for an incoming migration that never comes. */
+static void
+test_restore_startup_failure(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *snap = g_build_filename(f->dir, "snap-rs", NULL);
+  g_autofree char *clone_dir = g_build_filename(f->dir, "clone", NULL);
+  g_autoptr(JsonNode) ret = save(f, snap, "link", "quit", &error);
+  g_autoptr(VmsVm) clone = NULL;
+  g_autofree char *err = NULL;
+  int status = 0;
+
+  g_assert_no_error(error);
+  g_assert_true(vms_vm_wait_exit(f->vm, VMS_TEST_TIMEOUT_MS, &status, &error));
+  g_assert_cmpint(g_mkdir_with_parents(clone_dir, 0700), ==, 0);
+  clone = vms_vm_new(clone_dir);
+  clone->smp = 2;
+  clone->mem_mib = MEM_MIB;
+  g_free(clone->mem_path);
+  clone->mem_path = g_build_filename(snap, "memory.bin", NULL);
+  clone->share = FALSE;
+  clone->incoming_defer = TRUE;
+  clone->plugin_extra = g_strdup_printf("restore=%s,mem=%s/not-mapped.ram", snap, clone_dir);
+  /* vms_vm_start may or may not see QMP answer before QEMU exits */
+  vms_vm_start(clone, NULL);
+  g_assert_true(vms_vm_wait_exit(clone, VMS_TEST_TIMEOUT_MS, &status, &error));
+  g_assert_no_error(error);
+  err = vms_vm_stderr(clone);
+  g_test_message("status %d: %s", status, err);
+  g_assert_cmpint(status, ==, 1);
+  g_assert_nonnull(strstr(err, "vmsnap: restore: mem="));
+}
+
 static void
 test_cli(Fixture *f, gconstpointer data)
 {
@@ -394,6 +429,7 @@ main(int argc, char **argv)
   ADD("/save/busy", test_busy);
   ADD("/save/then-quit", test_then_quit);
   ADD("/save/cli", test_cli);
+  ADD("/save/restore-startup-failure", test_restore_startup_failure);
 #undef ADD
   return g_test_run();
 }
