@@ -104,27 +104,17 @@ vms_save_qmp_simple(VmsQmpClient *qmp, const char *command, GError **error)
   return ret != NULL;
 }
 
-static gboolean
-set_capabilities(VmsQmpClient *qmp, GError **error)
-{
-  static const char *const caps[] = { "x-ignore-shared", "events" };
-  g_autoptr(JsonObject) args = json_object_new();
-  g_autoptr(JsonNode) ret = NULL;
-  JsonArray *list = json_array_new();
+/* The migration settings a save changes. QEMU keeps them after the save,
+ * and a later real migration by a management layer would inherit them —
+ * x-ignore-shared would leave the guest RAM behind — so the save puts back
+ * what it found. */
+typedef struct {
+  gboolean ignore_shared;
+  gboolean events;        /* makes QEMU send the MIGRATION events we wait for */
+  gint64 max_bandwidth;
+} MigrationSettings;
 
-  /* "events" makes QEMU send MIGRATION events, which we wait for. */
-  for (guint i = 0; i < G_N_ELEMENTS(caps); i++) {
-    JsonObject *cap = json_object_new();
-    json_object_set_string_member(cap, "capability", caps[i]);
-    json_object_set_boolean_member(cap, "state", TRUE);
-    json_array_add_object_element(list, cap);
-  }
-  json_object_set_array_member(args, "capabilities", list);
-  ret = vms_qmp_client_execute(qmp, "migrate-set-capabilities", args, -1, QMP_TIMEOUT_MS, error);
-  return ret != NULL;
-}
-
-/* QEMU throttles a migration to max-bandwidth (default 32 MiB/s in 7.2).
+/* QEMU throttles a migration to max-bandwidth (default 128 MiB/s in 7.2).
  * Guest RAM of a VM restored with share=off is not shared, so x-ignore-shared
  * leaves it in the stream: unthrottled, writing it costs what the file
  * write costs instead of seconds of downtime. The VM is stopped: there is
@@ -132,14 +122,64 @@ set_capabilities(VmsQmpClient *qmp, GError **error)
 #define SAVE_MAX_BANDWIDTH (G_GINT64_CONSTANT(1) << 40)
 
 static gboolean
-unthrottle(VmsQmpClient *qmp, GError **error)
+query_settings(VmsQmpClient *qmp, MigrationSettings *ret_settings, GError **error)
 {
-  g_autoptr(JsonObject) args = json_object_new();
-  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(JsonNode) caps = vms_qmp_client_execute(qmp, "query-migrate-capabilities", NULL, -1,
+                                                    QMP_TIMEOUT_MS, error);
+  g_autoptr(JsonNode) params = NULL;
+  MigrationSettings s = { 0 };
 
-  json_object_set_int_member(args, "max-bandwidth", SAVE_MAX_BANDWIDTH);
-  ret = vms_qmp_client_execute(qmp, "migrate-set-parameters", args, -1, QMP_TIMEOUT_MS, error);
-  return ret != NULL;
+  if (caps == NULL || !JSON_NODE_HOLDS_ARRAY(caps))
+    return caps != NULL ? (g_set_error(error, VMS_ERROR, VMS_ERROR_QMP,
+                                       "query-migrate-capabilities: not a list"), FALSE)
+                        : FALSE;
+  for (guint i = 0; i < json_array_get_length(json_node_get_array(caps)); i++) {
+    JsonObject *c = json_array_get_object_element(json_node_get_array(caps), i);
+    const char *name = json_object_get_string_member_with_default(c, "capability", "");
+    gboolean on = json_object_get_boolean_member_with_default(c, "state", FALSE);
+    if (strcmp(name, "x-ignore-shared") == 0)
+      s.ignore_shared = on;
+    else if (strcmp(name, "events") == 0)
+      s.events = on;
+  }
+  params = vms_qmp_client_execute(qmp, "query-migrate-parameters", NULL, -1, QMP_TIMEOUT_MS,
+                                  error);
+  if (params == NULL)
+    return FALSE;
+  s.max_bandwidth = json_object_get_int_member_with_default(json_node_get_object(params),
+                                                            "max-bandwidth", 128 << 20);
+  *ret_settings = s;
+  return TRUE;
+}
+
+static gboolean
+apply_settings(VmsQmpClient *qmp, const MigrationSettings *s, GError **error)
+{
+  const struct {
+    const char *name;
+    gboolean on;
+  } caps[] = { { "x-ignore-shared", s->ignore_shared }, { "events", s->events } };
+  g_autoptr(JsonObject) cap_args = json_object_new();
+  g_autoptr(JsonObject) param_args = json_object_new();
+  g_autoptr(JsonNode) r1 = NULL;
+  g_autoptr(JsonNode) r2 = NULL;
+  JsonArray *list = json_array_new();
+
+  for (guint i = 0; i < G_N_ELEMENTS(caps); i++) {
+    JsonObject *cap = json_object_new();
+    json_object_set_string_member(cap, "capability", caps[i].name);
+    json_object_set_boolean_member(cap, "state", caps[i].on);
+    json_array_add_object_element(list, cap);
+  }
+  json_object_set_array_member(cap_args, "capabilities", list);
+  json_object_set_int_member(param_args, "max-bandwidth", s->max_bandwidth);
+  r1 = vms_qmp_client_execute(qmp, "migrate-set-capabilities", cap_args, -1, QMP_TIMEOUT_MS,
+                              error);
+  if (r1 == NULL)
+    return FALSE;
+  r2 = vms_qmp_client_execute(qmp, "migrate-set-parameters", param_args, -1, QMP_TIMEOUT_MS,
+                              error);
+  return r2 != NULL;
 }
 
 static gboolean
@@ -200,8 +240,9 @@ wait_postmigrate(VmsQmpClient *qmp, GError **error)
   }
 }
 
-gboolean
-vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
+/* getfd, migrate, wait for the outcome; the settings are already ours. */
+static gboolean
+migrate_and_wait(VmsQmpClient *qmp, int fd, GError **error)
 {
   static gint counter;
   g_autofree char *fdname = g_strdup_printf("vmsnap-save-%d", g_atomic_int_add(&counter, 1));
@@ -212,8 +253,7 @@ vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
   const char *status;
   guint64 seq;
 
-  if (!set_capabilities(qmp, error) || !unthrottle(qmp, error) ||
-      !pass_fd(qmp, fd, fdname, error))
+  if (!pass_fd(qmp, fd, fdname, error))
     return FALSE;
   json_object_set_string_member(args, "uri", uri);
   seq = vms_qmp_client_event_seq(qmp);
@@ -232,4 +272,25 @@ vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
     return FALSE;
   }
   return wait_postmigrate(qmp, error);
+}
+
+gboolean
+vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
+{
+  const MigrationSettings ours = { .ignore_shared = TRUE, .events = TRUE,
+                                   .max_bandwidth = SAVE_MAX_BANDWIDTH };
+  MigrationSettings prior;
+  g_autoptr(GError) put_back_error = NULL;
+  gboolean ok;
+
+  if (!query_settings(qmp, &prior, error) || !apply_settings(qmp, &ours, error))
+    return FALSE;
+  ok = migrate_and_wait(qmp, fd, error);
+  if (!apply_settings(qmp, &prior, &put_back_error)) {
+    if (ok)
+      g_propagate_prefixed_error(error, g_steal_pointer(&put_back_error),
+                                 "cannot put back QEMU's migration settings: ");
+    ok = FALSE;
+  }
+  return ok;
 }

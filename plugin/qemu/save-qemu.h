@@ -24,9 +24,11 @@ gboolean vms_save_query_facts(VmsQmpClient *qmp, VmsSaveFacts *ret_facts, gboole
 gboolean vms_save_qmp_simple(VmsQmpClient *qmp, const char *command, GError **error);
 
 /* Saves the VM's device state into @fd (not consumed): capabilities
- * x-ignore-shared and events, getfd with a unique name, migrate "fd:NAME",
- * then waits for the MIGRATION event "completed" (fails on "failed" or
- * "cancelled", naming it). The VM must be stopped. */
+ * x-ignore-shared and events on and max-bandwidth unthrottled, getfd with a
+ * unique name, migrate "fd:NAME", then waits for the MIGRATION event
+ * "completed" (fails on "failed" or "cancelled", naming it) and for QEMU to
+ * leave finish-migrate. The capabilities and max-bandwidth QEMU had before
+ * are put back afterwards, also on failure. The VM must be stopped. */
 gboolean vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error);
 
 G_END_DECLS

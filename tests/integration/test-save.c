@@ -102,6 +102,32 @@ assert_guest_runs(VmsVm *vm)
   g_assert_no_error(error);
 }
 
+/* A save puts back QEMU's migration settings: a later real migration must
+ * not inherit x-ignore-shared (it would leave the guest RAM behind) or an
+ * unthrottled bandwidth. These are QEMU 7.2's defaults. */
+static void
+assert_migration_settings_untouched(VmsVm *vm)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) caps = vms_test_qmp_execute(vm->qmp, "query-migrate-capabilities", NULL,
+                                                  &error);
+  g_autoptr(JsonNode) params = NULL;
+  JsonArray *list;
+
+  g_assert_no_error(error);
+  list = json_node_get_array(caps);
+  for (guint i = 0; i < json_array_get_length(list); i++) {
+    JsonObject *c = json_array_get_object_element(list, i);
+    const char *name = json_object_get_string_member(c, "capability");
+    if (g_str_equal(name, "x-ignore-shared") || g_str_equal(name, "events"))
+      g_assert_false(json_object_get_boolean_member(c, "state"));
+  }
+  params = vms_test_qmp_execute(vm->qmp, "query-migrate-parameters", NULL, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(json_object_get_int_member(json_node_get_object(params), "max-bandwidth"), ==,
+                  128 << 20);
+}
+
 static void
 test_link(Fixture *f, gconstpointer data)
 {
@@ -150,6 +176,7 @@ test_link(Fixture *f, gconstpointer data)
   g_assert_cmpstr(hex, ==, state_sha);
   g_assert_true(vms_snapshot_verify(s, &error));
   g_assert_no_error(error);
+  assert_migration_settings_untouched(f->vm);
 }
 
 /* Link + pause, then someone continues the VM through QEMU's own QMP: the
@@ -295,6 +322,7 @@ test_fail_cross_fs(Fixture *f, gconstpointer data)
   assert_no_manifest(snap);
   g_assert_false(g_file_test(state, G_FILE_TEST_EXISTS));
   assert_guest_runs(f->vm);
+  assert_migration_settings_untouched(f->vm);
   vms_test_rm_rf(tmpl);
 }
 
