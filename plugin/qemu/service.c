@@ -184,18 +184,23 @@ service_thread(gpointer user_data)
   return NULL;
 }
 
+/* The greeting's version in QEMU's shape ({"qemu": {major, minor, micro},
+ * "package"}): QMP libraries (python's qemu.qmp, libvirt) parse exactly
+ * that. The triple is vmsnap's own version; "package" says it is vmsnap. */
 static JsonObject *
 greeting_version(void)
 {
   JsonObject *version = json_object_new();
-  JsonObject *v = json_object_new();
+  JsonObject *triple = json_object_new();
   g_auto(GStrv) parts = g_strsplit(VMSNAP_VERSION, ".", 3);
+  static const char *const names[] = { "major", "minor", "micro" };
+  gboolean more = TRUE;
 
-  json_object_set_int_member(v, "major", parts[0] ? g_ascii_strtoll(parts[0], NULL, 10) : 0);
-  json_object_set_int_member(v, "minor", parts[0] && parts[1] ? g_ascii_strtoll(parts[1], NULL, 10) : 0);
-  json_object_set_int_member(v, "micro",
-                             parts[0] && parts[1] && parts[2] ? g_ascii_strtoll(parts[2], NULL, 10) : 0);
-  json_object_set_object_member(version, "vmsnap", v);
+  for (guint i = 0; i < G_N_ELEMENTS(names); i++) {
+    more = more && parts[i] != NULL;
+    json_object_set_int_member(triple, names[i], more ? g_ascii_strtoll(parts[i], NULL, 10) : 0);
+  }
+  json_object_set_object_member(version, "qemu", triple);
   json_object_set_string_member(version, "package", "vmsnap " VMSNAP_VERSION);
   return version;
 }

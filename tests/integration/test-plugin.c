@@ -66,6 +66,13 @@ test_query(Fixture *f, gconstpointer data)
   JsonObject *mem = json_object_get_object_member(o, "memory");
   struct stat st;
 
+  JsonObject *greeting = vms_test_qmp_greeting(f->ctl);
+  JsonObject *version = json_object_get_object_member(
+      json_object_get_object_member(greeting, "QMP"), "version");
+
+  /* QEMU's greeting shape, which QMP client libraries parse */
+  g_assert_true(json_object_has_member(json_object_get_object_member(version, "qemu"), "major"));
+  g_assert_true(g_str_has_prefix(json_object_get_string_member(version, "package"), "vmsnap "));
   g_assert_cmpint(json_object_get_int_member(o, "vcpus"), ==, 2);
   g_assert_true(json_object_get_boolean_member(o, "running"));
   g_assert_true(json_object_get_null_member(o, "restored-from"));
