@@ -122,9 +122,12 @@ startup_connect(VmsService *svc, VmsMemInfo *ret_mem, GError **error)
   g_mutex_lock(&svc->lock);
   svc->running = running;
   g_mutex_unlock(&svc->lock);
+  /* Every vCPU is created with the machine, before QMP answers: a
+   * difference from the install info is worth a line (manifests record the
+   * vCPUs that exist). */
   if (vms_vcpus_count() != vms_vcpus_expected())
-    g_debug("%u vCPUs initialised, install info said %u", vms_vcpus_count(),
-            vms_vcpus_expected());
+    fprintf(stderr, "vmsnap: warning: %u vCPUs initialised, QEMU announced %u (-smp)\n",
+            vms_vcpus_count(), vms_vcpus_expected());
   return query_ram_size(svc, &ram_size, error) &&
          vms_memfile_find(NULL, svc->opts.mem, ram_size, ret_mem, error);
 }
