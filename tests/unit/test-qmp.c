@@ -73,6 +73,28 @@ test_splitter_oversized(void)
   g_assert_cmpstr(next, ==, "{\"ok\": 1}");
 }
 
+/* Found by fuzz-qmp: a NUL byte inside a value, and a value exactly one
+ * byte over the limit that ends on that byte, are refused. */
+static void
+test_splitter_edges(void)
+{
+  g_autoptr(VmsJsonSplitter) s = vms_json_splitter_new(8);
+  g_autofree char *ok = NULL;
+  gboolean err;
+  static const char nul[] = "{\"a\0\"}";
+  static const char nine[] = "{\"abcde\"}"; /* 9 bytes */
+
+  vms_json_splitter_feed(s, nul, sizeof(nul) - 1);
+  g_assert_null(next_text(s, &err));
+  g_assert_true(err);
+  vms_json_splitter_feed(s, nine, sizeof(nine) - 1);
+  g_assert_null(next_text(s, &err));
+  g_assert_true(err);
+  vms_json_splitter_feed(s, "{\"ab\":1}", 8);
+  ok = next_text(s, &err);
+  g_assert_cmpstr(ok, ==, "{\"ab\":1}");
+}
+
 /* ---- a service context on its own thread ---- */
 
 typedef struct {
@@ -528,6 +550,7 @@ main(int argc, char **argv)
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/qmp/splitter", test_splitter);
   g_test_add_func("/qmp/splitter-oversized", test_splitter_oversized);
+  g_test_add_func("/qmp/splitter-edges", test_splitter_edges);
   g_test_add("/qmp/server/protocol", Fixture, NULL, fixture_setup, test_server_protocol,
              fixture_teardown);
   g_test_add("/qmp/server/events", Fixture, NULL, fixture_setup, test_server_events,
