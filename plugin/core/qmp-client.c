@@ -27,6 +27,7 @@ typedef struct {
   guint64 seq;
   char *name;
   JsonObject *data;
+  gint64 timestamp_us; /* QEMU's "timestamp" (wall clock), 0 if absent */
 } ClientEvent;
 
 static void
@@ -226,6 +227,18 @@ vms_qmp_client_get_version(VmsQmpClient *c)
   return c->version;
 }
 
+/* The event's {"seconds", "microseconds"} as microseconds since the epoch. */
+static gint64
+event_timestamp_us(JsonObject *msg)
+{
+  JsonObject *ts = vms_json_get_object(msg, "timestamp");
+
+  if (ts == NULL)
+    return 0;
+  return json_object_get_int_member_with_default(ts, "seconds", 0) * G_USEC_PER_SEC +
+         json_object_get_int_member_with_default(ts, "microseconds", 0);
+}
+
 /* Files one message from QEMU: an event into the history (and the callback),
  * a reply to its waiter. Called on the context thread without c->lock. */
 static void
@@ -237,6 +250,7 @@ client_dispatch(VmsQmpClient *c, JsonObject *msg)
 
     e->name = g_strdup(json_object_get_string_member_with_default(msg, "event", ""));
     e->data = data != NULL ? json_object_ref(data) : json_object_new();
+    e->timestamp_us = event_timestamp_us(msg);
     g_mutex_lock(&c->lock);
     e->seq = ++c->seq;
     g_queue_push_tail(&c->events, e);
@@ -427,9 +441,9 @@ client_find_event(VmsQmpClient *c, guint64 after_seq, const char *event, VmsQmpE
 }
 
 JsonObject *
-vms_qmp_client_wait_event(VmsQmpClient *c, guint64 after_seq, const char *event,
-                          VmsQmpEventMatch match, gpointer user_data, guint timeout_ms,
-                          GError **error)
+vms_qmp_client_wait_event_at(VmsQmpClient *c, guint64 after_seq, const char *event,
+                             VmsQmpEventMatch match, gpointer user_data, guint timeout_ms,
+                             gint64 *ret_timestamp_us, GError **error)
 {
   gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
   g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&c->lock);
@@ -447,6 +461,17 @@ vms_qmp_client_wait_event(VmsQmpClient *c, guint64 after_seq, const char *event,
       return NULL;
     }
   }
+  if (ret_timestamp_us != NULL)
+    *ret_timestamp_us = e->timestamp_us;
   return json_object_ref(e->data);
+}
+
+JsonObject *
+vms_qmp_client_wait_event(VmsQmpClient *c, guint64 after_seq, const char *event,
+                          VmsQmpEventMatch match, gpointer user_data, guint timeout_ms,
+                          GError **error)
+{
+  return vms_qmp_client_wait_event_at(c, after_seq, event, match, user_data, timeout_ms, NULL,
+                                      error);
 }
 

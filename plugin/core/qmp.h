@@ -85,6 +85,15 @@ JsonObject *vms_qmp_client_wait_event(VmsQmpClient *c, guint64 after_seq, const 
                                       VmsQmpEventMatch match, gpointer user_data,
                                       guint timeout_ms, GError **error);
 
+/* vms_qmp_client_wait_event that also gives the event's QEMU "timestamp"
+ * (wall clock, microseconds since the epoch; 0 if QEMU sent none) in
+ * *@ret_timestamp_us (nullable): when something happened in QEMU, not when
+ * this process noticed. */
+JsonObject *vms_qmp_client_wait_event_at(VmsQmpClient *c, guint64 after_seq, const char *event,
+                                         VmsQmpEventMatch match, gpointer user_data,
+                                         guint timeout_ms, gint64 *ret_timestamp_us,
+                                         GError **error);
+
 /* ---- server (management layers -> plugin) ---- */
 
 typedef struct _VmsQmpServer VmsQmpServer;

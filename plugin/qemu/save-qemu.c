@@ -9,6 +9,10 @@
 /* Device state is small (hundreds of KiB without guest RAM), but a VM whose
  * RAM cannot be skipped streams all of it: allow for that. */
 #define MIGRATE_TIMEOUT_MS (10 * 60 * 1000)
+/* The last round of a live migration may hold the guest this long (QEMU's
+ * default is 300 ms). QEMU sizes that round from its measured bandwidth;
+ * the device state itself takes a few ms more. */
+#define LIVE_DOWNTIME_LIMIT_MS 5
 
 void
 vms_save_facts_clear(VmsSaveFacts *facts)
@@ -112,6 +116,7 @@ typedef struct {
   gboolean ignore_shared;
   gboolean events;        /* makes QEMU send the MIGRATION events we wait for */
   gint64 max_bandwidth;
+  gint64 downtime_limit;  /* ms QEMU may hold the VM for the last round of a live migration */
 } MigrationSettings;
 
 /* QEMU throttles a migration to max-bandwidth (default 128 MiB/s in 7.2).
@@ -148,6 +153,8 @@ query_settings(VmsQmpClient *qmp, MigrationSettings *ret_settings, GError **erro
     return FALSE;
   s.max_bandwidth = json_object_get_int_member_with_default(json_node_get_object(params),
                                                             "max-bandwidth", 128 << 20);
+  s.downtime_limit = json_object_get_int_member_with_default(json_node_get_object(params),
+                                                             "downtime-limit", 300);
   *ret_settings = s;
   return TRUE;
 }
@@ -173,6 +180,7 @@ apply_settings(VmsQmpClient *qmp, const MigrationSettings *s, GError **error)
   }
   json_object_set_array_member(cap_args, "capabilities", list);
   json_object_set_int_member(param_args, "max-bandwidth", s->max_bandwidth);
+  json_object_set_int_member(param_args, "downtime-limit", s->downtime_limit);
   r1 = vms_qmp_client_execute(qmp, "migrate-set-capabilities", cap_args, -1, QMP_TIMEOUT_MS,
                               error);
   if (r1 == NULL)
@@ -240,30 +248,40 @@ wait_postmigrate(VmsQmpClient *qmp, GError **error)
   }
 }
 
-/* getfd, migrate, wait for the outcome; the settings are already ours. */
+/* getfd + migrate "fd:NAME". *@ret_seq is the event sequence number from
+ * before the migrate command, for waiting on its events without a race. */
 static gboolean
-migrate_and_wait(VmsQmpClient *qmp, int fd, GError **error)
+start_migration(VmsQmpClient *qmp, int fd, guint64 *ret_seq, GError **error)
 {
   static gint counter;
   g_autofree char *fdname = g_strdup_printf("vmsnap-save-%d", g_atomic_int_add(&counter, 1));
   g_autofree char *uri = g_strdup_printf("fd:%s", fdname);
   g_autoptr(JsonObject) args = json_object_new();
   g_autoptr(JsonNode) ret = NULL;
-  g_autoptr(JsonObject) event = NULL;
-  const char *status;
-  guint64 seq;
 
   if (!pass_fd(qmp, fd, fdname, error))
     return FALSE;
   json_object_set_string_member(args, "uri", uri);
-  seq = vms_qmp_client_event_seq(qmp);
+  *ret_seq = vms_qmp_client_event_seq(qmp);
   ret = vms_qmp_client_execute(qmp, "migrate", args, -1, QMP_TIMEOUT_MS, error);
   if (ret == NULL) {
     close_fd_name(qmp, fdname);
     return FALSE;
   }
-  event = vms_qmp_client_wait_event(qmp, seq, "MIGRATION", migration_finished, NULL,
-                                    MIGRATE_TIMEOUT_MS, error);
+  return TRUE;
+}
+
+/* Waits up to @timeout_ms for the migration's outcome: TRUE once it
+ * completed; FALSE with the reason if it failed, was cancelled, or the wait
+ * ran out. */
+static gboolean
+wait_completed(VmsQmpClient *qmp, guint64 seq, guint timeout_ms, GError **error)
+{
+  g_autoptr(JsonObject) event = vms_qmp_client_wait_event(qmp, seq, "MIGRATION",
+                                                          migration_finished, NULL, timeout_ms,
+                                                          error);
+  const char *status;
+
   if (event == NULL)
     return FALSE;
   status = json_object_get_string_member_with_default(event, "status", "");
@@ -271,21 +289,122 @@ migrate_and_wait(VmsQmpClient *qmp, int fd, GError **error)
     g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QEMU's migration into state.bin %s", status);
     return FALSE;
   }
-  return wait_postmigrate(qmp, error);
+  return TRUE;
 }
 
-gboolean
-vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
+/* The stopped VM's migration; the settings are already ours. */
+static gboolean
+migrate_and_wait(VmsQmpClient *qmp, int fd, GError **error)
 {
-  const MigrationSettings ours = { .ignore_shared = TRUE, .events = TRUE,
-                                   .max_bandwidth = SAVE_MAX_BANDWIDTH };
+  guint64 seq;
+
+  return start_migration(qmp, fd, &seq, error) &&
+         wait_completed(qmp, seq, MIGRATE_TIMEOUT_MS, error) && wait_postmigrate(qmp, error);
+}
+
+typedef struct LiveMigration LiveMigration;
+static gboolean finish_live(VmsQmpClient *qmp, LiveMigration *live, guint64 seq, GError **error);
+
+/* A migration that failed half-way may still run: cancel it (QEMU then
+ * resumes a VM the migration stopped) and wait for the end, so the settings
+ * can be put back. Best effort. */
+static void
+cancel_migration(VmsQmpClient *qmp, guint64 seq)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "migrate_cancel", NULL, -1,
+                                                   QMP_TIMEOUT_MS, NULL);
+  g_autoptr(JsonObject) event = vms_qmp_client_wait_event(qmp, seq, "MIGRATION",
+                                                          migration_finished, NULL, 5000, NULL);
+}
+
+struct LiveMigration {
+  guint converge_ms;      /* in: how long the guest may run while RAM streams */
+  gint64 stop_wall_us;    /* out: QEMU's STOP event timestamp */
+  gboolean stopped_by_us; /* out: the migration did not converge in time */
+};
+
+/* The running VM's migration: QEMU streams guest RAM while the guest runs
+ * and stops it only for the last round (downtime-limit). If that has not
+ * happened within converge_ms (a guest that dirties memory faster than it
+ * is written), the VM is stopped here and the migration finishes stopped. */
+static gboolean
+migrate_live(VmsQmpClient *qmp, int fd, gpointer data, GError **error)
+{
+  LiveMigration *live = data;
+  guint64 seq;
+
+  if (!start_migration(qmp, fd, &seq, error))
+    return FALSE;
+  if (!finish_live(qmp, live, seq, error)) {
+    cancel_migration(qmp, seq);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* QEMU's account of a finished migration, for the debug log
+ * (G_MESSAGES_DEBUG=vmsnap): where a save's time went. */
+static void
+log_migration_stats(VmsQmpClient *qmp)
+{
+  g_autoptr(JsonNode) ret = NULL;
+  g_autofree char *text = NULL;
+
+  if (g_getenv("G_MESSAGES_DEBUG") == NULL)
+    return;
+  ret = vms_qmp_client_execute(qmp, "query-migrate", NULL, -1, QMP_TIMEOUT_MS, NULL);
+  if (ret != NULL) {
+    text = json_to_string(ret, FALSE);
+    g_debug("query-migrate after the live migration: %s", text);
+  }
+}
+
+/* From a started live migration to the VM stopped in postmigrate. */
+static gboolean
+finish_live(VmsQmpClient *qmp, LiveMigration *live, guint64 seq, GError **error)
+{
+  g_autoptr(GError) slow = NULL;
+  g_autoptr(JsonObject) stop = NULL;
+
+  if (!wait_completed(qmp, seq, live->converge_ms, &slow)) {
+    if (!g_error_matches(slow, VMS_ERROR, VMS_ERROR_QMP) ||
+        g_str_has_prefix(slow->message, "QEMU's migration")) {
+      g_propagate_error(error, g_steal_pointer(&slow));
+      return FALSE;
+    }
+    g_debug("live migration did not converge in %u ms (%s); stopping the VM", live->converge_ms,
+            slow->message);
+    if (!vms_save_qmp_simple(qmp, "stop", error))
+      return FALSE;
+    live->stopped_by_us = TRUE;
+    if (!wait_completed(qmp, seq, MIGRATE_TIMEOUT_MS, error))
+      return FALSE;
+  }
+  stop = vms_qmp_client_wait_event_at(qmp, seq, "STOP", NULL, NULL, QMP_TIMEOUT_MS,
+                                      &live->stop_wall_us, error);
+  log_migration_stats(qmp);
+  return stop != NULL && wait_postmigrate(qmp, error);
+}
+
+/* Runs @migrate with our migration settings in force, and puts back QEMU's
+ * own afterwards, also on failure. */
+static gboolean
+with_our_settings(VmsQmpClient *qmp, gint64 downtime_limit,
+                  gboolean (*migrate)(VmsQmpClient *qmp, int fd, gpointer data, GError **error),
+                  int fd, gpointer data, GError **error)
+{
+  MigrationSettings ours = { .ignore_shared = TRUE, .events = TRUE,
+                             .max_bandwidth = SAVE_MAX_BANDWIDTH };
   MigrationSettings prior;
   g_autoptr(GError) put_back_error = NULL;
   gboolean ok;
 
-  if (!query_settings(qmp, &prior, error) || !apply_settings(qmp, &ours, error))
+  if (!query_settings(qmp, &prior, error))
     return FALSE;
-  ok = migrate_and_wait(qmp, fd, error);
+  ours.downtime_limit = downtime_limit > 0 ? downtime_limit : prior.downtime_limit;
+  if (!apply_settings(qmp, &ours, error))
+    return FALSE;
+  ok = migrate(qmp, fd, data, error);
   if (!apply_settings(qmp, &prior, &put_back_error)) {
     if (ok)
       g_propagate_prefixed_error(error, g_steal_pointer(&put_back_error),
@@ -293,4 +412,28 @@ vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
     ok = FALSE;
   }
   return ok;
+}
+
+static gboolean
+migrate_stopped(VmsQmpClient *qmp, int fd, gpointer data, GError **error)
+{
+  return migrate_and_wait(qmp, fd, error);
+}
+
+gboolean
+vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error)
+{
+  return with_our_settings(qmp, 0, migrate_stopped, fd, NULL, error);
+}
+
+gboolean
+vms_save_migrate_live_to_fd(VmsQmpClient *qmp, int fd, guint converge_ms, gint64 *ret_stop_wall_us,
+                            GError **error)
+{
+  LiveMigration live = { .converge_ms = converge_ms };
+
+  if (!with_our_settings(qmp, LIVE_DOWNTIME_LIMIT_MS, migrate_live, fd, &live, error))
+    return FALSE;
+  *ret_stop_wall_us = live.stop_wall_us;
+  return TRUE;
 }

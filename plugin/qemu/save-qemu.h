@@ -31,4 +31,17 @@ gboolean vms_save_qmp_simple(VmsQmpClient *qmp, const char *command, GError **er
  * are put back afterwards, also on failure. The VM must be stopped. */
 gboolean vms_save_migrate_to_fd(VmsQmpClient *qmp, int fd, GError **error);
 
+/* Saves the device state of a RUNNING VM into @fd (not consumed) with a
+ * live (precopy) migration, for guest RAM that x-ignore-shared cannot skip
+ * (a private share=off mapping): QEMU writes the RAM while the guest runs
+ * and stops the VM itself for the last round only (downtime-limit 5 ms).
+ * If the migration has not finished within @converge_ms the VM is stopped
+ * here and the migration finishes stopped. On success the VM is stopped
+ * (postmigrate) and *@ret_stop_wall_us is when it stopped (QEMU's STOP
+ * event timestamp, wall clock). On failure QEMU resumes a VM it stopped;
+ * the caller continues one stopped here. Settings are put back as for
+ * vms_save_migrate_to_fd. */
+gboolean vms_save_migrate_live_to_fd(VmsQmpClient *qmp, int fd, guint converge_ms,
+                                     gint64 *ret_stop_wall_us, GError **error);
+
 G_END_DECLS

@@ -1,7 +1,9 @@
 /* vmsnap plugin: snapshot-save (SPEC.md section 4).
  *
  * Steps, each named in errors: prepare (memory, directory, facts about this
- * QEMU) -> stop -> state (migration with x-ignore-shared into state.bin) ->
+ * QEMU) -> stop -> state (migration with x-ignore-shared into state.bin;
+ * live, with QEMU stopping the VM for the last round, when the guest RAM is
+ * a private mapping that the migration cannot skip) ->
  * memory (link, copy, or diff: save-diff.c) -> then=resume lets the guest run -> strip
  * (a private mapping's guest RAM out of state.bin: state-strip.c) -> commit
  * (manifest.bin last) -> then=pause arms invalidation for link snapshots.
@@ -115,9 +117,29 @@ step_prepare(SaveCtx *ctx, GError **error)
   return ctx->memory != VMS_SAVE_MEMORY_DIFF || ctx->diff != NULL;
 }
 
+/* A running VM whose guest RAM is a private (share=off) mapping has that
+ * RAM in QEMU's migration stream (x-ignore-shared skips only shared RAM):
+ * writing it while the VM is stopped would cost seconds per GiB. Such a
+ * save migrates live instead, and QEMU stops the VM for the last round. */
+static gboolean
+migrates_live(SaveCtx *ctx)
+{
+  return ctx->was_running && !ctx->mem.shared;
+}
+
+/* How long a live migration may run before the VM is stopped anyway:
+ * 2 s plus 2 s per GiB, several times what streaming the RAM takes here. */
+static guint
+live_converge_ms(SaveCtx *ctx)
+{
+  return 2000u + (guint)(ctx->mem.size >> 30) * 2000u;
+}
+
 static gboolean
 step_stop(SaveCtx *ctx, GError **error)
 {
+  if (migrates_live(ctx))
+    return TRUE; /* step_state's migration stops the VM */
   ctx->t_stop = g_get_monotonic_time();
   if (ctx->was_running) {
     if (!vms_save_qmp_simple(ctx->svc->qmp, "stop", error))
@@ -127,14 +149,37 @@ step_stop(SaveCtx *ctx, GError **error)
   return vms_vcpus_wait_quiescent(QUIESCE_TIMEOUT_MS, error);
 }
 
+/* A private mapping's raw stream holds the guest RAM; it stays staged under
+ * this name until step_strip turns it into state.bin after the downtime. */
+#define RAW_STREAM_NAME "state.stream"
+
 static gboolean
 step_state(SaveCtx *ctx, GError **error)
 {
-  vms_autofd fd = vms_snap_writer_stage(ctx->writer, VMS_STATE_FILE, error);
+  vms_autofd fd = vms_snap_writer_stage(ctx->writer,
+                                        ctx->mem.shared ? VMS_STATE_FILE : RAW_STREAM_NAME, error);
 
-  if (fd < 0 || !vms_save_migrate_to_fd(ctx->svc->qmp, fd, error))
+  if (fd < 0)
     return FALSE;
+  if (migrates_live(ctx)) {
+    gint64 stop_wall_us = 0;
+
+    /* From here on a failure must leave the VM running again. */
+    ctx->stopped_by_us = TRUE;
+    if (!vms_save_migrate_live_to_fd(ctx->svc->qmp, fd, live_converge_ms(ctx), &stop_wall_us,
+                                     error))
+      return FALSE;
+    ctx->t_stop = g_get_monotonic_time();
+    if (stop_wall_us > 0) /* when QEMU stopped the VM, not when we heard of it */
+      ctx->t_stop -= MAX(0, g_get_real_time() - stop_wall_us);
+    if (!vms_vcpus_wait_quiescent(QUIESCE_TIMEOUT_MS, error))
+      return FALSE;
+  } else if (!vms_save_migrate_to_fd(ctx->svc->qmp, fd, error)) {
+    return FALSE;
+  }
   vms_close_fdp(&fd);
+  if (!ctx->mem.shared)
+    return TRUE; /* step_strip finishes state.bin */
   return vms_snap_writer_finish(ctx->writer, VMS_STATE_FILE, ctx->state_sha256, &ctx->state_size,
                                 error);
 }
@@ -232,8 +277,8 @@ step_strip(SaveCtx *ctx, GError **error)
 {
   if (ctx->mem.shared)
     return TRUE;
-  return vms_state_strip_committed(ctx->writer, ctx->mem.size, ctx->svc->target_name,
-                                   ctx->state_sha256, &ctx->state_size, error);
+  return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, ctx->mem.size,
+                                ctx->svc->target_name, ctx->state_sha256, &ctx->state_size, error);
 }
 
 static gboolean

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -285,18 +286,34 @@ vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 target_pag
   return ok;
 }
 
-gboolean
-vms_state_strip_committed(VmsSnapWriter *w, guint64 ram_size, const char *target_name,
-                          guint8 ret_sha256[32], guint64 *ret_size, GError **error)
+/* The staged raw stream kept as state.bin: the stream was not understood
+ * (or the target's page size is not known here). */
+static gboolean
+keep_stream(VmsSnapWriter *w, const char *stream_tmp, guint8 ret_sha256[32], guint64 *ret_size,
+            GError **error)
 {
+  int dirfd = vms_snap_writer_get_dirfd(w);
+
+  if (renameat(dirfd, stream_tmp, dirfd, VMS_STATE_FILE ".tmp") < 0)
+    return vms_set_error_errno(error, errno, "failed to rename %s/%s to %s.tmp",
+                               vms_snap_writer_get_path(w), stream_tmp, VMS_STATE_FILE);
+  return vms_snap_writer_finish(w, VMS_STATE_FILE, ret_sha256, ret_size, error);
+}
+
+gboolean
+vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, guint64 ram_size,
+                       const char *target_name, guint8 ret_sha256[32], guint64 *ret_size,
+                       GError **error)
+{
+  g_autofree char *stream_tmp = g_strconcat(stream_name, ".tmp", NULL);
+  int dirfd = vms_snap_writer_get_dirfd(w);
   g_autoptr(GError) local = NULL;
   guint64 dropped = 0;
 
   /* The target page size is known for x86; elsewhere the stream is kept. */
   if (!g_str_equal(target_name, "x86_64") && !g_str_equal(target_name, "i386"))
-    return TRUE;
-  int dirfd = vms_snap_writer_get_dirfd(w);
-  vms_autofd src = vms_openat_regular(dirfd, VMS_STATE_FILE, O_RDONLY, 0, error);
+    return keep_stream(w, stream_tmp, ret_sha256, ret_size, error);
+  vms_autofd src = vms_openat_regular(dirfd, stream_tmp, O_RDONLY, 0, error);
   if (src < 0)
     return FALSE;
   vms_autofd dst = vms_snap_writer_stage(w, VMS_STATE_FILE, error);
@@ -306,14 +323,17 @@ vms_state_strip_committed(VmsSnapWriter *w, guint64 ram_size, const char *target
     (void)unlinkat(dirfd, VMS_STATE_FILE ".tmp", 0);
     if (!g_error_matches(local, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED)) {
       g_propagate_prefixed_error(error, g_steal_pointer(&local), "%s/%s: ",
-                                 vms_snap_writer_get_path(w), VMS_STATE_FILE);
+                                 vms_snap_writer_get_path(w), stream_tmp);
       return FALSE;
     }
     g_debug("%s/%s keeps the guest RAM: %s", vms_snap_writer_get_path(w), VMS_STATE_FILE,
             local->message);
-    return TRUE;
+    return keep_stream(w, stream_tmp, ret_sha256, ret_size, error);
   }
   g_debug("%s/%s: %" G_GUINT64_FORMAT " guest RAM page records left out",
           vms_snap_writer_get_path(w), VMS_STATE_FILE, dropped);
-  return vms_snap_writer_finish(w, VMS_STATE_FILE, ret_sha256, ret_size, error);
+  if (!vms_snap_writer_finish(w, VMS_STATE_FILE, ret_sha256, ret_size, error))
+    return FALSE;
+  (void)unlinkat(dirfd, stream_tmp, 0);
+  return TRUE;
 }

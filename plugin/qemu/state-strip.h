@@ -36,15 +36,18 @@ gboolean vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 t
 
 typedef struct _VmsSnapWriter VmsSnapWriter;
 
-/* For snapshot-save of a VM whose guest memory is a private mapping, after
- * state.bin was finished in @w and once the guest may run again: replaces
- * state.bin with its stripped form (vms_state_strip_ram with the guest RAM
- * size @ram_size) and puts its new SHA-256 and size into @ret_sha256 and
- * *@ret_size. A stream that is not understood, or a target other than
- * x86_64/i386 (@target_name; its page size is not known here), is kept as
- * it is and the outputs stay untouched: TRUE either way. FALSE only on I/O
+/* For snapshot-save of a VM whose guest memory is a private mapping, once
+ * the guest may run again: QEMU's raw stream was written to the staged
+ * file @stream_name.tmp of @w (not finished: hashing or fsyncing ~RAM-size
+ * bytes would be downtime). Writes state.bin as that stream without the
+ * guest RAM (vms_state_strip_ram with the guest RAM size @ram_size), or, for
+ * a stream that is not understood or a target other than x86_64/i386
+ * (@target_name; its page size is not known here), as the stream itself;
+ * finishes state.bin (fsync, rename) and puts its SHA-256 and size into
+ * @ret_sha256 and *@ret_size; removes the raw stream. FALSE only on I/O
  * errors. The save's worker thread. */
-gboolean vms_state_strip_committed(VmsSnapWriter *w, guint64 ram_size, const char *target_name,
-                                   guint8 ret_sha256[32], guint64 *ret_size, GError **error);
+gboolean vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, guint64 ram_size,
+                                const char *target_name, guint8 ret_sha256[32],
+                                guint64 *ret_size, GError **error);
 
 G_END_DECLS
