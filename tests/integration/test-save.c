@@ -220,6 +220,42 @@ test_link_resume_refused(Fixture *f, gconstpointer data)
 
 /* Copy + resume: the guest keeps running and memory.bin is an independent
  * file that holds the memory as it was at the stop. */
+/* The events of a copy save that succeeded: VMSNAP_SNAPSHOT_PROGRESS for
+ * @dir, never going backwards, ending at done == total == the bytes the
+ * copy wrote (@written, the reply's memory-bytes-written); then
+ * VMSNAP_SNAPSHOT_COMPLETED for @dir. */
+static void
+assert_copy_events(Fixture *f, const char *dir, gint64 written)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) completed = NULL;
+  gint64 last = -1, total = -1;
+  guint count = 0;
+
+  do {
+    g_autoptr(JsonObject) ev = vms_test_qmp_wait_event(f->ctl, "VMSNAP_SNAPSHOT_PROGRESS",
+                                                       VMS_TEST_TIMEOUT_MS, &error);
+    JsonObject *d;
+
+    g_assert_no_error(error);
+    d = json_object_get_object_member(ev, "data");
+    g_assert_cmpstr(json_object_get_string_member(d, "dir"), ==, dir);
+    g_assert_cmpint(json_object_get_int_member(d, "done"), >=, last);
+    last = json_object_get_int_member(d, "done");
+    total = json_object_get_int_member(d, "total");
+    g_assert_cmpint(last, <=, total);
+    g_assert_true(json_object_has_member(ev, "timestamp"));
+    count++;
+  } while (last != total);
+  g_assert_cmpint(total, ==, written);
+  g_test_message("%u progress event(s) for a copy of %" G_GINT64_FORMAT " bytes", count, total);
+  completed = vms_test_qmp_wait_event(f->ctl, "VMSNAP_SNAPSHOT_COMPLETED", VMS_TEST_TIMEOUT_MS,
+                                      &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(json_object_get_string_member(json_object_get_object_member(completed, "data"),
+                                                "dir"), ==, dir);
+}
+
 static void
 test_copy_resume(Fixture *f, gconstpointer data)
 {
@@ -242,6 +278,8 @@ test_copy_resume(Fixture *f, gconstpointer data)
                   "COPY");
   g_assert_cmpint(json_object_get_int_member(json_node_get_object(ret), "memory-bytes-written"),
                   >, 4 << 20);
+  assert_copy_events(f, snap,
+                     json_object_get_int_member(json_node_get_object(ret), "memory-bytes-written"));
   assert_guest_runs(f->vm);
   g_clear_pointer(&reply, g_free);
   reply = vms_vm_guest_command(f->vm, "W 2 1 165", VMS_TEST_TIMEOUT_MS, &error);
