@@ -229,12 +229,27 @@ qmp_do(VmsQmpClient *qmp, const char *command, JsonObject *args, int fd, GError 
 }
 
 static JsonObject *
-capability(const char *name)
+capability(const char *name, gboolean on)
 {
   JsonObject *c = json_object_new();
   json_object_set_string_member(c, "capability", name);
-  json_object_set_boolean_member(c, "state", TRUE);
+  json_object_set_boolean_member(c, "state", on);
   return c;
+}
+
+/* x-ignore-shared and events on for loading state.bin, or off again after:
+ * a later migration of the restored VM by a management layer must not
+ * inherit x-ignore-shared (it would leave shared guest RAM behind). */
+static gboolean
+set_load_capabilities(VmsQmpClient *qmp, gboolean on, GError **error)
+{
+  g_autoptr(JsonObject) caps_args = json_object_new();
+  JsonArray *caps = json_array_new();
+
+  json_array_add_object_element(caps, capability("x-ignore-shared", on));
+  json_array_add_object_element(caps, capability("events", on));
+  json_object_set_array_member(caps_args, "capabilities", caps);
+  return qmp_do(qmp, "migrate-set-capabilities", caps_args, -1, error);
 }
 
 static gboolean
@@ -257,16 +272,12 @@ migration_error(VmsQmpClient *qmp)
                                                              "no reason given"));
 }
 
-/* x-ignore-shared + events, getfd, migrate-incoming, wait for the end. */
+/* x-ignore-shared + events, getfd, migrate-incoming, wait for the end,
+ * capabilities off again. */
 static gboolean
 load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
 {
-  g_autoptr(JsonObject) caps_args = json_object_new();
-  JsonArray *caps = json_array_new();
-  json_array_add_object_element(caps, capability("x-ignore-shared"));
-  json_array_add_object_element(caps, capability("events"));
-  json_object_set_array_member(caps_args, "capabilities", caps);
-  if (!qmp_do(qmp, "migrate-set-capabilities", caps_args, -1, error))
+  if (!set_load_capabilities(qmp, TRUE, error))
     return FALSE;
 
   vms_autofd fd = vms_snapshot_open_file(s, VMS_STATE_FILE, O_RDONLY, error);
@@ -294,7 +305,7 @@ load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
                 s->path, VMS_STATE_FILE, why);
     return FALSE;
   }
-  return TRUE;
+  return set_load_capabilities(qmp, FALSE, error);
 }
 
 gboolean

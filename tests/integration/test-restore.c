@@ -41,6 +41,18 @@ test_link_continues(Fixture *f, gconstpointer data)
   g_assert_no_error(error);
   g_assert_cmpstr(json_object_get_string_member(json_node_get_object(q), "restored-from"), ==, snap);
 
+  /* The restore turned its migration capabilities off again: a later real
+   * migration must not skip shared guest RAM. */
+  g_autoptr(JsonNode) caps = vms_test_qmp_execute(f->vms[0]->qmp, "query-migrate-capabilities",
+                                                  NULL, &error);
+  g_assert_no_error(error);
+  for (guint i = 0; i < json_array_get_length(json_node_get_array(caps)); i++) {
+    JsonObject *c = json_array_get_object_element(json_node_get_array(caps), i);
+    const char *name = json_object_get_string_member(c, "capability");
+    if (g_str_equal(name, "x-ignore-shared") || g_str_equal(name, "events"))
+      g_assert_false(json_object_get_boolean_member(c, "state"));
+  }
+
   vms_vm_kill(f->vms[0]);
   g_autofree char *after_exit = digest(snap);
   g_assert_cmpstr(after_exit, ==, before);
