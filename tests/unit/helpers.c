@@ -1,6 +1,10 @@
 /* vmsnap unit tests: shared fixtures (see helpers.h). */
 #include "helpers.h"
 
+#include <stdarg.h>
+#include <string.h>
+#include <sys/wait.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -186,4 +190,45 @@ vms_test_make_diff_snapshot(const char *dir, const char *parent, const guint8 pa
   g_assert_true(vms_snap_writer_commit(w, m, &error));
   g_assert_no_error(error);
   return g_steal_pointer(&m);
+}
+
+void
+vms_test_run_clear(VmsTestRun *r)
+{
+  g_clear_pointer(&r->out, g_free);
+  g_clear_pointer(&r->err, g_free);
+}
+
+void
+vms_test_run_vmsnap(VmsTestRun *r, ...)
+{
+  const char *bin = g_getenv("VMSNAP_BIN");
+  g_autoptr(GPtrArray) argv = g_ptr_array_new();
+  g_autoptr(GError) error = NULL;
+  const char *arg;
+  va_list ap;
+  int wait_status = 0;
+
+  g_assert_nonnull(bin);
+  g_ptr_array_add(argv, (char *)bin);
+  va_start(ap, r);
+  while ((arg = va_arg(ap, const char *)) != NULL)
+    g_ptr_array_add(argv, (char *)arg);
+  va_end(ap);
+  g_ptr_array_add(argv, NULL);
+  g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, &r->out, &r->err,
+               &wait_status, &error);
+  g_assert_no_error(error);
+  g_assert_true(WIFEXITED(wait_status));
+  r->status = WEXITSTATUS(wait_status);
+  g_test_message("exit %d\nstdout: %s\nstderr: %s", r->status, r->out, r->err);
+}
+
+void
+vms_test_expect_cli_error(const VmsTestRun *r, const char *substring)
+{
+  g_assert_cmpint(r->status, ==, 1);
+  g_assert_true(g_str_has_prefix(r->err, "vmsnap: error: "));
+  if (strstr(r->err, substring) == NULL)
+    g_error("expected '%s' in: %s", substring, r->err);
 }

@@ -39,4 +39,23 @@ VmsManifest *vms_test_make_full_snapshot(const char *dir, const char *memory_pat
 VmsManifest *vms_test_make_diff_snapshot(const char *dir, const char *parent,
                                          const guint8 parent_sha256[32], guint64 memory_size);
 
+/* What one run of the built `vmsnap` (path in $VMSNAP_BIN, set by meson)
+ * gave: exit status, stdout, stderr. */
+typedef struct {
+  int status;
+  char *out;
+  char *err;
+} VmsTestRun;
+
+void vms_test_run_clear(VmsTestRun *r);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VmsTestRun, vms_test_run_clear)
+
+/* Runs `vmsnap ARGS...` (NULL-terminated) and fills @r. Aborts the test if
+ * VMSNAP_BIN is unset or the program did not exit normally. */
+void vms_test_run_vmsnap(VmsTestRun *r, ...) G_GNUC_NULL_TERMINATED;
+
+/* Asserts @r failed as the CLI contract says (exit 1, stderr starting with
+ * "vmsnap: error: ") with @substring in the message. */
+void vms_test_expect_cli_error(const VmsTestRun *r, const char *substring);
+
 G_END_DECLS

@@ -14,20 +14,6 @@ typedef struct {
   char *snap; /* a committed FULL snapshot */
 } Fixture;
 
-typedef struct {
-  int status;
-  char *out;
-  char *err;
-} Run;
-
-static void
-run_clear(Run *r)
-{
-  g_free(r->out);
-  g_free(r->err);
-}
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Run, run_clear)
-
 static void
 fixture_setup(Fixture *f, gconstpointer data)
 {
@@ -48,46 +34,12 @@ fixture_teardown(Fixture *f, gconstpointer data)
   g_free(f->snap);
 }
 
-/* Runs `vmsnap ARGS...` (NULL-terminated) and captures everything. */
-static void
-run_vmsnap(Run *r, ...)
-{
-  const char *bin = g_getenv("VMSNAP_BIN");
-  g_autoptr(GPtrArray) argv = g_ptr_array_new();
-  g_autoptr(GError) error = NULL;
-  const char *arg;
-  va_list ap;
-  int wait_status = 0;
-
-  g_assert_nonnull(bin);
-  g_ptr_array_add(argv, (char *)bin);
-  va_start(ap, r);
-  while ((arg = va_arg(ap, const char *)) != NULL)
-    g_ptr_array_add(argv, (char *)arg);
-  va_end(ap);
-  g_ptr_array_add(argv, NULL);
-  g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-               &r->out, &r->err, &wait_status, &error);
-  g_assert_no_error(error);
-  g_assert_true(WIFEXITED(wait_status));
-  r->status = WEXITSTATUS(wait_status);
-  g_test_message("exit %d\nstdout: %s\nstderr: %s", r->status, r->out, r->err);
-}
-
-static void
-expect_failure(const Run *r, const char *substring)
-{
-  g_assert_cmpint(r->status, ==, 1);
-  g_assert_true(g_str_has_prefix(r->err, "vmsnap: error: "));
-  g_assert_nonnull(strstr(r->err, substring));
-}
-
 static void
 test_info(Fixture *f, gconstpointer data)
 {
-  g_auto(Run) r = { 0 };
+  g_auto(VmsTestRun) r = { 0 };
 
-  run_vmsnap(&r, "info", f->snap, NULL);
+  vms_test_run_vmsnap(&r, "info", f->snap, NULL);
   g_assert_cmpint(r.status, ==, 0);
   g_assert_nonnull(strstr(r.out, "x86_64"));
   g_assert_nonnull(strstr(r.out, "FULL"));
@@ -99,12 +51,12 @@ test_info(Fixture *f, gconstpointer data)
 static void
 test_info_json(Fixture *f, gconstpointer data)
 {
-  g_auto(Run) r = { 0 };
+  g_auto(VmsTestRun) r = { 0 };
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(GError) error = NULL;
   JsonObject *obj;
 
-  run_vmsnap(&r, "info", "--json", f->snap, NULL);
+  vms_test_run_vmsnap(&r, "info", "--json", f->snap, NULL);
   g_assert_cmpint(r.status, ==, 0);
   json_parser_load_from_data(parser, r.out, -1, &error);
   g_assert_no_error(error);
@@ -118,9 +70,9 @@ test_info_json(Fixture *f, gconstpointer data)
 static void
 test_verify_ok(Fixture *f, gconstpointer data)
 {
-  g_auto(Run) r = { 0 };
+  g_auto(VmsTestRun) r = { 0 };
 
-  run_vmsnap(&r, "verify", f->snap, NULL);
+  vms_test_run_vmsnap(&r, "verify", f->snap, NULL);
   g_assert_cmpint(r.status, ==, 0);
   g_assert_nonnull(strstr(r.out, "OK"));
 }
@@ -130,28 +82,28 @@ test_verify_state_flip(Fixture *f, gconstpointer data)
 {
   g_autofree char *state = g_build_filename(f->snap, VMS_STATE_FILE, NULL);
   vms_autofd fd = open(state, O_RDWR | O_CLOEXEC);
-  g_auto(Run) r = { 0 };
+  g_auto(VmsTestRun) r = { 0 };
   guint8 b;
 
   g_assert_cmpint(vms_pread_full(fd, &b, 1, 17), ==, 1);
   b ^= 1;
   g_assert_cmpint(vms_pwrite_full(fd, &b, 1, 17), ==, 0);
-  run_vmsnap(&r, "verify", f->snap, NULL);
-  expect_failure(&r, "state");
+  vms_test_run_vmsnap(&r, "verify", f->snap, NULL);
+  vms_test_expect_cli_error(&r, "state");
 }
 
 static void
 test_incomplete(Fixture *f, gconstpointer data)
 {
   g_autofree char *manifest = g_build_filename(f->snap, VMS_MANIFEST_FILE, NULL);
-  g_auto(Run) info = { 0 };
-  g_auto(Run) verify = { 0 };
+  g_auto(VmsTestRun) info = { 0 };
+  g_auto(VmsTestRun) verify = { 0 };
 
   g_assert_cmpint(unlink(manifest), ==, 0);
-  run_vmsnap(&info, "info", f->snap, NULL);
-  expect_failure(&info, "incomplete");
-  run_vmsnap(&verify, "verify", f->snap, NULL);
-  expect_failure(&verify, "incomplete");
+  vms_test_run_vmsnap(&info, "info", f->snap, NULL);
+  vms_test_expect_cli_error(&info, "incomplete");
+  vms_test_run_vmsnap(&verify, "verify", f->snap, NULL);
+  vms_test_expect_cli_error(&verify, "incomplete");
 }
 
 /* verify of a DIFF walks its parent chain (vms_chain_verify): a good chain
@@ -164,38 +116,38 @@ test_verify_diff_chain(Fixture *f, gconstpointer data)
   g_autoptr(GBytes) bytes = vms_test_read_file(base_manifest);
   g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
   g_autoptr(VmsManifest) m = NULL;
-  g_auto(Run) ok = { 0 };
-  g_auto(Run) missing = { 0 };
+  g_auto(VmsTestRun) ok = { 0 };
+  g_auto(VmsTestRun) missing = { 0 };
   guint8 sha[32];
   gsize len = sizeof sha;
 
   g_checksum_update(sum, g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes));
   g_checksum_get_digest(sum, sha, &len);
   m = vms_test_make_diff_snapshot(diff, "../snap", sha, 1u << 20);
-  run_vmsnap(&ok, "verify", diff, NULL);
+  vms_test_run_vmsnap(&ok, "verify", diff, NULL);
   g_assert_cmpint(ok.status, ==, 0);
   g_assert_nonnull(strstr(ok.out, "parent chain checked"));
   vms_test_rmtree(f->snap);
-  run_vmsnap(&missing, "verify", diff, NULL);
-  expect_failure(&missing, "parent");
+  vms_test_run_vmsnap(&missing, "verify", diff, NULL);
+  vms_test_expect_cli_error(&missing, "parent");
 }
 
 static void
 test_usage_errors(Fixture *f, gconstpointer data)
 {
-  g_auto(Run) none = { 0 };
-  g_auto(Run) two = { 0 };
-  g_auto(Run) bad = { 0 };
-  g_auto(Run) missing = { 0 };
+  g_auto(VmsTestRun) none = { 0 };
+  g_auto(VmsTestRun) two = { 0 };
+  g_auto(VmsTestRun) bad = { 0 };
+  g_auto(VmsTestRun) missing = { 0 };
 
-  run_vmsnap(&none, "info", NULL);
-  expect_failure(&none, "missing snapshot directory");
-  run_vmsnap(&two, "verify", f->snap, f->snap, NULL);
-  expect_failure(&two, "too many arguments");
-  run_vmsnap(&bad, "info", "--no-such-option", f->snap, NULL);
-  expect_failure(&bad, "no-such-option");
-  run_vmsnap(&missing, "verify", "/nonexistent/vmsnap/dir", NULL);
-  expect_failure(&missing, "/nonexistent/vmsnap/dir");
+  vms_test_run_vmsnap(&none, "info", NULL);
+  vms_test_expect_cli_error(&none, "missing snapshot directory");
+  vms_test_run_vmsnap(&two, "verify", f->snap, f->snap, NULL);
+  vms_test_expect_cli_error(&two, "too many arguments");
+  vms_test_run_vmsnap(&bad, "info", "--no-such-option", f->snap, NULL);
+  vms_test_expect_cli_error(&bad, "no-such-option");
+  vms_test_run_vmsnap(&missing, "verify", "/nonexistent/vmsnap/dir", NULL);
+  vms_test_expect_cli_error(&missing, "/nonexistent/vmsnap/dir");
 }
 
 static void
@@ -204,8 +156,8 @@ test_help(Fixture *f, gconstpointer data)
   const char *commands[] = { "info", "verify" };
 
   for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
-    g_auto(Run) r = { 0 };
-    run_vmsnap(&r, commands[i], "--help", NULL);
+    g_auto(VmsTestRun) r = { 0 };
+    vms_test_run_vmsnap(&r, commands[i], "--help", NULL);
     g_assert_cmpint(r.status, ==, 0);
     g_assert_nonnull(strstr(r.out, "Usage:"));
     g_assert_nonnull(strstr(r.out, "DIR"));

@@ -11,58 +11,6 @@
 
 #define PAGE 4096u
 
-typedef struct {
-  int status;
-  char *out;
-  char *err;
-} Run;
-
-static void
-run_clear(Run *r)
-{
-  g_free(r->out);
-  g_free(r->err);
-}
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Run, run_clear)
-
-/* Runs `vmsnap ARGS...` (NULL-terminated) and captures everything. */
-static void
-run_vmsnap(Run *r, ...)
-{
-  const char *bin = g_getenv("VMSNAP_BIN");
-  g_autoptr(GPtrArray) argv = g_ptr_array_new();
-  g_autoptr(GError) error = NULL;
-  const char *arg;
-  va_list ap;
-  int wait_status = 0;
-
-  if (bin == NULL) {
-    g_test_skip("VMSNAP_BIN is not set (run through meson test)");
-    return;
-  }
-  g_ptr_array_add(argv, (char *)bin);
-  va_start(ap, r);
-  while ((arg = va_arg(ap, const char *)) != NULL)
-    g_ptr_array_add(argv, (char *)arg);
-  va_end(ap);
-  g_ptr_array_add(argv, NULL);
-  g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-               &r->out, &r->err, &wait_status, &error);
-  g_assert_no_error(error);
-  g_assert_true(WIFEXITED(wait_status));
-  r->status = WEXITSTATUS(wait_status);
-  g_test_message("exit %d\nstdout: %s\nstderr: %s", r->status, r->out, r->err);
-}
-
-static void
-expect_error(const Run *r, const char *substring)
-{
-  g_assert_cmpint(r->status, ==, 1);
-  g_assert_true(g_str_has_prefix(r->err, "vmsnap: error: "));
-  if (strstr(r->err, substring) == NULL)
-    g_error("expected '%s' in: %s", substring, r->err);
-}
-
 /* A 1 MiB base of one byte value and a sparse diff with two regions. */
 static void
 make_pair(const char *base, const char *diff)
@@ -86,10 +34,10 @@ test_apply_diff(void)
   g_autofree char *base = g_build_filename(dir, "base", NULL);
   g_autofree char *diff = g_build_filename(dir, "diff", NULL);
   g_autofree char *missing = g_build_filename(dir, "missing", NULL);
-  g_auto(Run) json = { 0 }, text = { 0 }, none = { 0 }, engine = { 0 }, usage = { 0 };
+  g_auto(VmsTestRun) json = { 0 }, text = { 0 }, none = { 0 }, engine = { 0 }, usage = { 0 };
 
   make_pair(base, diff);
-  run_vmsnap(&json, "apply-diff", base, diff, "--json", NULL);
+  vms_test_run_vmsnap(&json, "apply-diff", base, diff, "--json", NULL);
   if (g_test_failed() || json.out == NULL)
     return;
   g_assert_cmpint(json.status, ==, 0);
@@ -101,16 +49,16 @@ test_apply_diff(void)
   g_assert_cmpint(d[6 * PAGE], ==, 0x11);
   g_assert_cmpint(d[103 * PAGE - 1], ==, 0x22);
 
-  run_vmsnap(&text, "apply-diff", base, diff, "--engine", "rw", "--fsync", NULL);
+  vms_test_run_vmsnap(&text, "apply-diff", base, diff, "--engine", "rw", "--fsync", NULL);
   g_assert_cmpint(text.status, ==, 0);
   g_assert_true(g_str_has_prefix(text.out, "copied 16384 bytes in 2 extents (engine rw"));
 
-  run_vmsnap(&none, "apply-diff", base, missing, NULL);
-  expect_error(&none, missing);
-  run_vmsnap(&engine, "apply-diff", base, diff, "--engine", "dd", NULL);
-  expect_error(&engine, "unknown engine 'dd'");
-  run_vmsnap(&usage, "apply-diff", base, NULL);
-  expect_error(&usage, "missing BASE or DIFF");
+  vms_test_run_vmsnap(&none, "apply-diff", base, missing, NULL);
+  vms_test_expect_cli_error(&none, missing);
+  vms_test_run_vmsnap(&engine, "apply-diff", base, diff, "--engine", "dd", NULL);
+  vms_test_expect_cli_error(&engine, "unknown engine 'dd'");
+  vms_test_run_vmsnap(&usage, "apply-diff", base, NULL);
+  vms_test_expect_cli_error(&usage, "missing BASE or DIFF");
   vms_test_rmtree(dir);
 }
 
@@ -123,9 +71,9 @@ test_flatten(void)
   g_autofree char *out = g_build_filename(dir, "flat", NULL);
   g_autofree char *out_mem = g_build_filename(dir, "flat", "memory.bin", NULL);
   g_autoptr(VmsManifest) m = vms_test_make_full_snapshot(snap, mem, 64 * PAGE, 32);
-  g_auto(Run) ok = { 0 }, again = { 0 }, missing = { 0 }, help = { 0 };
+  g_auto(VmsTestRun) ok = { 0 }, again = { 0 }, missing = { 0 }, help = { 0 };
 
-  run_vmsnap(&ok, "flatten", snap, out, NULL);
+  vms_test_run_vmsnap(&ok, "flatten", snap, out, NULL);
   if (g_test_failed() || ok.out == NULL)
     return;
   g_assert_cmpint(ok.status, ==, 0);
@@ -134,11 +82,11 @@ test_flatten(void)
   g_autoptr(GBytes) b = vms_test_read_file(out_mem);
   g_assert_true(g_bytes_equal(a, b));
 
-  run_vmsnap(&again, "flatten", snap, out, NULL);
-  expect_error(&again, "manifest.bin");
-  run_vmsnap(&missing, "flatten", out_mem, out, NULL);
+  vms_test_run_vmsnap(&again, "flatten", snap, out, NULL);
+  vms_test_expect_cli_error(&again, "manifest.bin");
+  vms_test_run_vmsnap(&missing, "flatten", out_mem, out, NULL);
   g_assert_cmpint(missing.status, ==, 1);
-  run_vmsnap(&help, "flatten", "--help", NULL);
+  vms_test_run_vmsnap(&help, "flatten", "--help", NULL);
   g_assert_cmpint(help.status, ==, 0);
   g_assert_nonnull(strstr(help.out, "DIR OUTDIR"));
   vms_test_rmtree(dir);
