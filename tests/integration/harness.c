@@ -585,3 +585,14 @@ vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GError **
     g_free(reply); /* noise, e.g. a half line from before a restore */
   }
 }
+
+void
+vms_test_cannot_run(const char *why)
+{
+  const char *ci = g_getenv("CI");
+
+  if (ci != NULL && g_ascii_strcasecmp(ci, "true") == 0)
+    g_test_fail_printf("cannot run under CI, where nothing may be skipped: %s", why);
+  else
+    g_test_skip(why);
+}

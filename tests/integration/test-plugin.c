@@ -328,7 +328,7 @@ test_other_uid(Fixture *f, gconstpointer data)
   g_autofree char *ctl = NULL, *mon = NULL;
 
   if (getuid() != 0 || setpriv == NULL || socat == NULL) {
-    g_test_skip("needs root, setpriv and socat to act as another user");
+    vms_test_cannot_run("needs root, setpriv and socat to act as another user");
     return;
   }
   g_assert_cmpint(chmod(f->dir, 0711), ==, 0);

@@ -344,7 +344,7 @@ test_fail_cross_fs(Fixture *f, gconstpointer data)
   g_assert_cmpint(stat(f->vm->mem_path, &b), ==, 0);
   if (a.st_dev == b.st_dev) {
     vms_test_rm_rf(tmpl);
-    g_test_skip("/var/tmp and the memory file are on the same filesystem");
+    vms_test_cannot_run("/var/tmp and the memory file are on the same filesystem");
     return;
   }
   snap = g_build_filename(tmpl, "snap", NULL);

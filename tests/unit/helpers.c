@@ -232,3 +232,14 @@ vms_test_expect_cli_error(const VmsTestRun *r, const char *substring)
   if (strstr(r->err, substring) == NULL)
     g_error("expected '%s' in: %s", substring, r->err);
 }
+
+void
+vms_test_cannot_run(const char *why)
+{
+  const char *ci = g_getenv("CI");
+
+  if (ci != NULL && g_ascii_strcasecmp(ci, "true") == 0)
+    g_test_fail_printf("cannot run under CI, where nothing may be skipped: %s", why);
+  else
+    g_test_skip(why);
+}

@@ -58,4 +58,9 @@ void vms_test_run_vmsnap(VmsTestRun *r, ...) G_GNUC_NULL_TERMINATED;
  * "vmsnap: error: ") with @substring in the message. */
 void vms_test_expect_cli_error(const VmsTestRun *r, const char *substring);
 
+/* For a test that cannot run on this machine: a skip — but a failure when
+ * CI=true, where every test must run (g_test_skip alone exits 0, and meson
+ * would count the program as passed). The caller returns after it. */
+void vms_test_cannot_run(const char *why);
+
 G_END_DECLS
