@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vmsnap demo: boots the test guest in QEMU with the vmsnap plugin, takes
 # snapshots from the monitor console and from the command line, shows the
-# manifest, verifies it, and shows how damage and an uncommitted directory
+# manifest, verifies it, restores a clone, takes a diff snapshot of the
+# clone and flattens it, and shows how damage and an uncommitted directory
 # are reported. Everything lives in a temporary directory on /dev/shm and
 # QEMU is always stopped at the end.
 #
@@ -99,8 +100,18 @@ qemu_pid=$!
 wait_for "$work/clone/monitor.sock"
 sleep 0.5
 monitor_at "$work/clone/monitor.sock" "info status"
+
+step "the clone forks: a diff snapshot holds only the pages written since the restore"
+monitor_at "$work/clone/monitor.sock" "save $work/snap-diff memory=diff then=resume"
+show "$vmsnap" verify "$work/snap-diff"
+printf '$ %s\n' "du -h --apparent-size memory.diff; du -h memory.diff"
+echo "$(du -h --apparent-size "$work/snap-diff/memory.diff" | cut -f1) apparent, $(du -h "$work/snap-diff/memory.diff" | cut -f1) on disk"
 kill "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true
 qemu_pid=""
+
+step "flatten the chain (link snapshot + diff) into a full snapshot"
+show "$vmsnap" flatten "$work/snap-diff" "$work/snap-flat"
+show "$vmsnap" verify "$work/snap-flat"
 
 step "one flipped byte in state.bin is caught"
 printf '\xff' | dd of="$work/snap-copy/state.bin" bs=1 seek=100 conv=notrunc status=none
