@@ -5,6 +5,12 @@
  * own write lock, and a connection is reference-counted so a request that
  * outlives its client (a save that finishes after the client hung up) only
  * drops its reply.
+ *
+ * Order: as in QEMU, one connection's commands run one at a time, in the
+ * order they arrived, each answered before the next starts (a client that
+ * pipelines `snapshot-save` and `snapshot-info` gets the info of the
+ * finished snapshot). Messages read meanwhile wait in the connection's
+ * inbox; other connections and events are not held up.
  */
 #include "qmp.h"
 
@@ -19,6 +25,25 @@
  * g_socket_set_timeout(): that would also fire the read source of an idle
  * client and close it.) */
 #define SERVER_SEND_TIMEOUT_S 10
+/* Messages a client may queue behind a running command; more are refused. */
+#define SERVER_MAX_QUEUED 256
+
+/* A message read but not handled yet: a command's text, or the framing
+ * error to answer in its place. */
+typedef struct {
+  char *text;
+  char *frame_error;
+} QueuedMsg;
+
+static void
+queued_msg_free(gpointer p)
+{
+  QueuedMsg *m = p;
+
+  g_free(m->text);
+  g_free(m->frame_error);
+  g_free(m);
+}
 
 typedef struct {
   gint ref;
@@ -27,6 +52,7 @@ typedef struct {
   GSocket *sock;
   GSource *source;
   VmsJsonSplitter *split;
+  GQueue inbox;         /* QueuedMsg, oldest first; context thread only */
   GMutex wlock;         /* guards sending, `closed`, `eof`, `pending` */
   gboolean closed;
   gboolean eof;         /* the client shut down its sending side */
@@ -68,6 +94,7 @@ conn_unref(ServerConn *conn)
     g_source_unref(conn->source);
   g_object_unref(conn->sock);
   vms_json_splitter_free(conn->split);
+  g_queue_clear_full(&conn->inbox, queued_msg_free);
   g_mutex_clear(&conn->wlock);
   g_main_context_unref(conn->context);
   g_free(conn);
@@ -112,20 +139,19 @@ conn_close(ServerConn *conn)
   conn_unref(conn);
 }
 
+static void conn_pump(ServerConn *conn);
+
 /* The client will send no more. A client that half-closes after its last
  * command (`echo '{...}' | socat - UNIX-CONNECT:...`) still gets its
- * answers: the connection closes when the last pending command is done. */
+ * answers: the connection closes when its inbox is empty and the last
+ * command is done (conn_pump). Context thread. */
 static void
 conn_eof(ServerConn *conn)
 {
-  gboolean idle;
-
   g_mutex_lock(&conn->wlock);
   conn->eof = TRUE;
-  idle = conn->pending == 0;
   g_mutex_unlock(&conn->wlock);
-  if (idle)
-    conn_close(conn);
+  conn_pump(conn);
 }
 
 static void
@@ -246,6 +272,83 @@ conn_handle(ServerConn *conn, const char *text)
 }
 
 static gboolean
+conn_busy(ServerConn *conn)
+{
+  gboolean busy;
+
+  g_mutex_lock(&conn->wlock);
+  busy = conn->pending > 0;
+  g_mutex_unlock(&conn->wlock);
+  return busy;
+}
+
+/* Handles queued messages in order while no command is running; closes the
+ * connection once the client has shut down and everything is answered.
+ * Context thread; @conn may be gone when it returns. */
+static void
+conn_pump(ServerConn *conn)
+{
+  gboolean done;
+
+  if (g_atomic_int_get(&conn->finished))
+    return;
+  while (!conn_busy(conn) && !g_queue_is_empty(&conn->inbox)) {
+    QueuedMsg *m = g_queue_pop_head(&conn->inbox);
+
+    if (m->text == NULL)
+      conn_reply_error(conn, NULL, m->frame_error);
+    else
+      conn_handle(conn, m->text);
+    queued_msg_free(m);
+  }
+  g_mutex_lock(&conn->wlock);
+  done = conn->eof && conn->pending == 0 && g_queue_is_empty(&conn->inbox);
+  g_mutex_unlock(&conn->wlock);
+  if (done)
+    conn_close(conn);
+}
+
+static gboolean
+conn_pump_idle(gpointer user_data)
+{
+  conn_pump(user_data);
+  return G_SOURCE_REMOVE;
+}
+
+/* Runs conn_pump soon on the connection's context (from any thread). */
+static void
+conn_schedule_pump(ServerConn *conn)
+{
+  GSource *src = g_idle_source_new();
+
+  g_source_set_callback(src, conn_pump_idle, conn_ref(conn), (GDestroyNotify)conn_unref);
+  g_source_attach(src, conn->context);
+  g_source_unref(src);
+}
+
+/* Moves every complete message of the splitter into the inbox. */
+static void
+conn_queue_input(ServerConn *conn)
+{
+  for (;;) {
+    g_autofree char *text = NULL;
+    g_autoptr(GError) frame_error = NULL;
+    QueuedMsg *m;
+
+    if (!vms_json_splitter_next(conn->split, &text, &frame_error))
+      break;
+    if (g_queue_get_length(&conn->inbox) >= SERVER_MAX_QUEUED) {
+      conn_reply_error(conn, NULL, "too many commands queued behind a running one; dropped");
+      continue;
+    }
+    m = g_new0(QueuedMsg, 1);
+    m->text = g_steal_pointer(&text);
+    m->frame_error = m->text == NULL ? g_strdup(frame_error->message) : NULL;
+    g_queue_push_tail(&conn->inbox, m);
+  }
+}
+
+static gboolean
 conn_on_readable(GSocket *sock, GIOCondition cond, gpointer user_data)
 {
   ServerConn *conn = user_data;
@@ -261,17 +364,8 @@ conn_on_readable(GSocket *sock, GIOCondition cond, gpointer user_data)
   }
   vms_json_splitter_feed(conn->split, buf, (gsize)n);
   conn_ref(conn);
-  for (;;) {
-    g_autofree char *text = NULL;
-    g_autoptr(GError) frame_error = NULL;
-
-    if (!vms_json_splitter_next(conn->split, &text, &frame_error))
-      break;
-    if (text == NULL)
-      conn_reply_error(conn, NULL, frame_error->message);
-    else
-      conn_handle(conn, text);
-  }
+  conn_queue_input(conn);
+  conn_pump(conn);
   conn_unref(conn);
   return G_SOURCE_CONTINUE;
 }
@@ -363,20 +457,18 @@ vms_qmp_server_free(VmsQmpServer *s)
   g_free(s);
 }
 
+/* Any thread. The next queued command (or the close after EOF) is left to
+ * the context thread. */
 static void
 request_finish(VmsQmpRequest *req, JsonObject *msg)
 {
-  gboolean last;
-
   if (req->id != NULL)
     json_object_set_member(msg, "id", json_node_copy(req->id));
   conn_send(req->conn, msg);
   g_mutex_lock(&req->conn->wlock);
   req->conn->pending--;
-  last = req->conn->eof && req->conn->pending == 0;
   g_mutex_unlock(&req->conn->wlock);
-  if (last)
-    conn_close(req->conn);
+  conn_schedule_pump(req->conn);
   conn_unref(req->conn);
   if (req->id != NULL)
     json_node_unref(req->id);

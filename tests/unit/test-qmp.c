@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -346,6 +347,51 @@ test_server_client_gone(Fixture *f, gconstpointer data)
 
 /* ---- listening sockets ---- */
 
+/* One connection's commands run in order, each answered before the next
+ * starts; another connection is not held up meanwhile. */
+static void
+test_server_order(Fixture *f, gconstpointer data)
+{
+  Raw *r = raw_connect(f->path);
+  Raw *other = raw_connect(f->path);
+  struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+  VmsQmpRequest *held = NULL;
+  JsonObject *m;
+
+  json_object_unref(raw_read(r));
+  raw_send(r, "{\"execute\": \"qmp_capabilities\"}{\"execute\": \"hold\", \"id\": 1}"
+              "{\"execute\": \"echo\", \"arguments\": {\"text\": \"second\"}, \"id\": 2}");
+  json_object_unref(raw_read(r));
+  while (held == NULL) {
+    g_usleep(1000);
+    g_mutex_lock(&f->lock);
+    held = f->held;
+    g_mutex_unlock(&f->lock);
+  }
+  /* The echo waits behind the held command... */
+  g_assert_cmpint(poll(&pfd, 1, 200), ==, 0);
+  g_assert_cmpuint(r->buf->len, ==, 0);
+  /* ...while another connection is served at once. */
+  json_object_unref(raw_read(other));
+  raw_send(other, "{\"execute\": \"qmp_capabilities\"}{\"execute\": \"echo\", \"id\": 9}");
+  json_object_unref(raw_read(other));
+  m = raw_read(other);
+  g_assert_cmpint(json_object_get_int_member(m, "id"), ==, 9);
+  json_object_unref(m);
+
+  vms_qmp_request_return(held, NULL); /* from this thread, as a save worker would */
+  m = raw_read(r);
+  g_assert_cmpint(json_object_get_int_member(m, "id"), ==, 1);
+  json_object_unref(m);
+  m = raw_read(r);
+  g_assert_cmpint(json_object_get_int_member(m, "id"), ==, 2);
+  g_assert_cmpstr(json_object_get_string_member(json_object_get_object_member(m, "return"), "said"),
+                  ==, "second");
+  json_object_unref(m);
+  raw_free(other);
+  raw_free(r);
+}
+
 static void
 test_listen_files(void)
 {
@@ -556,6 +602,8 @@ main(int argc, char **argv)
   g_test_add("/qmp/server/events", Fixture, NULL, fixture_setup, test_server_events,
              fixture_teardown);
   g_test_add("/qmp/server/client-gone", Fixture, NULL, fixture_setup, test_server_client_gone,
+             fixture_teardown);
+  g_test_add("/qmp/server/order", Fixture, NULL, fixture_setup, test_server_order,
              fixture_teardown);
   g_test_add_func("/qmp/listen", test_listen_files);
   g_test_add_func("/qmp/client", test_client);
