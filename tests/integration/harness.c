@@ -596,3 +596,20 @@ vms_test_cannot_run(const char *why)
   else
     g_test_skip(why);
 }
+
+JsonObject *
+vms_test_query_ready(VmsTestQmp *ctl)
+{
+  for (int i = 0; i < 500; i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) ret = vms_test_qmp_execute(ctl, "query-vmsnap", NULL, &error);
+    JsonObject *o;
+
+    g_assert_no_error(error);
+    o = json_node_get_object(ret);
+    if (!json_object_get_null_member(o, "memory"))
+      return json_object_ref(o);
+    g_usleep(10 * 1000);
+  }
+  g_error("the plugin never found the guest memory");
+}

@@ -229,4 +229,9 @@ char *vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GEr
  * would count the program as passed). The caller returns after it. */
 void vms_test_cannot_run(const char *why);
 
+/* query-vmsnap on the plugin's control socket @ctl, retried (up to ~5 s)
+ * while the plugin has not yet found the guest memory ("memory": null).
+ * Returns the reply object (caller unrefs); aborts the test otherwise. */
+JsonObject *vms_test_query_ready(VmsTestQmp *ctl);
+
 G_END_DECLS

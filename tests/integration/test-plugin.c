@@ -41,28 +41,10 @@ teardown(Fixture *f, gconstpointer data)
   g_free(f->dir);
 }
 
-/* query-vmsnap, retried while the plugin is still finding the memory. */
-static JsonObject *
-query_ready(VmsTestQmp *ctl)
-{
-  for (int i = 0; i < 500; i++) {
-    g_autoptr(GError) error = NULL;
-    g_autoptr(JsonNode) ret = vms_test_qmp_execute(ctl, "query-vmsnap", NULL, &error);
-    JsonObject *o;
-
-    g_assert_no_error(error);
-    o = json_node_get_object(ret);
-    if (!json_object_get_null_member(o, "memory"))
-      return json_object_ref(o);
-    g_usleep(10 * 1000);
-  }
-  g_error("the plugin never found the guest memory");
-}
-
 static void
 test_query(Fixture *f, gconstpointer data)
 {
-  g_autoptr(JsonObject) o = query_ready(f->ctl);
+  g_autoptr(JsonObject) o = vms_test_query_ready(f->ctl);
   JsonObject *mem = json_object_get_object_member(o, "memory");
   struct stat st;
 
@@ -92,7 +74,7 @@ static void
 test_monitor(Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonObject) ready = query_ready(f->ctl);
+  g_autoptr(JsonObject) ready = vms_test_query_ready(f->ctl);
   g_autoptr(VmsTestMonitor) mon = vms_test_monitor_connect(f->vm->monitor_path,
                                                            VMS_TEST_TIMEOUT_MS, &error);
   g_autofree char *help = NULL, *status = NULL, *bad = NULL, *save = NULL, *info = NULL;
@@ -174,7 +156,7 @@ static void
 test_client_gone(Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonObject) ready = query_ready(f->ctl);
+  g_autoptr(JsonObject) ready = vms_test_query_ready(f->ctl);
   g_autofree char *snap = g_build_filename(f->dir, "snap-gone", NULL);
   g_autofree char *manifest = g_build_filename(snap, "manifest.bin", NULL);
   g_autofree char *cmd = g_strdup_printf("{\"execute\": \"snapshot-save\", \"arguments\": "
@@ -223,7 +205,7 @@ static void
 test_half_close(Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonObject) ready = query_ready(f->ctl);
+  g_autoptr(JsonObject) ready = vms_test_query_ready(f->ctl);
   g_autofree char *snap_m = g_build_filename(f->dir, "snap-hm", NULL);
   g_autofree char *snap_c = g_build_filename(f->dir, "snap-hc", NULL);
   g_autofree char *lines = g_strdup_printf("save %s memory=copy then=resume\ninfo status", snap_m);

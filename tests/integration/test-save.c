@@ -20,21 +20,6 @@ typedef struct {
 } Fixture;
 
 static void
-wait_memory_found(VmsTestQmp *ctl)
-{
-  for (int i = 0; i < 500; i++) {
-    g_autoptr(GError) error = NULL;
-    g_autoptr(JsonNode) ret = vms_test_qmp_execute(ctl, "query-vmsnap", NULL, &error);
-
-    g_assert_no_error(error);
-    if (!json_object_get_null_member(json_node_get_object(ret), "memory"))
-      return;
-    g_usleep(10 * 1000);
-  }
-  g_error("the plugin never found the guest memory");
-}
-
-static void
 setup(Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
@@ -49,7 +34,7 @@ setup(Fixture *f, gconstpointer data)
   g_assert_no_error(error);
   f->ctl = vms_test_qmp_connect(f->vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
   g_assert_no_error(error);
-  wait_memory_found(f->ctl);
+  json_object_unref(vms_test_query_ready(f->ctl));
 }
 
 static void
