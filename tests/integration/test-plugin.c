@@ -1,44 +1,16 @@
 /* The plugin inside QEMU: it loads, reports vCPUs and memory through
  * query-vmsnap and the monitor, refuses bad arguments at start, speaks QMP
  * robustly on the control socket, and survives clients that hang up. */
-#include "harness.h"
+#include "plugin-fixture.h"
 
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MEM_MIB 64u
-
-typedef struct {
-  char *dir;
-  VmsVm *vm;
-  VmsTestQmp *ctl;
-} Fixture;
-
 static void
 setup(Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-
-  f->dir = vms_test_make_dir("plugin");
-  f->vm = vms_vm_new(f->dir);
-  f->vm->smp = 2;
-  f->vm->mem_mib = MEM_MIB;
-  g_assert_true(vms_vm_start(f->vm, &error));
-  g_assert_no_error(error);
-  g_assert_true(vms_vm_wait_ready(f->vm, VMS_TEST_TIMEOUT_MS, &error));
-  g_assert_no_error(error);
-  f->ctl = vms_test_qmp_connect(f->vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
-  g_assert_no_error(error);
-}
-
-static void
-teardown(Fixture *f, gconstpointer data)
-{
-  g_clear_pointer(&f->ctl, vms_test_qmp_free);
-  g_clear_pointer(&f->vm, vms_vm_free);
-  vms_test_rm_rf(f->dir);
-  g_free(f->dir);
+  plugin_vm_setup(f, "plugin");
 }
 
 static void

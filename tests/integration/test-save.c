@@ -2,7 +2,7 @@
  * invalidation of a link snapshot when the VM is continued, failures that
  * leave the VM running and no manifest, one save at a time, then=quit, and
  * the `vmsnap save` CLI. */
-#include "harness.h"
+#include "plugin-fixture.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -11,39 +11,11 @@
 #include "snapdir.h"
 #include "util.h"
 
-#define MEM_MIB 64u
-
-typedef struct {
-  char *dir;
-  VmsVm *vm;
-  VmsTestQmp *ctl;
-} Fixture;
-
 static void
 setup(Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-
-  f->dir = vms_test_make_dir("save");
-  f->vm = vms_vm_new(f->dir);
-  f->vm->smp = 2;
-  f->vm->mem_mib = MEM_MIB;
-  g_assert_true(vms_vm_start(f->vm, &error));
-  g_assert_no_error(error);
-  g_assert_true(vms_vm_wait_ready(f->vm, VMS_TEST_TIMEOUT_MS, &error));
-  g_assert_no_error(error);
-  f->ctl = vms_test_qmp_connect(f->vm->control_path, VMS_TEST_TIMEOUT_MS, &error);
-  g_assert_no_error(error);
+  plugin_vm_setup(f, "save");
   json_object_unref(vms_test_query_ready(f->ctl));
-}
-
-static void
-teardown(Fixture *f, gconstpointer data)
-{
-  g_clear_pointer(&f->ctl, vms_test_qmp_free);
-  g_clear_pointer(&f->vm, vms_vm_free);
-  vms_test_rm_rf(f->dir);
-  g_free(f->dir);
 }
 
 static JsonNode *
