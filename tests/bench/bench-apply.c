@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench-stats.h"
 #include "copy.h"
 #include "extents.h"
 #include "util.h"
@@ -211,13 +212,6 @@ run_method(Method m, const char *base, const char *diff, const char *map)
   return r;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 static void
 print_table(const char *fs, const char *cache, const Shape *shape, const BenchResult *res)
 {
@@ -278,7 +272,7 @@ bench_case(const char *fs, gboolean cold, const Shape *shape, const char *base,
     }
   }
   for (int m = 0; m < N_METHODS; m++) {
-    qsort(times + m * opt_reps, (size_t)opt_reps, sizeof(double), cmp_double);
+    qsort(times + m * opt_reps, (size_t)opt_reps, sizeof(double), bench_cmp_double);
     res[m].seconds = times[m * opt_reps + opt_reps / 2];
   }
   print_table(fs, cold ? "cold" : "hot", shape, res);

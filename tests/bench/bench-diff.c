@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "bench-stats.h"
 
 #define MAX_REPS 9
 #define WRITE_TIMEOUT_MS 300000u
@@ -138,23 +139,6 @@ run_point(const char *root, const char *base, Point *p, guint rep)
   vms_test_rm_rf(copy);
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double
-median(double *v)
-{
-  double s[MAX_REPS];
-
-  memcpy(s, v, reps * sizeof(double));
-  qsort(s, reps, sizeof(double), cmp_double);
-  return reps % 2 ? s[reps / 2] : (s[reps / 2 - 1] + s[reps / 2]) / 2;
-}
-
 static void
 report(Point *pts, guint n)
 {
@@ -163,7 +147,7 @@ report(Point *pts, guint n)
   printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (guint i = 0; i < n; i++) {
     Point *p = &pts[i];
-    double d = median(p->diff_ms), c = median(p->copy_ms);
+    double d = bench_median(p->diff_ms, reps), c = bench_median(p->copy_ms, reps);
     printf("| %u MiB | %u | %.2f%% | %.1f MiB | %.1f MiB | %.1f ms | %.1f ms | %.1f MiB | %.2f |\n",
            p->mib, p->pages, 100.0 * p->pages / (p->mib * 256.0), p->diff_bytes / 1048576.0,
            p->state_bytes / 1048576.0, d, c, p->copy_bytes / 1048576.0, d / c);
@@ -218,7 +202,7 @@ main(int argc, char **argv)
     for (guint r = 0; r < reps; r++)
       run_point(tmpl, base, p, r);
     g_printerr("bench-diff: %u MiB, %u pages: diff %.1f ms, copy %.1f ms\n", p->mib, p->pages,
-               median(p->diff_ms), median(p->copy_ms));
+               bench_median(p->diff_ms, reps), bench_median(p->copy_ms, reps));
   }
   report(pts, n);
   vms_test_rm_rf(tmpl);

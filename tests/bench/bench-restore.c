@@ -18,6 +18,7 @@
  * Environment as the integration tests (VMSNAP_PLUGIN, VMSNAP_GUEST, ...).
  */
 #include "harness.h"
+#include "bench-stats.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -199,31 +200,6 @@ bench_size(const char *base, SizeResult *res)
   vms_test_rm_rf(root);
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double
-median(const double *v, guint n)
-{
-  double tmp[MAX_REPS];
-  memcpy(tmp, v, n * sizeof(double));
-  qsort(tmp, n, sizeof(double), cmp_double);
-  return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
-}
-
-static double
-minimum(const double *v, guint n)
-{
-  double m = v[0];
-  for (guint i = 1; i < n; i++)
-    m = MIN(m, v[i]);
-  return m;
-}
-
 /* Medians, and minimums (the cost without interference from other load). */
 static void
 report(const SizeResult *res, guint n)
@@ -232,15 +208,15 @@ report(const SizeResult *res, guint n)
          "| speed-up (medians) | bare QEMU start (ms) median | state.bin | QEMU's file |\n");
   printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (guint i = 0; i < n; i++) {
-    double o = median(res[i].ours, reps), q = median(res[i].native, reps);
+    double o = bench_median(res[i].ours, reps), q = bench_median(res[i].native, reps);
     printf("| %u MiB | %.1f / %.1f | %.1f / %.1f | %.1fx | %.1f | %.0f KiB | %.0f MiB |\n", res[i].mib,
-           o, minimum(res[i].ours, reps), q, minimum(res[i].native, reps), q / o,
-           median(res[i].startup, reps), res[i].state_bytes / 1024.0, res[i].native_bytes / 1048576.0);
+           o, bench_minimum(res[i].ours, reps), q, bench_minimum(res[i].native, reps), q / o,
+           bench_median(res[i].startup, reps), res[i].state_bytes / 1024.0, res[i].native_bytes / 1048576.0);
   }
   if (n >= 2)
     printf("\nvmsnap restore, largest / smallest size: %.2fx by medians, %.2fx by minimums (%u runs)\n",
-           median(res[n - 1].ours, reps) / median(res[0].ours, reps),
-           minimum(res[n - 1].ours, reps) / minimum(res[0].ours, reps), reps);
+           bench_median(res[n - 1].ours, reps) / bench_median(res[0].ours, reps),
+           bench_minimum(res[n - 1].ours, reps) / bench_minimum(res[0].ours, reps), reps);
 }
 
 int

@@ -22,6 +22,7 @@
  * Environment as the integration tests (VMSNAP_PLUGIN, VMSNAP_GUEST, ...).
  */
 #include "harness.h"
+#include "bench-stats.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -283,23 +284,6 @@ counter_rate(VmsVm *vm, double *ret_wall, double *ret_cpu)
   *ret_cpu = (double)(c1 - c0) / busiest_thread_seconds(cpu0, cpu1);
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double
-median(const double *v, guint n)
-{
-  double tmp[MAX_REPS];
-
-  memcpy(tmp, v, n * sizeof(double));
-  qsort(tmp, n, sizeof(double), cmp_double);
-  return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
-}
-
 /* Alternates with and without the plugin so drifting host load hits both. */
 static void
 bench_speed(const char *base, guint mib)
@@ -324,10 +308,10 @@ bench_speed(const char *base, guint mib)
   printf("\nGuest speed, %u MiB guest, counter increments, median of %u samples of %u s "
          "each way:\n\n", mib, speed_reps, speed_secs);
   printf("| per | without plugin | with plugin | with / without |\n| --- | ---: | ---: | ---: |\n");
-  printf("| wall-clock second | %.4g | %.4g | %.3f |\n", median(wall[0], speed_reps),
-         median(wall[1], speed_reps), median(wall[1], speed_reps) / median(wall[0], speed_reps));
-  printf("| CPU second of the vCPU thread | %.4g | %.4g | %.3f |\n", median(cpu[0], speed_reps),
-         median(cpu[1], speed_reps), median(cpu[1], speed_reps) / median(cpu[0], speed_reps));
+  printf("| wall-clock second | %.4g | %.4g | %.3f |\n", bench_median(wall[0], speed_reps),
+         bench_median(wall[1], speed_reps), bench_median(wall[1], speed_reps) / bench_median(wall[0], speed_reps));
+  printf("| CPU second of the vCPU thread | %.4g | %.4g | %.3f |\n", bench_median(cpu[0], speed_reps),
+         bench_median(cpu[1], speed_reps), bench_median(cpu[1], speed_reps) / bench_median(cpu[0], speed_reps));
 }
 
 /* The medians as Markdown, ready for doc/performance.md. */
@@ -339,9 +323,9 @@ print_table(SizeResult *res, guint n)
          "| state.bin | QEMU's file |\n");
   printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (guint i = 0; i < n; i++) {
-    double l = median(res[i].link, reps), c = median(res[i].copy, reps);
-    double q = median(res[i].native, reps), qf = median(res[i].native_fast, reps);
-    double cp = median(res[i].cp, reps);
+    double l = bench_median(res[i].link, reps), c = bench_median(res[i].copy, reps);
+    double q = bench_median(res[i].native, reps), qf = bench_median(res[i].native_fast, reps);
+    double cp = bench_median(res[i].cp, reps);
     printf("| %u MiB | %.1f | %.1f | %.1f | %.1f | %.1f | %.0fx | %.0fx | %.2fx | %" G_GUINT64_FORMAT
            " KiB | %" G_GUINT64_FORMAT " MiB |\n", res[i].mib, l, c, q, qf, cp, q / l, qf / l,
            c / cp, res[i].state_bytes >> 10, res[i].native_bytes >> 20);
