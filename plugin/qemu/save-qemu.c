@@ -272,8 +272,8 @@ start_migration(VmsQmpClient *qmp, int fd, guint64 *ret_seq, GError **error)
 }
 
 /* Waits up to @timeout_ms for the migration's outcome: TRUE once it
- * completed; FALSE with the reason if it failed, was cancelled, or the wait
- * ran out. */
+ * completed; FALSE with VMS_ERROR_FAILED if it failed or was cancelled, or
+ * with VMS_ERROR_QMP if the wait ran out or QEMU went away. */
 static gboolean
 wait_completed(VmsQmpClient *qmp, guint64 seq, guint timeout_ms, GError **error)
 {
@@ -286,7 +286,7 @@ wait_completed(VmsQmpClient *qmp, guint64 seq, guint timeout_ms, GError **error)
     return FALSE;
   status = json_object_get_string_member_with_default(event, "status", "");
   if (strcmp(status, "completed") != 0) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "QEMU's migration into state.bin %s", status);
+    g_set_error(error, VMS_ERROR, VMS_ERROR_FAILED, "QEMU's migration into state.bin %s", status);
     return FALSE;
   }
   return TRUE;
@@ -367,8 +367,8 @@ finish_live(VmsQmpClient *qmp, LiveMigration *live, guint64 seq, GError **error)
   g_autoptr(JsonObject) stop = NULL;
 
   if (!wait_completed(qmp, seq, live->converge_ms, &slow)) {
-    if (!g_error_matches(slow, VMS_ERROR, VMS_ERROR_QMP) ||
-        g_str_has_prefix(slow->message, "QEMU's migration")) {
+    /* Only a wait that ran out goes on; if QEMU went away, `stop` fails. */
+    if (!g_error_matches(slow, VMS_ERROR, VMS_ERROR_QMP)) {
       g_propagate_error(error, g_steal_pointer(&slow));
       return FALSE;
     }
