@@ -1,4 +1,4 @@
-/* vmsnap plugin: the monitor console (SPEC.md section 5) — a line-oriented
+/* vmsnap plugin: the monitor console (doc/spec.md section 5) — a line-oriented
  * text console for people on a unix socket. Prompt "(vmsnap) ", one command
  * per line, plain-word answers. Every command goes through commands.c, so
  * semantics and errors are those of the control socket.

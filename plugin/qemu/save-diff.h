@@ -1,4 +1,4 @@
-/* vmsnap plugin: memory=diff for snapshot-save (SPEC.md sections 2 and 4).
+/* vmsnap plugin: memory=diff for snapshot-save (doc/spec.md sections 2 and 4).
  *
  * A VM restored with a private (share=off) mapping of a snapshot's memory
  * holds every page written since the restore — by the guest or by a device,

@@ -1,4 +1,4 @@
-/* vmsnap plugin: snapshot-save (SPEC.md section 4).
+/* vmsnap plugin: snapshot-save (doc/spec.md section 4).
  *
  * Steps, each named in errors: prepare (memory, directory, facts about this
  * QEMU) -> stop -> state (migration with x-ignore-shared into state.bin;

@@ -1,5 +1,5 @@
 /* vmsnap plugin: snapshot-save, orchestrated through QEMU's QMP
- * (SPEC.md section 4). */
+ * (doc/spec.md section 4). */
 #pragma once
 
 #include <json-glib/json-glib.h>

@@ -13,7 +13,7 @@
 
 G_BEGIN_DECLS
 
-/* The plugin arguments (SPEC.md section 3), owned strings. */
+/* The plugin arguments (doc/spec.md section 3), owned strings. */
 typedef struct {
   char *qmp;        /* required */
   char *control;    /* nullable */

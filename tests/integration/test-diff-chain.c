@@ -1,4 +1,4 @@
-/* Diff chains (SPEC.md section 2): base -> d1 -> d2 -> d3, each diff of a
+/* Diff chains (doc/spec.md section 2): base -> d1 -> d2 -> d3, each diff of a
  * VM restored from the previous one, flattens to exactly the guest's RAM at
  * d3 and verifies as a whole; a parent that changed after a diff was saved
  * is refused by verify, flatten, restore and the next diff save. */

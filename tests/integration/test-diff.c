@@ -1,4 +1,4 @@
-/* Diff snapshots (SPEC.md sections 2 and 4, memory=diff): a VM restored
+/* Diff snapshots (doc/spec.md sections 2 and 4, memory=diff): a VM restored
  * with a private mapping saves only the pages written since the restore,
  * found from /proc/self/pagemap; the page map is exactly those pages plus
  * the guest's own state and stack pages; flattening and restoring gives

@@ -1,4 +1,4 @@
-/* Restore refusals (SPEC.md section 7): each mismatch between a snapshot
+/* Restore refusals (doc/spec.md section 7): each mismatch between a snapshot
  * and the VM restoring it stops QEMU with the field named in its stderr,
  * and nothing in the snapshot changes; so does an incomplete or damaged
  * snapshot. */

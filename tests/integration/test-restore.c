@@ -1,4 +1,4 @@
-/* Restore (SPEC.md section 7, `vmsnap restore` in section 6): a restored
+/* Restore (doc/spec.md section 7, `vmsnap restore` in section 6): a restored
  * guest continues where it was saved, clones do not disturb each other or
  * the snapshot, `vmsnap restore` rebuilds a working command line. The
  * refusals are in test-restore-refusals.c. */

@@ -1,4 +1,4 @@
-/* Unit tests: the copy engines and apply_diff (SPEC.md section 6): the
+/* Unit tests: the copy engines and apply_diff (doc/spec.md section 6): the
  * contract, fallbacks, short transfers, threads, and every engine giving the
  * same bytes. Files live in g_get_tmp_dir() (a disk filesystem with
  * SEEK_DATA here). write_diff and sparse copies are in test-sparse.c. */

@@ -63,7 +63,7 @@ typedef struct {
 gboolean vms_copy_extents(const VmsCopySource *src, int dst_fd, const GArray *list,
                           const VmsCopyOptions *opts, VmsCopyStats *ret_stats, GError **error);
 
-/* apply_diff (SPEC.md section 6): both files must exist; @base_path opened
+/* apply_diff (doc/spec.md section 6): both files must exist; @base_path opened
  * read-write, @diff_path read-only; sizes must match (else an error with both
  * sizes); the extents come from @map_path (a memory.map) when given, else
  * from the diff's SEEK_DATA/SEEK_HOLE; no fsync unless opts->fsync. */

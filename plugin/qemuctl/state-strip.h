@@ -1,7 +1,7 @@
 /* vmsnap plugin: guest RAM out of state.bin for VMs restored with share=off.
  *
  * QEMU 7.2's x-ignore-shared leaves out only RAM blocks mapped share=on. A
- * VM restored as SPEC.md section 7 says (the snapshot's memory mapped
+ * VM restored as doc/spec.md section 7 says (the snapshot's memory mapped
  * share=off) therefore writes every non-zero page of its guest RAM into the
  * migration stream of its next save, and a restore of that state.bin writes
  * them all into its private mapping — so every page counts as written since

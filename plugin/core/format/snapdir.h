@@ -1,4 +1,4 @@
-/* vmsnap core: snapshot directories on disk (SPEC.md section 2).
+/* vmsnap core: snapshot directories on disk (doc/spec.md section 2).
  *
  * Writing follows a commit protocol: every file is staged under NAME.tmp,
  * fsynced and renamed; manifest.bin is written last (temp, fsync, rename,
