@@ -2,6 +2,7 @@
  * connections, QMP (QEMU's own and the plugin's control socket) and the
  * plugin's monitor console. See harness.h for the contracts. */
 #include "harness.h"
+#include "harness-private.h"
 
 #include <errno.h>
 #include <string.h>

@@ -20,6 +20,8 @@
  */
 #pragma once
 
+#include "common.h"
+
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
@@ -53,8 +55,6 @@ char *vms_test_make_dir(const char *name);
 /* Removes @path and everything under it (does not follow symlinks). */
 void vms_test_rm_rf(const char *path);
 
-/* The whole content of @path as a string (NULL if unreadable). */
-char *vms_test_read_file(const char *path);
 /* SHA-256 (hex) of @path's content; NULL with @error if unreadable. */
 char *vms_test_file_sha256(const char *path, GError **error);
 /* "name sha256\n" for every regular file directly in @dir, sorted: compare
@@ -223,11 +223,6 @@ VmsTestQmp *vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error);
  * reply line without "\n" (caller frees): "ok ...", "bad ..." or "err ...".
  * Does not check which it is. */
 char *vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GError **error);
-
-/* For a test that cannot run on this machine: a skip — but a failure when
- * CI=true, where every test must run (g_test_skip alone exits 0, and meson
- * would count the program as passed). The caller returns after it. */
-void vms_test_cannot_run(const char *why);
 
 /* query-vmsnap on the plugin's control socket @ctl, retried (up to ~5 s)
  * while the plugin has not yet found the guest memory ("memory": null).

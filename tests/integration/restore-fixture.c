@@ -149,7 +149,7 @@ assert_continues(VmsVm *vm, guint64 counter, guint64 boot_id)
   g_assert_no_error(error);
   g_assert_cmphex(st.magic, ==, VMS_GUEST_MAGIC);
   g_assert_cmphex(st.boot_id, ==, boot_id);
-  g_autofree char *log = vms_test_read_file(vm->debugcon_path);
+  g_autofree char *log = vms_test_read_text(vm->debugcon_path);
   g_assert_null(log != NULL ? strstr(log, VMS_GUEST_PREFIX "boot") : NULL);
   g_autofree char *k = vms_vm_guest_command(vm, "K", VMS_TEST_TIMEOUT_MS, &error);
   g_assert_no_error(error);

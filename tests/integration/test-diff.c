@@ -53,7 +53,7 @@ test_pages(Fixture *f, gconstpointer data)
   g_assert_cmpuint(file_u64(flat_mem, VMS_GUEST_COUNTER_ADDR), ==, counter);
   g_assert_true(vms_vm_wait_counter_above(clone, counter + 1000000, VMS_TEST_TIMEOUT_MS, &error));
   g_assert_no_error(error);
-  g_autofree char *log = vms_test_read_file(clone->debugcon_path);
+  g_autofree char *log = vms_test_read_text(clone->debugcon_path);
   g_assert_null(log != NULL ? strstr(log, VMS_GUEST_PREFIX "boot") : NULL);
   guest_cmd(clone, "C 300 37 90");
   guest_cmd(clone, "C 100 2 0");

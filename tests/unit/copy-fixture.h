@@ -104,7 +104,7 @@ fixture_reset_base(Fixture *f)
 static G_GNUC_UNUSED void
 assert_file_equals(const char *path, const guint8 *want, guint64 size)
 {
-  g_autoptr(GBytes) got = vms_test_read_file(path);
+  g_autoptr(GBytes) got = vms_test_read_bytes(path);
   gsize len = 0;
   const guint8 *data = g_bytes_get_data(got, &len);
 

@@ -56,17 +56,6 @@ vms_test_write_pattern(const char *path, gsize len, guint8 seed)
   g_assert_cmpint(vms_pwrite_full(fd, buf, len, 0), ==, 0);
 }
 
-GBytes *
-vms_test_read_file(const char *path)
-{
-  g_autofree char *data = NULL;
-  gsize len = 0;
-  g_autoptr(GError) error = NULL;
-
-  g_file_get_contents(path, &data, &len, &error);
-  g_assert_no_error(error);
-  return g_bytes_new_take(g_steal_pointer(&data), len);
-}
 
 VmsManifest *
 vms_test_manifest_full(guint64 memory_size)
@@ -233,13 +222,3 @@ vms_test_expect_cli_error(const VmsTestRun *r, const char *substring)
     g_error("expected '%s' in: %s", substring, r->err);
 }
 
-void
-vms_test_cannot_run(const char *why)
-{
-  const char *ci = g_getenv("CI");
-
-  if (ci != NULL && g_ascii_strcasecmp(ci, "true") == 0)
-    g_test_fail_printf("cannot run under CI, where nothing may be skipped: %s", why);
-  else
-    g_test_skip(why);
-}

@@ -2,6 +2,8 @@
  * vmsnap-fixture tool. Test code: failures abort via g_assert. */
 #pragma once
 
+#include "common.h"
+
 #include <glib.h>
 #include "manifest.h"
 
@@ -17,9 +19,6 @@ void vms_test_rmtree(const char *path);
 /* Writes @len bytes to @path (created or truncated), filled from @seed so
  * different seeds give different content. */
 void vms_test_write_pattern(const char *path, gsize len, guint8 seed);
-
-/* The whole content of @path. */
-GBytes *vms_test_read_file(const char *path);
 
 /* A complete FULL/LINK manifest: x86_64, @memory_size bytes, 2 vCPUs, 4096-byte
  * pages, a zero state_sha256 (callers that write state.bin set the real one). */
@@ -57,10 +56,5 @@ void vms_test_run_vmsnap(VmsTestRun *r, ...) G_GNUC_NULL_TERMINATED;
 /* Asserts @r failed as the CLI contract says (exit 1, stderr starting with
  * "vmsnap: error: ") with @substring in the message. */
 void vms_test_expect_cli_error(const VmsTestRun *r, const char *substring);
-
-/* For a test that cannot run on this machine: a skip — but a failure when
- * CI=true, where every test must run (g_test_skip alone exits 0, and meson
- * would count the program as passed). The caller returns after it. */
-void vms_test_cannot_run(const char *why);
 
 G_END_DECLS

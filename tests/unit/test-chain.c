@@ -22,7 +22,7 @@ chain_tmpdir(void)
 static guint8 *
 read_all(const char *path, gsize expect)
 {
-  g_autoptr(GBytes) b = vms_test_read_file(path);
+  g_autoptr(GBytes) b = vms_test_read_bytes(path);
   gsize len = 0;
   const guint8 *d = g_bytes_get_data(b, &len);
   g_assert_cmpuint(len, ==, expect);

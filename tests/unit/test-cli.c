@@ -113,7 +113,7 @@ test_verify_diff_chain(Fixture *f, gconstpointer data)
 {
   g_autofree char *diff = g_build_filename(f->tmp, "diff", NULL);
   g_autofree char *base_manifest = g_build_filename(f->snap, VMS_MANIFEST_FILE, NULL);
-  g_autoptr(GBytes) bytes = vms_test_read_file(base_manifest);
+  g_autoptr(GBytes) bytes = vms_test_read_bytes(base_manifest);
   g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
   g_autoptr(VmsManifest) m = NULL;
   g_auto(VmsTestRun) ok = { 0 };

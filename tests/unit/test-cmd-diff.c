@@ -43,7 +43,7 @@ test_apply_diff(void)
   g_assert_cmpint(json.status, ==, 0);
   g_assert_nonnull(strstr(json.out, "\"bytes\": 16384"));
   g_assert_nonnull(strstr(json.out, "\"extents\": 2"));
-  g_autoptr(GBytes) got = vms_test_read_file(base);
+  g_autoptr(GBytes) got = vms_test_read_bytes(base);
   const guint8 *d = g_bytes_get_data(got, NULL);
   g_assert_cmpint(d[5 * PAGE], ==, 0x22);
   g_assert_cmpint(d[6 * PAGE], ==, 0x11);
@@ -78,8 +78,8 @@ test_flatten(void)
     return;
   g_assert_cmpint(ok.status, ==, 0);
   g_assert_nonnull(strstr(ok.out, "(a chain of 1 snapshot)"));
-  g_autoptr(GBytes) a = vms_test_read_file(mem);
-  g_autoptr(GBytes) b = vms_test_read_file(out_mem);
+  g_autoptr(GBytes) a = vms_test_read_bytes(mem);
+  g_autoptr(GBytes) b = vms_test_read_bytes(out_mem);
   g_assert_true(g_bytes_equal(a, b));
 
   vms_test_run_vmsnap(&again, "flatten", snap, out, NULL);

@@ -34,7 +34,7 @@ test_apply_regions(void)
     g_assert_cmpuint(stats.extents, ==, f->list->len);
     assert_file_equals(f->base_path, f->expect, f->size);
     /* Spot checks: a changed byte inside each region, the base's bytes in holes. */
-    g_autoptr(GBytes) got = vms_test_read_file(f->base_path);
+    g_autoptr(GBytes) got = vms_test_read_bytes(f->base_path);
     const guint8 *d = g_bytes_get_data(got, NULL);
     g_assert_cmpint(d[MIB + PAGE], ==, f->expect[MIB + PAGE]);
     g_assert_cmpint(d[MIB + PAGE], !=, f->base[MIB + PAGE]);
@@ -211,7 +211,7 @@ test_short_write(void)
       g_assert_false(vms_apply_diff(f->base_path, f->diff_path, NULL, &opts, NULL, &error));
       g_assert_error(error, VMS_ERROR, VMS_ERROR_IO);
       g_assert_nonnull(strstr(error->message, g_strerror(EFBIG)));
-      g_autoptr(GBytes) got = vms_test_read_file(f->base_path);
+      g_autoptr(GBytes) got = vms_test_read_bytes(f->base_path);
       g_assert_cmpmem(g_bytes_get_data(got, NULL), 3 * MIB + 12345, f->expect, 3 * MIB + 12345);
     }
     return;

@@ -559,7 +559,7 @@ test_client(void)
   close(fd);
   g_assert_cmpint(q.received_fd, >=, 0);
   {
-    g_autoptr(GBytes) content = vms_test_read_file(file);
+    g_autoptr(GBytes) content = vms_test_read_bytes(file);
     g_assert_cmpint(q.received_byte, ==, ((const char *)g_bytes_get_data(content, NULL))[0]);
   }
   g_clear_pointer(&ret, json_node_unref);

@@ -70,7 +70,7 @@ test_round_trip(Fixture *f, gconstpointer data)
   g_autoptr(VmsSnapshot) s = vms_snapshot_open(f->snap, &error);
   g_autofree char *manifest = snap_file(f, VMS_MANIFEST_FILE);
   g_autofree char *memory = snap_file(f, VMS_MEMORY_FILE);
-  g_autoptr(GBytes) bytes = vms_test_read_file(manifest);
+  g_autoptr(GBytes) bytes = vms_test_read_bytes(manifest);
   g_autofree char *want_sha = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, bytes);
   char hex[65];
 
@@ -118,9 +118,9 @@ test_memory_already_in_place(Fixture *f, gconstpointer data)
   g_assert_cmpint(g_mkdir_with_parents(f->snap, 0755), ==, 0);
   vms_test_write_pattern(memory, MEM_SIZE, 3);
   ino = inode_of(memory);
-  before = vms_test_read_file(memory);
+  before = vms_test_read_bytes(memory);
   m = vms_test_make_full_snapshot(f->snap, memory, MEM_SIZE, 100);
-  after = vms_test_read_file(memory);
+  after = vms_test_read_bytes(memory);
   g_assert_cmpuint(inode_of(memory), ==, ino);
   g_assert_cmpint(stat(memory, &st), ==, 0);
   g_assert_cmpuint(st.st_nlink, ==, 1);
@@ -181,7 +181,7 @@ test_failure_keeps_existing_memory(Fixture *f, gconstpointer data)
 
   g_assert_cmpint(g_mkdir_with_parents(f->snap, 0755), ==, 0);
   vms_test_write_pattern(memory, MEM_SIZE, 4);
-  before = vms_test_read_file(memory);
+  before = vms_test_read_bytes(memory);
   w = vms_snap_writer_new(f->snap, &error);
   g_assert_no_error(error);
   fd = vms_snap_writer_stage(w, VMS_STATE_FILE, &error);
@@ -191,7 +191,7 @@ test_failure_keeps_existing_memory(Fixture *f, gconstpointer data)
   g_assert_false(vms_snap_writer_commit(w, incomplete, &error));
   expect_error(error, VMS_ERROR_CORRUPT, "incomplete");
   g_clear_pointer(&w, vms_snap_writer_free);
-  after = vms_test_read_file(memory);
+  after = vms_test_read_bytes(memory);
   g_assert_true(g_bytes_equal(before, after));
   {
     g_autofree char *manifest = snap_file(f, VMS_MANIFEST_FILE);
@@ -250,8 +250,8 @@ test_different_memory_replaced(Fixture *f, gconstpointer data)
   vms_test_write_pattern(f->mem, MEM_SIZE, 2);
   m = vms_test_make_full_snapshot(f->snap, f->mem, MEM_SIZE, 100);
   g_assert_cmpuint(inode_of(memory), ==, inode_of(f->mem));
-  want = vms_test_read_file(f->mem);
-  got = vms_test_read_file(memory);
+  want = vms_test_read_bytes(f->mem);
+  got = vms_test_read_bytes(memory);
   g_assert_true(g_bytes_equal(want, got));
 }
 

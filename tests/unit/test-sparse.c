@@ -69,7 +69,7 @@ test_zero_page_through_map(void)
   /* ... so without the map the zeroed page stays stale, */
   write_file(base_path, base, size, NULL);
   g_assert_true(vms_apply_diff(base_path, sparse_path, NULL, NULL, NULL, &error));
-  g_autoptr(GBytes) stale = vms_test_read_file(base_path);
+  g_autoptr(GBytes) stale = vms_test_read_bytes(base_path);
   g_assert_cmpmem((const guint8 *)g_bytes_get_data(stale, NULL) + 5 * PAGE, PAGE, base + 5 * PAGE, PAGE);
   /* ... and through the map it applies exactly. */
   write_file(base_path, base, size, NULL);
