@@ -114,6 +114,8 @@ step_prepare(SaveCtx *ctx, GError **error)
   if (ctx->memory == VMS_SAVE_MEMORY_DIFF)
     ctx->diff = vms_save_diff_new(ctx->svc, vms_snap_writer_get_path(ctx->writer), &ctx->mem,
                                   error);
+  if (ctx->diff != NULL && ctx->was_running) /* a large diff is written while it runs */
+    vms_save_diff_precopy(ctx->diff, ctx->writer, &ctx->mem, NULL);
   return ctx->memory != VMS_SAVE_MEMORY_DIFF || ctx->diff != NULL;
 }
 

@@ -78,6 +78,13 @@ run_one(const char *root, const char *base, guint mib, guint pages, FleetMode mo
   res->diff_bytes = (double)json_object_get_int_member(r, "memory-bytes-written");
   g_autoptr(JsonNode) q = vms_test_qmp_execute(vm->qmp, "quit", NULL, NULL);
   (void)vms_vm_wait_exit(vm, 60000, &status, NULL);
+  g_autofree char *log = vms_vm_stderr(vm);
+  const char *steps = strstr(log, "step times");
+  if (g_getenv("VMSNAP_BENCH_FLEET_LOG") != NULL)
+    g_printerr("%s", log);
+  if (steps != NULL) /* with G_MESSAGES_DEBUG=vmsnap */
+    g_printerr("bench-fleet: %s %u MiB %u pages: %.*s\n", mode == FLEET_OVERLAY ? "overlay" : "private",
+               mib, pages, (int)strcspn(steps, "\n"), steps);
   vms_test_rm_rf(snap);
 }
 
@@ -114,11 +121,14 @@ fleet_bench_diff(const char *root, const char *base, guint mib, double pct)
 
   for (guint r = 0; r < fleet_reps; r++) {
     run_one(root, base, mib, pages, FLEET_OVERLAY, &ov, r);
-    run_one(root, base, mib, pages, FLEET_PRIVATE, &pr, r);
+    if (fleet_with_private)
+      run_one(root, base, mib, pages, FLEET_PRIVATE, &pr, r);
   }
-  double ratio = bench_median(ov.wall_ms, fleet_reps) / bench_median(pr.wall_ms, fleet_reps);
+  double ratio = fleet_with_private ? bench_median(ov.wall_ms, fleet_reps) /
+                                      bench_median(pr.wall_ms, fleet_reps) : 0;
   print_row(mib, pct, "overlay", &ov, ratio);
-  print_row(mib, pct, "private (today)", &pr, 0);
+  if (fleet_with_private)
+    print_row(mib, pct, "private (today)", &pr, 0);
   fflush(stdout);
   g_printerr("bench-fleet: diff %u MiB %.1f%%: overlay %.0f ms, private %.0f ms\n", mib, pct,
              bench_median(ov.wall_ms, fleet_reps), bench_median(pr.wall_ms, fleet_reps));

@@ -35,6 +35,7 @@
 #include "util.h"
 
 guint fleet_reps = 3;
+gboolean fleet_with_private = TRUE;
 
 void
 fleet_check(gboolean ok, GError *error, const char *what)
@@ -231,7 +232,7 @@ main(int argc, char **argv)
   g_autofree char *sizes = g_strdup("2048,4096"), *dirty = g_strdup("0.1,1,10");
   g_autofree char *clones = g_strdup("1,4,16"), *dir = g_strdup("/dev/shm");
   gint reps = 3, density_mib = 512, fleet_n = 16;
-  gboolean no_hog = FALSE;
+  gboolean no_hog = FALSE, no_private = FALSE, diff_only = FALSE;
   GOptionEntry entries[] = {
     { "sizes", 0, 0, G_OPTION_ARG_STRING, &sizes, "guest RAM sizes (MiB) of the diff bench", "LIST" },
     { "dirty", 0, 0, G_OPTION_ARG_STRING, &dirty, "dirty percentages", "LIST" },
@@ -241,6 +242,8 @@ main(int argc, char **argv)
     { "reps", 0, 0, G_OPTION_ARG_INT, &reps, "runs per diff point and warm start", "N" },
     { "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "where memory files and snapshots go", "DIR" },
     { "no-hog", 0, 0, G_OPTION_ARG_NONE, &no_hog, "no CPU hog beside the diff bench", NULL },
+    { "no-private", 0, 0, G_OPTION_ARG_NONE, &no_private, "diff bench: the overlay only", NULL },
+    { "diff-only", 0, 0, G_OPTION_ARG_NONE, &diff_only, "the diff bench only", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("- fleet costs (issue 15)");
@@ -253,6 +256,7 @@ main(int argc, char **argv)
   }
   vms_harness_init();
   fleet_reps = (guint)reps;
+  fleet_with_private = !no_private;
   g_autofree char *root = g_build_filename(dir, "vmsnap-bench-fleet-XXXXXX", NULL);
   fleet_check(g_mkdtemp(root) != NULL, NULL, root);
   g_autoptr(GArray) size_list = parse_list(sizes, FALSE);
@@ -263,15 +267,18 @@ main(int argc, char **argv)
   g_autofree char *native = g_build_filename(root, "native.mig", NULL);
   guint dpages = 0;
   guint64 dcounter = 0;
-  g_autofree char *dbase = fleet_make_base(root, (guint)density_mib, native, &dpages, &dcounter);
-  fleet_bench_density(root, dbase, native, (guint)density_mib, dpages, clone_list);
-  if (fleet_n > 0)
-    fleet_bench_parallel(root, dbase, (guint)density_mib, dcounter, (guint)fleet_n);
+  g_autofree char *dbase = NULL;
   g_autoptr(GPtrArray) warm_bases = g_ptr_array_new();
-  g_ptr_array_add(warm_bases, dbase);
   g_autoptr(GArray) warm_sizes = g_array_new(FALSE, FALSE, sizeof(guint));
-  guint dm = (guint)density_mib;
-  g_array_append_val(warm_sizes, dm);
+  if (!diff_only) {
+    dbase = fleet_make_base(root, (guint)density_mib, native, &dpages, &dcounter);
+    fleet_bench_density(root, dbase, native, (guint)density_mib, dpages, clone_list);
+    if (fleet_n > 0)
+      fleet_bench_parallel(root, dbase, (guint)density_mib, dcounter, (guint)fleet_n);
+    g_ptr_array_add(warm_bases, dbase);
+    guint dm = (guint)density_mib;
+    g_array_append_val(warm_sizes, dm);
+  }
   vms_test_rm_rf(native);
 
   pid_t hog = no_hog ? 0 : hog_start();
@@ -289,7 +296,8 @@ main(int argc, char **argv)
   }
   hog_stop(hog);
   fleet_diff_footer(!no_hog);
-  fleet_bench_warm(root, warm_bases, warm_sizes);
+  if (!diff_only)
+    fleet_bench_warm(root, warm_bases, warm_sizes);
   vms_test_rm_rf(root);
   return 0;
 }

@@ -10,6 +10,7 @@ G_BEGIN_DECLS
 typedef enum { FLEET_OVERLAY, FLEET_PRIVATE } FleetMode;
 
 extern guint fleet_reps;
+extern gboolean fleet_with_private; /* the diff bench also runs today's path */
 
 /* Exits with "bench-fleet: @what: ..." unless @ok and no @error. */
 void fleet_check(gboolean ok, GError *error, const char *what);
