@@ -54,6 +54,15 @@ print(passed, failed, skipped)
 PY
 )
 
+# The API-2 build (scripts/check-plugin-api.sh), one more test in the count.
+if "$root/scripts/check-plugin-api.sh" "$build"; then
+  passed=$((passed + 1))
+else
+  echo "test.sh: the plugin API 2 build failed (scripts/check-plugin-api.sh)" >&2
+  failed=$((failed + 1))
+  status=1
+fi
+
 if [ "$skipped" -gt 0 ]; then
   echo "test.sh: $skipped test(s) skipped:" >&2
   python3 -c 'import json,sys

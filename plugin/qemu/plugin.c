@@ -13,7 +13,10 @@
 #include "service.h"
 #include "vcpus.h"
 
-QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+/* The API version meson chose (-Dqemu_plugin_api); QEMU refuses a module
+ * outside its own [minimum, current] range. */
+G_STATIC_ASSERT(VMSNAP_QEMU_PLUGIN_API <= QEMU_PLUGIN_VERSION);
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = VMSNAP_QEMU_PLUGIN_API;
 
 /* Kept for the atexit callback; the service lives as long as QEMU. */
 static VmsService *plugin_service;
