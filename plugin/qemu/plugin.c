@@ -14,7 +14,10 @@
 #include "service.h"
 #include "vcpus.h"
 
-QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+/* The API version meson chose (-Dqemu_plugin_api); QEMU refuses a module
+ * outside its own [minimum, current] range. */
+G_STATIC_ASSERT(VMSNAP_QEMU_PLUGIN_API <= QEMU_PLUGIN_VERSION);
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = VMSNAP_QEMU_PLUGIN_API;
 
 /* Kept for the atexit callback; the service lives as long as QEMU. */
 static VmsService *plugin_service;
@@ -54,7 +57,7 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   if (slot == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "unknown argument %s= (known: qmp, control, monitor, mem, restore, "
-                       "resume, overlay)", key), FALSE;
+                       "resume, overlay, vcpu-events)", key), FALSE;
   if (*value == '\0')
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "bad argument %s=: the value is empty", key), FALSE;
@@ -65,20 +68,31 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   return TRUE;
 }
 
+/* vcpu-events= is the vCPU module's (vcpus.h); the rest is the service's. */
 static gboolean
-parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
+parse_args(int argc, char **argv, VmsPluginOptions *opts, VmsVcpuEvents *ret_events,
+           GError **error)
 {
-  gboolean resume_seen = FALSE;
+  gboolean resume_seen = FALSE, events_seen = FALSE;
 
   opts->resume = TRUE;
+  *ret_events = VMS_VCPU_EVENTS_AUTO;
   for (int i = 0; i < argc; i++) {
     g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
 
     if (kv[0] == NULL || kv[1] == NULL)
       return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                          "bad argument '%s': expected KEY=VALUE", argv[i]), FALSE;
-    if (!parse_one(opts, kv[0], kv[1], &resume_seen, error))
+    if (strcmp(kv[0], "vcpu-events") == 0) {
+      if (events_seen)
+        return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                           "argument vcpu-events= given twice"), FALSE;
+      events_seen = TRUE;
+      if (!vms_vcpu_events_parse(kv[1], ret_events, error))
+        return FALSE;
+    } else if (!parse_one(opts, kv[0], kv[1], &resume_seen, error)) {
       return FALSE;
+    }
   }
   if (opts->qmp == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
@@ -105,12 +119,13 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
 {
   g_auto(VmsPluginOptions) opts = { 0 };
   g_autoptr(GError) error = NULL;
+  VmsVcpuEvents vcpu_events;
 
   if (!info->system_emulation) {
     fprintf(stderr, "vmsnap: only system emulation (qemu-system-*) is supported\n");
     return -1;
   }
-  if (!parse_args(argc, argv, &opts, &error)) {
+  if (!parse_args(argc, argv, &opts, &vcpu_events, &error)) {
     fprintf(stderr, "vmsnap: %s\n", error->message);
     return -1;
   }
@@ -123,7 +138,7 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     fflush(stderr);
     exit(1);
   }
-  vms_vcpus_register(id, (guint)info->system.smp_vcpus);
+  vms_vcpus_register(id, (guint)info->system.smp_vcpus, vcpu_events);
   plugin_service = vms_service_start(&opts, info->target_name, &error);
   if (plugin_service == NULL) {
     fprintf(stderr, "vmsnap: %s\n", error->message);
