@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "chunks.h"
 #include "error.h"
 #include "extents.h"
 #include "util.h"
@@ -113,14 +114,30 @@ vms_chain_resolve(const char *dir, GPtrArray **ret_chain, GError **error)
   return TRUE;
 }
 
+/* Every chunk digest of chain members [@first, len), newest first so a
+ * broken diff is named before its base is read. */
+static gboolean
+verify_members_chunks(GPtrArray *chain, guint first, GError **error)
+{
+  for (guint i = chain->len; i > first; i--) {
+    VmsSnapshot *s = chain->pdata[i - 1];
+    if (!vms_snapshot_verify_chunks(s, error)) {
+      if (i < chain->len)
+        g_prefix_error(error, "parent %s: ", s->path);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 gboolean
-vms_chain_verify(const char *dir, GError **error)
+vms_chain_verify_diffs(const char *dir, gboolean with_base, GError **error)
 {
   g_autoptr(GPtrArray) chain = NULL;
 
   if (!vms_chain_resolve(dir, &chain, error))
     return FALSE;
-  for (guint i = 0; i < chain->len; i++) {
+  for (guint i = with_base ? 0 : 1; i < chain->len; i++) {
     VmsSnapshot *s = chain->pdata[i];
     if (!vms_snapshot_verify(s, error)) {
       if (i + 1 < chain->len)
@@ -128,7 +145,13 @@ vms_chain_verify(const char *dir, GError **error)
       return FALSE;
     }
   }
-  return TRUE;
+  return verify_members_chunks(chain, with_base ? 0 : 1, error);
+}
+
+gboolean
+vms_chain_verify(const char *dir, GError **error)
+{
+  return vms_chain_verify_diffs(dir, TRUE, error);
 }
 
 /* Applies the diff snapshot @s onto @mem_fd through its page map, checking
@@ -256,6 +279,9 @@ vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opt
 
   if (!vms_chain_resolve(dir, &chain, error))
     return FALSE;
+  /* Every byte flatten reads is checked first (doc/format.md). */
+  if (!verify_members_chunks(chain, 0, error))
+    return FALSE;
   VmsSnapshot *newest = chain->pdata[chain->len - 1];
   g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(outdir, error);
   if (w == NULL)
@@ -265,9 +291,10 @@ vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opt
   if (!flatten_state(newest, w, error))
     return FALSE;
   g_autoptr(VmsManifest) m = flat_manifest(newest, reflinked, error);
-  if (m == NULL)
+  if (m == NULL || !vms_snap_writer_commit(w, m, error))
     return FALSE;
-  return vms_snap_writer_commit(w, m, error);
+  g_autoptr(VmsSnapshot) flat = vms_snapshot_open(outdir, error);
+  return flat != NULL && vms_snapshot_write_chunks(flat, error);
 }
 
 gboolean
