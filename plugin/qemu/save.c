@@ -161,7 +161,7 @@ step_stop(SaveCtx *ctx, GError **error)
 
 /* A private mapping's raw stream holds the guest RAM; it stays staged under
  * this name until step_strip turns it into state.bin after the downtime. */
-#define RAW_STREAM_NAME "state.stream"
+#define RAW_STREAM_NAME VMS_STATE_STREAM_FILE
 
 static gboolean
 step_state(SaveCtx *ctx, GError **error)

@@ -99,16 +99,17 @@ gboolean
 vms_chunks_write_at(int dirfd, const VmsChunkIndex *idx,
                     const guint8 manifest_sha256[VMS_SHA256_LEN], GError **error)
 {
-  const char *tmp = VMS_CHUNKS_FILE ".tmp";
+  const char *tmp = VMS_CHUNKS_TMP_FILE;
   g_autoptr(GBytes) bytes = encode_chunks(idx, manifest_sha256);
   vms_autofd fd = -1;
   int r;
 
-  fd = vms_openat_regular(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600, error);
+  fd = vms_openat_regular(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC, VMS_SNAPSHOT_FILE_MODE,
+                          error);
   if (fd < 0)
     return FALSE;
   /* 0600 whatever the umask, and whatever a stale temp had. */
-  if (fchmod(fd, 0600) < 0 || !write_all_fd(fd, bytes, tmp, error)) {
+  if (fchmod(fd, VMS_SNAPSHOT_FILE_MODE) < 0 || !write_all_fd(fd, bytes, tmp, error)) {
     if (error != NULL && *error == NULL)
       vms_set_error_errno(error, errno, "failed to chmod %s", tmp);
     unlinkat(dirfd, tmp, 0);
