@@ -23,8 +23,6 @@ typedef struct {
   ArgSpec args[4]; /* every argument is a string; ends at name == NULL */
 } Command;
 
-static const char *const memory_choices[] = { "link", "copy", "diff", NULL };
-static const char *const then_choices[] = { "pause", "resume", "quit", NULL };
 
 static void
 reply_object(VmsReplyFunc reply, gpointer user_data, JsonObject *obj)
@@ -55,6 +53,7 @@ cmd_snapshot_info(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
 
 typedef struct {
   VmsService *svc;
+  GCancellable *cancel;
   char *dir;
   VmsSaveMemory memory;
   VmsSaveThen then;
@@ -68,6 +67,7 @@ save_job_free(gpointer p)
   SaveJob *job = p;
 
   g_free(job->dir);
+  g_clear_object(&job->cancel);
   g_free(job);
 }
 
@@ -89,7 +89,7 @@ save_job_thread(GTask *task, gpointer source, gpointer task_data, GCancellable *
   if (vms_service_wait_ready(job->svc, SAVE_WAIT_READY_MS, &error) &&
       vms_save_check(job->svc, job->memory, job->then, &error))
     ret = vms_save_run(job->svc, job->dir, job->memory, job->then, &error);
-  g_atomic_int_set(&job->svc->saving, 0);
+  vms_service_end_save(job->svc);
   if (ret == NULL) {
     job->reply(NULL, error, job->user_data);
   } else {
@@ -105,9 +105,10 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GTask) task = NULL;
+  g_autoptr(GCancellable) cancel = g_cancellable_new();
   SaveJob *job;
 
-  if (!g_atomic_int_compare_and_exchange(&svc->saving, 0, 1)) {
+  if (!vms_service_begin_save(svc, cancel)) {
     g_set_error_literal(&error, VMS_ERROR, VMS_ERROR_BUSY,
                         "a snapshot-save is already running; try again when it has finished");
     reply(NULL, error, user_data);
@@ -115,12 +116,15 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
   }
   job = g_new0(SaveJob, 1);
   job->svc = svc;
+  job->cancel = g_steal_pointer(&cancel);
   job->dir = g_strdup(json_object_get_string_member(args, "dir"));
   job->reply = reply;
   job->user_data = user_data;
-  vms_save_memory_from_string(json_object_get_string_member_with_default(args, "memory", "link"),
+  vms_save_memory_from_string(json_object_get_string_member_with_default(
+                                  args, "memory", vms_save_memory_names[0]),
                               &job->memory);
-  vms_save_then_from_string(json_object_get_string_member_with_default(args, "then", "pause"),
+  vms_save_then_from_string(json_object_get_string_member_with_default(
+                                args, "then", vms_save_then_names[0]),
                             &job->then);
   task = g_task_new(NULL, NULL, NULL, NULL);
   g_task_set_task_data(task, job, save_job_free);
@@ -130,7 +134,7 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
 static const Command commands[] = {
   { "query-vmsnap", cmd_query_vmsnap, { { NULL } } },
   { "snapshot-save", cmd_snapshot_save,
-    { { "dir", TRUE, NULL }, { "memory", FALSE, memory_choices }, { "then", FALSE, then_choices },
+    { { "dir", TRUE, NULL }, { "memory", FALSE, vms_save_memory_names }, { "then", FALSE, vms_save_then_names },
       { NULL } } },
   { "snapshot-info", cmd_snapshot_info, { { "dir", TRUE, NULL }, { NULL } } },
 };
@@ -191,10 +195,11 @@ check_args(const Command *cmd, JsonObject *args, GError **error)
 }
 
 void
-vms_commands_dispatch(VmsService *svc, const char *command, JsonObject *args,
-                      VmsReplyFunc reply, gpointer user_data)
+vms_commands_dispatch(const char *command, JsonObject *args, VmsReplyFunc reply,
+                      gpointer reply_data, gpointer svc)
 {
   g_autoptr(GError) error = NULL;
+  gpointer user_data = reply_data;
 
   for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
     if (strcmp(commands[i].name, command) != 0)
@@ -206,25 +211,9 @@ vms_commands_dispatch(VmsService *svc, const char *command, JsonObject *args,
     commands[i].run(svc, args, reply, user_data);
     return;
   }
-  g_set_error(&error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT, "The command %s has not been found",
+  g_set_error(&error, VMS_ERROR, VMS_ERROR_COMMAND_NOT_FOUND, "The command %s has not been found",
               command);
   reply(NULL, error, user_data);
-}
-
-static void
-qmp_reply(JsonNode *ret, const GError *error, gpointer user_data)
-{
-  if (error != NULL)
-    vms_qmp_request_gerror(user_data, error);
-  else
-    vms_qmp_request_return(user_data, ret);
-}
-
-void
-vms_commands_qmp_dispatch(VmsQmpRequest *req, const char *command, JsonObject *args,
-                          gpointer user_data)
-{
-  vms_commands_dispatch(user_data, command, args, qmp_reply, req);
 }
 
 const char *const *

@@ -44,6 +44,16 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
     *resume_seen = TRUE;
     return parse_bool(key, value, &opts->resume, error);
   }
+  if (strcmp(key, "allow-uids") == 0)
+    return vms_peer_policy_parse_uids(&opts->access, value, error) ||
+           (g_prefix_error(error, "bad argument allow-uids=%s: ", value), FALSE);
+  if (strcmp(key, "allow-gid") == 0) {
+    if (opts->access.gid >= 0)
+      return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                         "argument allow-gid= given twice"), FALSE;
+    return vms_peer_policy_parse_gid(&opts->access, value, error) ||
+           (g_prefix_error(error, "bad argument allow-gid=%s: ", value), FALSE);
+  }
   if (strcmp(key, "qmp") == 0) slot = &opts->qmp;
   else if (strcmp(key, "control") == 0) slot = &opts->control;
   else if (strcmp(key, "monitor") == 0) slot = &opts->monitor;
@@ -52,7 +62,7 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   if (slot == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "unknown argument %s= (known: qmp, control, monitor, mem, restore, "
-                       "resume)", key), FALSE;
+                       "resume, allow-uids, allow-gid)", key), FALSE;
   if (*value == '\0')
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "bad argument %s=: the value is empty", key), FALSE;
@@ -69,6 +79,7 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
   gboolean resume_seen = FALSE;
 
   opts->resume = TRUE;
+  opts->access.gid = -1;
   for (int i = 0; i < argc; i++) {
     g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
 
@@ -86,6 +97,17 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "argument resume= only applies with restore=DIR"), FALSE;
   return TRUE;
+}
+
+/* doc/spec.md section 11: a refused peer is named on QEMU's stderr. */
+static void
+on_peer_refused(const char *path, guint32 uid, gpointer user_data)
+{
+  if (uid == G_MAXUINT32)
+    fprintf(stderr, "vmsnap: %s: refused a peer whose uid the kernel did not give\n", path);
+  else
+    fprintf(stderr, "vmsnap: %s: refused a peer of uid %u (allow-uids= and allow-gid= let "
+            "other users in)\n", path, uid);
 }
 
 static void
@@ -116,6 +138,7 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     fflush(stderr);
     exit(1);
   }
+  opts.access.refused = on_peer_refused;
   vms_vcpus_register(id, (guint)info->system.smp_vcpus);
   plugin_service = vms_service_start(&opts, info->target_name, &error);
   if (plugin_service == NULL) {

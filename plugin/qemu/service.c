@@ -18,6 +18,30 @@
 #define QMP_CONNECT_TIMEOUT_MS 60000
 #define QMP_TIMEOUT_MS 30000
 
+struct _VmsService {
+  VmsPluginOptions opts;
+  char *target_name;
+  GMainContext *context;
+  GMainLoop *loop;
+  GThread *thread;
+  VmsQmpClient *qmp;
+  VmsQmpServer *control;   /* nullable */
+  VmsMonitor *monitor;     /* nullable */
+
+  GMutex lock;             /* guards everything below */
+  GCond ready_cond;        /* signalled when start-up has finished */
+  gboolean started;        /* start-up has finished, well or not */
+  gboolean ready;          /* QMP connected and memory found */
+  char *init_error;        /* why start-up failed, if it did */
+  gboolean running;        /* from query-status, then STOP/RESUME events */
+  VmsMemInfo mem;
+  char *restored_from;
+  guint8 restored_manifest_sha256[32]; /* of restored_from's manifest.bin, as the restore read it */
+  GPtrArray *armed;        /* dirs of link snapshots to invalidate on RESUME */
+  gboolean saving;         /* a snapshot-save runs */
+  GCancellable *save_cancel; /* nullable: the running save's */
+};
+
 void
 vms_plugin_options_clear(VmsPluginOptions *opts)
 {
@@ -26,6 +50,7 @@ vms_plugin_options_clear(VmsPluginOptions *opts)
   g_clear_pointer(&opts->monitor, g_free);
   g_clear_pointer(&opts->mem, g_free);
   g_clear_pointer(&opts->restore, g_free);
+  vms_peer_policy_clear(&opts->access);
 }
 
 void
@@ -215,14 +240,15 @@ service_listen(VmsService *svc, GError **error)
 
   if (svc->opts.control != NULL) {
     svc->control = vms_qmp_server_new(svc->opts.control, svc->context, version,
-                                      vms_commands_qmp_dispatch, svc, error);
+                                      &svc->opts.access, vms_commands_dispatch, svc, error);
     if (svc->control == NULL) {
       g_prefix_error(error, "control=%s: ", svc->opts.control);
       return FALSE;
     }
   }
   if (svc->opts.monitor != NULL) {
-    svc->monitor = vms_monitor_new(svc->opts.monitor, svc, error);
+    svc->monitor = vms_monitor_new(svc->opts.monitor, svc->context, &svc->opts.access,
+                                   vms_commands_dispatch, svc, error);
     if (svc->monitor == NULL) {
       g_prefix_error(error, "monitor=%s: ", svc->opts.monitor);
       return FALSE;
@@ -328,4 +354,58 @@ vms_service_query(VmsService *svc)
   else
     json_object_set_null_member(ret, "restored-from");
   return ret;
+}
+
+VmsQmpClient *
+vms_service_get_qmp(VmsService *svc)
+{
+  return svc->qmp;
+}
+
+const char *
+vms_service_get_target(VmsService *svc)
+{
+  return svc->target_name;
+}
+
+char *
+vms_service_dup_restored(VmsService *svc, guint8 *ret_sha256)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  if (ret_sha256 != NULL)
+    memcpy(ret_sha256, svc->restored_manifest_sha256, sizeof(svc->restored_manifest_sha256));
+  return g_strdup(svc->restored_from);
+}
+
+gboolean
+vms_service_begin_save(VmsService *svc, GCancellable *cancellable)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  if (svc->saving)
+    return FALSE;
+  svc->saving = TRUE;
+  g_set_object(&svc->save_cancel, cancellable);
+  return TRUE;
+}
+
+void
+vms_service_end_save(VmsService *svc)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  svc->saving = FALSE;
+  g_clear_object(&svc->save_cancel);
+}
+
+gboolean
+vms_service_cancel_save(VmsService *svc)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  if (!svc->saving || svc->save_cancel == NULL)
+    return FALSE;
+  g_cancellable_cancel(svc->save_cancel);
+  return TRUE;
 }
