@@ -1,4 +1,5 @@
-/* vmsnap plugin: the command table (query-vmsnap, snapshot-save, snapshot-info). */
+/* vmsnap plugin: the command table (query-vmsnap, query-commands,
+ * snapshot-save, snapshot-cancel, snapshot-info). */
 #include "commands.h"
 
 #include <string.h>
@@ -37,6 +38,29 @@ cmd_query_vmsnap(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer
   reply_object(reply, user_data, vms_service_query(svc));
 }
 
+/* Every key of every reply is kebab-case, as in QEMU (doc/spec.md 11); the
+ * manifest's JSON (manifest.c, shared with `vmsnap info --json`) spells
+ * the proto's snake_case names. */
+static JsonObject *
+kebab_keys(JsonObject *obj)
+{
+  g_autoptr(GList) members = json_object_get_members(obj);
+  JsonObject *out = json_object_new();
+
+  for (GList *l = members; l != NULL; l = l->next) {
+    JsonNode *v = json_object_dup_member(obj, l->data);
+    g_autofree char *key = g_strdelimit(g_strdup(l->data), "_", '-');
+
+    if (JSON_NODE_HOLDS_OBJECT(v)) {
+      JsonObject *inner = kebab_keys(json_node_get_object(v));
+      json_node_take_object(v, inner);
+    }
+    json_object_set_member(out, key, v);
+  }
+  json_object_unref(obj);
+  return out;
+}
+
 static void
 cmd_snapshot_info(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer user_data)
 {
@@ -48,12 +72,25 @@ cmd_snapshot_info(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
     reply(NULL, error, user_data);
     return;
   }
-  reply_object(reply, user_data, vms_manifest_to_json(snap->manifest));
+  reply_object(reply, user_data, kebab_keys(vms_manifest_to_json(snap->manifest)));
 }
+
+/* snapshot-cancel: the running save stops at its next step (a migration
+ * capturing state is cancelled in QEMU) and commits nothing. */
+static void
+cmd_snapshot_cancel(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer user_data)
+{
+  JsonObject *ret = json_object_new();
+
+  json_object_set_boolean_member(ret, "cancelled", vms_service_cancel_save(svc));
+  reply_object(reply, user_data, ret);
+}
+
+static void cmd_query_commands(VmsService *svc, JsonObject *args, VmsReplyFunc reply,
+                               gpointer user_data);
 
 typedef struct {
   VmsService *svc;
-  GCancellable *cancel;
   char *dir;
   VmsSaveMemory memory;
   VmsSaveThen then;
@@ -67,7 +104,6 @@ save_job_free(gpointer p)
   SaveJob *job = p;
 
   g_free(job->dir);
-  g_clear_object(&job->cancel);
   g_free(job);
 }
 
@@ -105,10 +141,9 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GTask) task = NULL;
-  g_autoptr(GCancellable) cancel = g_cancellable_new();
   SaveJob *job;
 
-  if (!vms_service_begin_save(svc, cancel)) {
+  if (!vms_service_begin_save(svc)) {
     g_set_error_literal(&error, VMS_ERROR, VMS_ERROR_BUSY,
                         "a snapshot-save is already running; try again when it has finished");
     reply(NULL, error, user_data);
@@ -116,7 +151,6 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
   }
   job = g_new0(SaveJob, 1);
   job->svc = svc;
-  job->cancel = g_steal_pointer(&cancel);
   job->dir = g_strdup(json_object_get_string_member(args, "dir"));
   job->reply = reply;
   job->user_data = user_data;
@@ -137,7 +171,28 @@ static const Command commands[] = {
     { { "dir", TRUE, NULL }, { "memory", FALSE, vms_save_memory_names }, { "then", FALSE, vms_save_then_names },
       { NULL } } },
   { "snapshot-info", cmd_snapshot_info, { { "dir", TRUE, NULL }, { NULL } } },
+  { "snapshot-cancel", cmd_snapshot_cancel, { { NULL } } },
+  { "query-commands", cmd_query_commands, { { NULL } } },
 };
+
+/* QEMU's shape: [{"name": ...}], qmp_capabilities included. */
+static void
+cmd_query_commands(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer user_data)
+{
+  JsonArray *list = json_array_new();
+  JsonNode *ret = json_node_new(JSON_NODE_ARRAY);
+  JsonObject *caps = json_object_new();
+
+  json_object_set_string_member(caps, "name", "qmp_capabilities");
+  json_array_add_object_element(list, caps);
+  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "name", commands[i].name);
+    json_array_add_object_element(list, o);
+  }
+  json_node_take_array(ret, list);
+  reply(ret, NULL, user_data);
+}
 
 static const ArgSpec *
 find_arg(const Command *cmd, const char *name)
@@ -214,14 +269,4 @@ vms_commands_dispatch(const char *command, JsonObject *args, VmsReplyFunc reply,
   g_set_error(&error, VMS_ERROR, VMS_ERROR_COMMAND_NOT_FOUND, "The command %s has not been found",
               command);
   reply(NULL, error, user_data);
-}
-
-const char *const *
-vms_commands_names(void)
-{
-  static const char *names[G_N_ELEMENTS(commands) + 1];
-
-  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
-    names[i] = commands[i].name;
-  return names;
 }

@@ -20,7 +20,4 @@ G_BEGIN_DECLS
 void vms_commands_dispatch(const char *command, JsonObject *args, VmsReplyFunc reply,
                            gpointer reply_data, gpointer user_data);
 
-/* The names of the commands, NULL-terminated, for help texts. */
-const char *const *vms_commands_names(void);
-
 G_END_DECLS

@@ -182,6 +182,7 @@ on_copy_progress(guint64 done, guint64 total, gpointer user_data)
   json_object_set_string_member(data, "dir", ctx->dir);
   json_object_set_int_member(data, "done", (gint64)done);
   json_object_set_int_member(data, "total", (gint64)total);
+  json_object_set_boolean_member(data, "running", vms_service_is_running(ctx->svc));
   vms_service_emit(ctx->svc, "VMSNAP_SNAPSHOT_PROGRESS", data);
 }
 
@@ -348,7 +349,9 @@ run_steps(SaveCtx *ctx, GError **error)
 
   for (gsize i = 0; i < G_N_ELEMENTS(save_steps) && failed == NULL; i++) {
     gint64 t0 = g_get_monotonic_time();
-    if (!save_steps[i].run(ctx, error))
+    /* snapshot-cancel is checked between steps (vms_service_save_step) */
+    if (!vms_service_save_step(ctx->svc, save_steps[i].name, error) ||
+        !save_steps[i].run(ctx, error))
       failed = save_steps[i].name;
     g_string_append_printf(times, " %s %.2f", save_steps[i].name,
                            (double)(g_get_monotonic_time() - t0) / 1000.0);

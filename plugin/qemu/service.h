@@ -72,12 +72,21 @@ const char *vms_service_get_target(VmsService *svc);
  * (nullable, 32 bytes). Any thread. */
 char *vms_service_dup_restored(VmsService *svc, guint8 *ret_sha256);
 
-/* The one save slot. Takes it (FALSE when a save runs) and keeps
- * @cancellable (not consumed) for vms_service_cancel_save(). Any thread. */
-gboolean vms_service_begin_save(VmsService *svc, GCancellable *cancellable);
+/* The one save slot: takes it (FALSE when a save runs). Any thread. */
+gboolean vms_service_begin_save(VmsService *svc);
 /* Frees the slot. Any thread. */
 void vms_service_end_save(VmsService *svc);
-/* Cancels the running save; FALSE when none runs. Any thread. */
+/* snapshot-cancel: asks the running save to stop. TRUE when it will (it
+ * fails at its next step and commits nothing; during the state capture
+ * QEMU's migration is cancelled at once with migrate_cancel); FALSE when no
+ * save runs or it is already committing. Any thread but the service
+ * thread's callers need not care: it never blocks. */
 gboolean vms_service_cancel_save(VmsService *svc);
+/* The save's worker, before each step: FALSE with an error when a cancel
+ * was asked. @step "commit" is the point of no return: a cancel after it
+ * is refused. */
+gboolean vms_service_save_step(VmsService *svc, const char *step, GError **error);
+/* Whether the VM runs (QEMU's STOP/RESUME events). Any thread. */
+gboolean vms_service_is_running(VmsService *svc);
 
 G_END_DECLS

@@ -23,9 +23,11 @@
 
 struct _VmsQmpServer {
   VmsListener *listener;
-  JsonObject *version;
   VmsDispatchFunc dispatch;
   gpointer user_data;
+  GMutex lock;          /* guards version and waiting */
+  JsonObject *version;  /* NULL until known */
+  GList *waiting;       /* VmsConn* (a reference each) held until the greeting */
 };
 
 /* The front-end state of one connection. */
@@ -223,22 +225,57 @@ server_input(VmsConn *conn, const char *data, gsize len, gpointer conn_user)
   server_pump(conn, conn_user);
 }
 
+static void
+send_greeting(VmsConn *conn, JsonObject *version)
+{
+  g_autoptr(JsonObject) msg = json_object_new();
+  JsonObject *qmp = json_object_new();
+
+  json_object_set_object_member(qmp, "version", json_object_ref(version));
+  json_object_set_array_member(qmp, "capabilities", json_array_new());
+  json_object_set_object_member(msg, "QMP", qmp);
+  send_msg(conn, msg, NULL);
+}
+
 static gpointer
 server_accepted(VmsConn *conn, gpointer listener_user)
 {
   VmsQmpServer *s = listener_user;
   ServerConn *sc = g_new0(ServerConn, 1);
-  g_autoptr(JsonObject) msg = json_object_new();
-  JsonObject *qmp = json_object_new();
 
   sc->server = s;
   sc->conn = conn;
   sc->split = vms_json_splitter_new(VMS_QMP_MAX_MESSAGE);
-  json_object_set_object_member(qmp, "version", json_object_ref(s->version));
-  json_object_set_array_member(qmp, "capabilities", json_array_new());
-  json_object_set_object_member(msg, "QMP", qmp);
-  send_msg(conn, msg, NULL);
+  g_mutex_lock(&s->lock);
+  if (s->version != NULL) {
+    send_greeting(conn, s->version);
+  } else {
+    /* the greeting names QEMU's version, known once the plugin's own QMP
+     * connection is up: the client waits (and is not read) until then */
+    vms_conn_hold(conn);
+    s->waiting = g_list_prepend(s->waiting, vms_conn_ref(conn));
+  }
+  g_mutex_unlock(&s->lock);
   return sc;
+}
+
+void
+vms_qmp_server_set_version(VmsQmpServer *s, JsonObject *version)
+{
+  GList *waiting;
+
+  g_mutex_lock(&s->lock);
+  g_return_if_fail(s->version == NULL);
+  s->version = json_object_ref(version);
+  waiting = g_steal_pointer(&s->waiting);
+  for (GList *l = waiting; l != NULL; l = l->next)
+    send_greeting(l->data, version);
+  g_mutex_unlock(&s->lock);
+  for (GList *l = waiting; l != NULL; l = l->next) {
+    vms_conn_release(l->data);
+    vms_conn_unref(l->data);
+  }
+  g_list_free(waiting);
 }
 
 static void
@@ -264,7 +301,8 @@ vms_qmp_server_new(const char *path, GMainContext *context, JsonObject *version,
 {
   VmsQmpServer *s = g_new0(VmsQmpServer, 1);
 
-  s->version = json_object_ref(version);
+  g_mutex_init(&s->lock);
+  s->version = version != NULL ? json_object_ref(version) : NULL;
   s->dispatch = dispatch;
   s->user_data = user_data;
   s->listener = vms_listener_new(path, context, policy, REFUSAL_LINE, &server_class, s, error);
@@ -281,7 +319,9 @@ vms_qmp_server_free(VmsQmpServer *s)
   if (s == NULL)
     return;
   vms_listener_free(s->listener);
-  json_object_unref(s->version);
+  g_list_free_full(s->waiting, (GDestroyNotify)vms_conn_unref);
+  g_clear_pointer(&s->version, json_object_unref);
+  g_mutex_clear(&s->lock);
   g_free(s);
 }
 

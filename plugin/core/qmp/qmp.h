@@ -120,12 +120,17 @@ typedef struct _VmsPeerPolicy VmsPeerPolicy;
 /* Listens on @path (see vms_unix_listen; @policy, nullable, says who else
  * may connect) and serves QMP on @context: greeting with @version (not
  * consumed), qmp_capabilities, then every command through @dispatch. One
- * connection's commands run one at a time, in order. */
+ * connection's commands run one at a time, in order. A NULL @version
+ * defers every greeting (and reading) until vms_qmp_server_set_version(). */
 VmsQmpServer *vms_qmp_server_new(const char *path, GMainContext *context, JsonObject *version,
                                  const VmsPeerPolicy *policy, VmsDispatchFunc dispatch,
                                  gpointer user_data, GError **error);
 /* Closes every connection and removes the socket file. */
 void vms_qmp_server_free(VmsQmpServer *s);
+
+/* Sets the greeting's version (not consumed) and greets the clients that
+ * waited for it. Once; any thread. */
+void vms_qmp_server_set_version(VmsQmpServer *s, JsonObject *version);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsQmpServer, vms_qmp_server_free)
 
 /* Sends {"event", "data", "timestamp"} to every negotiated client.
