@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "chunks.h"
 #include "error.h"
 #include "relaunch.h"
 #include "snapdir.h"
@@ -39,22 +40,46 @@ flat_is_current(VmsSnapshot *diff, const char *flat_dir)
   return flat != NULL && vms_chain_is_flattening(diff, flat);
 }
 
+/* The memory checks of a restore (doc/format.md "Who checks what"): every
+ * diff of the chain of @dir (a flatten made now has checked everything);
+ * with @verify also the base's memory and the mapped flattening's. */
+static gboolean
+check_memory(VmsSnapshot *s, const char *full, gboolean flattened_now, gboolean verify,
+             GError **error)
+{
+  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
+    return !verify || vms_snapshot_verify_chunks(s, error);
+  if (flattened_now)
+    return TRUE;
+  if (!vms_chain_verify_diffs(s->path, verify, error))
+    return FALSE;
+  if (!verify)
+    return TRUE;
+  g_autoptr(VmsSnapshot) flat = vms_snapshot_open(full, error);
+  return flat != NULL && vms_snapshot_verify_chunks(flat, error);
+}
+
 /* The FULL snapshot to restore: @dir itself, or its flattening (made now
  * unless @dry_run or already there). Returns the directory (caller frees);
- * *@ret_ready is FALSE when a dry run left the flattening unmade. */
+ * *@ret_ready is FALSE when a dry run left the flattening unmade. The
+ * memory is checked as check_memory says, unless @dry_run. */
 static char *
-full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gboolean *ret_ready,
-                  GError **error)
+full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gboolean verify,
+                  gboolean *ret_ready, GError **error)
 {
   g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, error);
 
   *ret_ready = TRUE;
   if (s == NULL)
     return NULL;
-  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
+  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF) {
+    if (!dry_run && !check_memory(s, dir, FALSE, verify, error))
+      return NULL;
     return g_strdup(dir);
+  }
   g_autofree char *flat = flatten_to != NULL ? g_strdup(flatten_to) : default_flat_dir(dir);
-  if (flat_is_current(s, flat)) {
+  gboolean current = flat_is_current(s, flat);
+  if (current) {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; using its flattening %s\n", dir, flat);
   } else if (dry_run) {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; would flatten it into %s\n", dir, flat);
@@ -64,6 +89,8 @@ full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gbo
     if (!vms_chain_flatten(dir, flat, NULL, error))
       return NULL;
   }
+  if (!dry_run && !check_memory(s, flat, !current, verify, error))
+    return NULL;
   return g_steal_pointer(&flat);
 }
 
@@ -166,9 +193,11 @@ int
 vms_cli_restore(int argc, char **argv)
 {
   g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL, *ram = NULL;
-  gboolean dry_run = FALSE, paused = FALSE;
+  gboolean dry_run = FALSE, paused = FALSE, verify = FALSE;
   const GOptionEntry entries[] = {
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "print the QEMU command line, run nothing", NULL },
+    { "verify", 0, 0, G_OPTION_ARG_NONE, &verify,
+      "also check every chunk of the base memory (the diffs of a chain are always checked)", NULL },
     { "flatten-to", 0, 0, G_OPTION_ARG_FILENAME, &flatten_to,
       "where a diff snapshot is flattened (default: DIR.flat beside it)", "DIR2" },
     { "runtime-dir", 0, 0, G_OPTION_ARG_FILENAME, &rdir_opt,
@@ -190,13 +219,15 @@ vms_cli_restore(int argc, char **argv)
                      "overlay, so diff saves skip the RAM stream, or share=off),\n"
                      "-S -incoming defer, the plugin in restore mode, sockets in a runtime\n"
                      "directory of their own so the clone runs beside the original.\n"
-                     "A diff snapshot is flattened first."))
+                     "A diff snapshot is flattened first. Every diff of the chain is checked\n"
+                     "against its memory digests; --verify checks the base memory too."))
     return 1;
   if (argc != 2)
     return vms_cli_error(argc < 2 ? "missing DIR (see --help)" : "too many arguments (see --help)");
 
   gboolean ready = TRUE;
-  g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, &ready, &error);
+  g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, verify, &ready,
+                                            &error);
   if (full == NULL)
     return vms_cli_error("%s", error->message);
   /* A dry run of an unflattened diff reads the diff's own manifest. */

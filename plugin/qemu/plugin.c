@@ -14,7 +14,10 @@
 #include "service.h"
 #include "vcpus.h"
 
-QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+/* The API version meson chose (-Dqemu_plugin_api); QEMU refuses a module
+ * outside its own [minimum, current] range. */
+G_STATIC_ASSERT(VMSNAP_QEMU_PLUGIN_API <= QEMU_PLUGIN_VERSION);
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = VMSNAP_QEMU_PLUGIN_API;
 
 /* Kept for the atexit callback; the service lives as long as QEMU. */
 static VmsService *plugin_service;
@@ -45,6 +48,16 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
     *resume_seen = TRUE;
     return parse_bool(key, value, &opts->resume, error);
   }
+  if (strcmp(key, "allow-uids") == 0)
+    return vms_peer_policy_parse_uids(&opts->access, value, error) ||
+           (g_prefix_error(error, "bad argument allow-uids=%s: ", value), FALSE);
+  if (strcmp(key, "allow-gid") == 0) {
+    if (opts->access.gid >= 0)
+      return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                         "argument allow-gid= given twice"), FALSE;
+    return vms_peer_policy_parse_gid(&opts->access, value, error) ||
+           (g_prefix_error(error, "bad argument allow-gid=%s: ", value), FALSE);
+  }
   if (strcmp(key, "qmp") == 0) slot = &opts->qmp;
   else if (strcmp(key, "control") == 0) slot = &opts->control;
   else if (strcmp(key, "monitor") == 0) slot = &opts->monitor;
@@ -54,7 +67,7 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   if (slot == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "unknown argument %s= (known: qmp, control, monitor, mem, restore, "
-                       "resume, overlay)", key), FALSE;
+                       "resume, overlay, vcpu-events, allow-uids, allow-gid)", key), FALSE;
   if (*value == '\0')
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "bad argument %s=: the value is empty", key), FALSE;
@@ -65,20 +78,32 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   return TRUE;
 }
 
+/* vcpu-events= is the vCPU module's (vcpus.h); the rest is the service's. */
 static gboolean
-parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
+parse_args(int argc, char **argv, VmsPluginOptions *opts, VmsVcpuEvents *ret_events,
+           GError **error)
 {
-  gboolean resume_seen = FALSE;
+  gboolean resume_seen = FALSE, events_seen = FALSE;
 
   opts->resume = TRUE;
+  *ret_events = VMS_VCPU_EVENTS_AUTO;
+  opts->access.gid = -1;
   for (int i = 0; i < argc; i++) {
     g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
 
     if (kv[0] == NULL || kv[1] == NULL)
       return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                          "bad argument '%s': expected KEY=VALUE", argv[i]), FALSE;
-    if (!parse_one(opts, kv[0], kv[1], &resume_seen, error))
+    if (strcmp(kv[0], "vcpu-events") == 0) {
+      if (events_seen)
+        return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                           "argument vcpu-events= given twice"), FALSE;
+      events_seen = TRUE;
+      if (!vms_vcpu_events_parse(kv[1], ret_events, error))
+        return FALSE;
+    } else if (!parse_one(opts, kv[0], kv[1], &resume_seen, error)) {
       return FALSE;
+    }
   }
   if (opts->qmp == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
@@ -93,6 +118,17 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
   return TRUE;
 }
 
+/* doc/spec.md section 11: a refused peer is named on QEMU's stderr. */
+static void
+on_peer_refused(const char *path, guint32 uid, gpointer user_data)
+{
+  if (uid == G_MAXUINT32)
+    fprintf(stderr, "vmsnap: %s: refused a peer whose uid the kernel did not give\n", path);
+  else
+    fprintf(stderr, "vmsnap: %s: refused a peer of uid %u (allow-uids= and allow-gid= let "
+            "other users in)\n", path, uid);
+}
+
 static void
 on_atexit(qemu_plugin_id_t id, void *userdata)
 {
@@ -105,12 +141,13 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
 {
   g_auto(VmsPluginOptions) opts = { 0 };
   g_autoptr(GError) error = NULL;
+  VmsVcpuEvents vcpu_events;
 
   if (!info->system_emulation) {
     fprintf(stderr, "vmsnap: only system emulation (qemu-system-*) is supported\n");
     return -1;
   }
-  if (!parse_args(argc, argv, &opts, &error)) {
+  if (!parse_args(argc, argv, &opts, &vcpu_events, &error)) {
     fprintf(stderr, "vmsnap: %s\n", error->message);
     return -1;
   }
@@ -123,7 +160,8 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     fflush(stderr);
     exit(1);
   }
-  vms_vcpus_register(id, (guint)info->system.smp_vcpus);
+  opts.access.refused = on_peer_refused;
+  vms_vcpus_register(id, (guint)info->system.smp_vcpus, vcpu_events);
   plugin_service = vms_service_start(&opts, info->target_name, &error);
   if (plugin_service == NULL) {
     fprintf(stderr, "vmsnap: %s\n", error->message);

@@ -6,7 +6,8 @@
  * a private mapping that the migration cannot skip) ->
  * memory (link, copy, or diff: save-diff.c) -> then=resume lets the guest run -> strip
  * (a private mapping's guest RAM out of state.bin: state-strip.c) -> commit
- * (manifest.bin last) -> then=pause arms invalidation for link snapshots.
+ * (manifest.bin last) -> then=pause arms invalidation for link snapshots ->
+ * digests (memory.chunks, bound to the committed manifest: chunks.h).
  * Only stop..then is downtime; everything that need not hold the guest is
  * outside it.
  */
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <string.h>
 
+#include "chunks.h"
 #include "copy.h"
 #include "error.h"
 #include "manifest.h"
@@ -46,6 +48,8 @@ typedef struct {
   guint64 memory_written;
   Vmsnap__V1__MemoryCapture capture;
   gint64 last_progress;
+  gint64 digests_us;       /* time the memory digests took, after the commit */
+  gboolean digests;        /* memory.chunks was written */
 } SaveCtx;
 
 static void
@@ -55,28 +59,6 @@ save_ctx_clear(SaveCtx *ctx)
   vms_save_facts_clear(&ctx->facts);
   g_clear_pointer(&ctx->diff, vms_save_diff_free);
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
-}
-
-gboolean
-vms_save_memory_from_string(const char *s, VmsSaveMemory *ret)
-{
-  static const char *const names[] = { "link", "copy", "diff" };
-
-  for (guint i = 0; i < G_N_ELEMENTS(names); i++)
-    if (g_strcmp0(s, names[i]) == 0)
-      return *ret = (VmsSaveMemory)i, TRUE;
-  return FALSE;
-}
-
-gboolean
-vms_save_then_from_string(const char *s, VmsSaveThen *ret)
-{
-  static const char *const names[] = { "pause", "resume", "quit" };
-
-  for (guint i = 0; i < G_N_ELEMENTS(names); i++)
-    if (g_strcmp0(s, names[i]) == 0)
-      return *ret = (VmsSaveThen)i, TRUE;
-  return FALSE;
 }
 
 gboolean
@@ -107,7 +89,7 @@ static gboolean
 step_prepare(SaveCtx *ctx, GError **error)
 {
   if (!vms_service_get_memory(ctx->svc, &ctx->mem, error) ||
-      !vms_save_query_facts(ctx->svc->qmp, &ctx->facts, &ctx->was_running, error))
+      !vms_save_query_facts(vms_service_get_qmp(ctx->svc), &ctx->facts, &ctx->was_running, error))
     return FALSE;
   ctx->writer = vms_snap_writer_new(ctx->dir, error);
   if (ctx->writer == NULL)
@@ -151,7 +133,7 @@ step_stop(SaveCtx *ctx, GError **error)
     return TRUE; /* step_state's migration stops the VM */
   ctx->t_stop = g_get_monotonic_time();
   if (ctx->was_running) {
-    if (!vms_save_qmp_simple(ctx->svc->qmp, "stop", error))
+    if (!vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "stop", error))
       return FALSE;
     ctx->stopped_by_us = TRUE;
   }
@@ -160,7 +142,7 @@ step_stop(SaveCtx *ctx, GError **error)
 
 /* A private mapping's raw stream holds the guest RAM; it stays staged under
  * this name until step_strip turns it into state.bin after the downtime. */
-#define RAW_STREAM_NAME "state.stream"
+#define RAW_STREAM_NAME VMS_STATE_STREAM_FILE
 
 static gboolean
 step_state(SaveCtx *ctx, GError **error)
@@ -175,7 +157,7 @@ step_state(SaveCtx *ctx, GError **error)
 
     /* From here on a failure must leave the VM running again. */
     ctx->stopped_by_us = TRUE;
-    if (!vms_save_migrate_live_to_fd(ctx->svc->qmp, fd, live_converge_ms(ctx), &stop_wall_us,
+    if (!vms_save_migrate_live_to_fd(vms_service_get_qmp(ctx->svc), fd, live_converge_ms(ctx), &stop_wall_us,
                                      error))
       return FALSE;
     ctx->t_stop = g_get_monotonic_time();
@@ -183,7 +165,7 @@ step_state(SaveCtx *ctx, GError **error)
       ctx->t_stop -= MAX(0, g_get_real_time() - stop_wall_us);
     if (!vms_vcpus_wait_quiescent(QUIESCE_TIMEOUT_MS, error))
       return FALSE;
-  } else if (!vms_save_migrate_to_fd(ctx->svc->qmp, fd, error)) {
+  } else if (!vms_save_migrate_to_fd(vms_service_get_qmp(ctx->svc), fd, error)) {
     return FALSE;
   }
   vms_close_fdp(&fd);
@@ -207,6 +189,7 @@ on_copy_progress(guint64 done, guint64 total, gpointer user_data)
   json_object_set_string_member(data, "dir", ctx->dir);
   json_object_set_int_member(data, "done", (gint64)done);
   json_object_set_int_member(data, "total", (gint64)total);
+  json_object_set_boolean_member(data, "running", vms_service_is_running(ctx->svc));
   vms_service_emit(ctx->svc, "VMSNAP_SNAPSHOT_PROGRESS", data);
 }
 
@@ -272,7 +255,7 @@ step_resume(SaveCtx *ctx, GError **error)
 {
   if (ctx->then != VMS_SAVE_THEN_RESUME)
     return TRUE;
-  if (!vms_save_qmp_simple(ctx->svc->qmp, "cont", error))
+  if (!vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", error))
     return FALSE;
   ctx->stopped_by_us = FALSE;
   ctx->t_down_end = g_get_monotonic_time();
@@ -286,8 +269,10 @@ step_strip(SaveCtx *ctx, GError **error)
 {
   if (ctx->mem.shared)
     return TRUE;
+  /* The stream's own page size, else QEMU's from the migration just done. */
   return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, ctx->mem.size,
-                                ctx->svc->target_name, ctx->state_sha256, &ctx->state_size, error);
+                                vms_save_query_target_page_size(vms_service_get_qmp(ctx->svc)),
+                                ctx->state_sha256, &ctx->state_size, error);
 }
 
 static gboolean
@@ -301,7 +286,7 @@ step_commit(SaveCtx *ctx, GError **error)
   m->memory_size_bytes = ctx->mem.size;
   m->vp_count = vms_vcpus_count();
   m->page_size = ctx->mem.page_size;
-  vms_manifest_set_string(&m->architecture, ctx->svc->target_name);
+  vms_manifest_set_string(&m->architecture, vms_service_get_target(ctx->svc));
   m->kind = VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL;
   m->memory_capture = ctx->capture;
   vms_manifest_set_bytes(&m->state_sha256, ctx->state_sha256, VMS_SHA256_LEN);
@@ -332,6 +317,8 @@ save_result(SaveCtx *ctx)
   json_object_set_int_member(ret, "memory-bytes-written", (gint64)ctx->memory_written);
   json_object_set_double_member(ret, "downtime-ms", (double)(ctx->t_down_end - ctx->t_stop) / 1000.0);
   json_object_set_double_member(ret, "total-ms", (double)(now - ctx->t_start) / 1000.0);
+  json_object_set_boolean_member(ret, "memory-digests", ctx->digests);
+  json_object_set_double_member(ret, "digests-ms", (double)ctx->digests_us / 1000.0);
   return ret;
 }
 
@@ -342,13 +329,30 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
   g_autoptr(GError) cont_error = NULL;
   JsonObject *data = json_object_new();
 
-  if (ctx->stopped_by_us && !vms_save_qmp_simple(ctx->svc->qmp, "cont", &cont_error))
+  if (ctx->stopped_by_us && !vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", &cont_error))
     g_prefix_error(error, "(and the VM could not be continued: %s) ", cont_error->message);
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
   g_prefix_error(error, "snapshot-save %s failed at step '%s': ", ctx->dir, step);
   json_object_set_string_member(data, "dir", ctx->dir);
   json_object_set_string_member(data, "desc", (*error)->message);
   vms_service_emit(ctx->svc, "VMSNAP_SNAPSHOT_FAILED", data);
+}
+
+/* After the commit (outside the downtime; with then=pause the VM is still
+ * paused, so a linked memory.bin cannot change meanwhile): the chunk
+ * digests of the memory. A failure here leaves a committed snapshot
+ * without digests, which verify reports as such; the save still succeeded. */
+static void
+save_digests(SaveCtx *ctx)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 t0 = g_get_monotonic_time();
+  g_autoptr(VmsSnapshot) s = vms_snapshot_open(vms_snap_writer_get_path(ctx->writer), &error);
+
+  ctx->digests = s != NULL && vms_snapshot_write_chunks(s, &error);
+  ctx->digests_us = g_get_monotonic_time() - t0;
+  if (!ctx->digests)
+    g_warning("snapshot-save %s: committed without memory digests: %s", ctx->dir, error->message);
 }
 
 typedef gboolean (*SaveStep)(SaveCtx *ctx, GError **error);
@@ -381,7 +385,9 @@ run_steps(SaveCtx *ctx, GError **error)
 
   for (gsize i = 0; i < G_N_ELEMENTS(save_steps) && failed == NULL; i++) {
     gint64 t0 = g_get_monotonic_time(), c0 = thread_cpu_us();
-    if (!save_steps[i].run(ctx, error))
+    /* snapshot-cancel is checked between steps (vms_service_save_step) */
+    if (!vms_service_save_step(ctx->svc, save_steps[i].name, error) ||
+        !save_steps[i].run(ctx, error))
       failed = save_steps[i].name;
     /* The worker's own CPU time too: on a loaded machine it says what the
      * step costs, the wall time what it took. */
@@ -410,6 +416,7 @@ vms_save_run(VmsService *svc, const char *dir, VmsSaveMemory memory, VmsSaveThen
   }
   if (memory == VMS_SAVE_MEMORY_LINK && then == VMS_SAVE_THEN_PAUSE)
     vms_service_arm_invalidation(svc, vms_snap_writer_get_path(ctx.writer));
+  save_digests(&ctx);
   ret = save_result(&ctx);
   vms_service_emit(svc, "VMSNAP_SNAPSHOT_COMPLETED", json_object_ref(ret));
   save_ctx_clear(&ctx);
@@ -421,6 +428,6 @@ vms_save_quit(VmsService *svc)
 {
   g_autoptr(GError) error = NULL;
 
-  if (!vms_save_qmp_simple(svc->qmp, "quit", &error))
+  if (!vms_save_qmp_simple(vms_service_get_qmp(svc), "quit", &error))
     g_debug("quit: %s", error->message);
 }
