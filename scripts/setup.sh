@@ -11,6 +11,9 @@ packages=(
   libssl-dev
   qemu-system-x86
   socat
+  # disks: qemu-img for overlays; the Linux test guest (tests/linux-guest/build-guest.sh)
+  # is built with apt-get download + dpkg-deb, cpio and mkfs.ext4, checked with e2fsck.
+  qemu-utils cpio e2fsprogs
 )
 
 missing=()

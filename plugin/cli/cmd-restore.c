@@ -2,7 +2,8 @@
  * [--runtime-dir RDIR] [--plugin PATH] [-- EXTRA QEMU ARGS]`.
  *
  * Starts QEMU from the command line recorded in the manifest, rewritten by
- * relaunch.h (the snapshot's memory mapped share=off, -S -incoming defer,
+ * relaunch.h (the snapshot's memory mapped copy-on-write: the RAM overlay where
+ * it can be used, else share=off; restore-ram.c), -S -incoming defer,
  * restore=DIR, sockets in a runtime dir of their own), by exec: the QEMU
  * process takes this process's place, so a supervisor sees QEMU itself.
  * A diff snapshot is flattened first (doc/restore.md) and restored as
@@ -153,7 +154,7 @@ take_extra_args(int *argc, char **argv)
  * @target's memory.bin). */
 static char **
 restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char *rdir,
-             const char *plugin, char **extra, GError **error)
+             const char *plugin, char **extra, const char *ram, gboolean paused, GError **error)
 {
   const char *dir = s->path;
 
@@ -164,9 +165,21 @@ restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char 
                 "qemu_argv: %s records no QEMU command line to restore with", dir);
     return NULL;
   }
+  g_autoptr(VmsSnapshot) state_snap = vms_snapshot_open(target, error);
+  if (state_snap == NULL)
+    return NULL;
+  g_autoptr(GError) local = NULL;
+  g_autofree char *placeholder = vms_cli_restore_placeholder(
+      ram, state_snap, s->manifest, (const char *const *)extra, rdir, &local);
+  if (local != NULL) {
+    g_propagate_error(error, g_steal_pointer(&local));
+    return NULL;
+  }
   g_autofree char **argv = g_new0(char *, s->manifest->n_qemu_argv + 1);
   memcpy(argv, s->manifest->qemu_argv, s->manifest->n_qemu_argv * sizeof(char *));
   VmsRelaunchOptions opts = {
+    .overlay_placeholder = placeholder,
+    .paused = paused,
     .snapshot_dir = target,
     .memory_path = memory,
     .runtime_dir = rdir,
@@ -179,8 +192,8 @@ restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char 
 int
 vms_cli_restore(int argc, char **argv)
 {
-  g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL;
-  gboolean dry_run = FALSE, verify = FALSE;
+  g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL, *ram = NULL;
+  gboolean dry_run = FALSE, paused = FALSE, verify = FALSE;
   const GOptionEntry entries[] = {
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "print the QEMU command line, run nothing", NULL },
     { "verify", 0, 0, G_OPTION_ARG_NONE, &verify,
@@ -191,6 +204,10 @@ vms_cli_restore(int argc, char **argv)
       "put the clone's sockets and chardev files here (default: a new directory)", "RDIR" },
     { "plugin", 0, 0, G_OPTION_ARG_FILENAME, &plugin,
       "load this libvmsnap.so instead of the recorded one", "PATH" },
+    { "paused", 0, 0, G_OPTION_ARG_NONE, &paused,
+      "load the state and wait paused (a warm clone: `cont` on QMP starts it)", NULL },
+    { "ram", 0, 0, G_OPTION_ARG_STRING, &ram,
+      "auto (default): the RAM overlay where possible, else private; overlay; private", "MODE" },
     { NULL },
   };
   g_auto(GStrv) extra = take_extra_args(&argc, argv);
@@ -198,7 +215,8 @@ vms_cli_restore(int argc, char **argv)
 
   if (!vms_cli_parse(&argc, &argv, entries, "DIR [-- EXTRA QEMU ARGS]",
                      "Start QEMU from snapshot DIR with the command line recorded in its\n"
-                     "manifest: memory mapped copy-on-write (share=off) from DIR/memory.bin,\n"
+                     "manifest: memory mapped copy-on-write from DIR/memory.bin (as the RAM\n"
+                     "overlay, so diff saves skip the RAM stream, or share=off),\n"
                      "-S -incoming defer, the plugin in restore mode, sockets in a runtime\n"
                      "directory of their own so the clone runs beside the original.\n"
                      "A diff snapshot is flattened first. Every diff of the chain is checked\n"
@@ -223,7 +241,7 @@ vms_cli_restore(int argc, char **argv)
   gboolean diff = !g_str_equal(full, argv[1]);
   g_autofree char *flat_mem = diff ? g_build_filename(full, VMS_MEMORY_FILE, NULL) : NULL;
   g_auto(GStrv) qemu = restore_argv(s, diff ? argv[1] : full, flat_mem, rdir, plugin, extra,
-                                    &error);
+                                    ram, paused, &error);
   if (qemu == NULL) {
     if (rdir_opt == NULL && !dry_run)
       (void)rmdir(rdir); /* the empty directory made for this run */

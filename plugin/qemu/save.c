@@ -309,8 +309,10 @@ step_strip(SaveCtx *ctx, GError **error)
 {
   if (ctx->mem.shared)
     return TRUE;
+  /* The stream's own page size, else QEMU's from the migration just done. */
   return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, ctx->mem.size,
-                                ctx->svc->target_name, ctx->state_sha256, &ctx->state_size, error);
+                                vms_save_query_target_page_size(ctx->svc->qmp),
+                                ctx->state_sha256, &ctx->state_size, error);
 }
 
 static gboolean
