@@ -15,11 +15,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/statvfs.h>
 
 #include "chain.h"
 #include "chunks.h"
 #include "error.h"
 #include "relaunch.h"
+#include "save-qemu.h"
 #include "snapdir.h"
 
 /* DIR.flat beside DIR (DIR without a trailing slash). */
@@ -38,6 +40,42 @@ flat_is_current(VmsSnapshot *diff, const char *flat_dir)
   g_autoptr(VmsSnapshot) flat = vms_snapshot_open(flat_dir, NULL);
 
   return flat != NULL && vms_chain_is_flattening(diff, flat);
+}
+
+/* TRUE if @path, or its nearest existing parent, is on a read-only
+ * filesystem or not writable by us. */
+static gboolean
+read_only_place(const char *path)
+{
+  g_autofree char *p = g_canonicalize_filename(path, NULL);
+  struct statvfs st;
+
+  while (statvfs(p, &st) < 0) {
+    g_autofree char *up = g_path_get_dirname(p);
+    if (errno != ENOENT || g_str_equal(up, p))
+      return FALSE;
+    g_free(p);
+    p = g_steal_pointer(&up);
+  }
+  return (st.f_flag & ST_RDONLY) != 0 || access(p, W_OK) != 0;
+}
+
+/* QEMU 7.2 opens a memory-backend-file read-write even with share=off (it
+ * never writes it; readonly=on would make guest RAM read-only): a snapshot
+ * on a read-only filesystem would fail inside QEMU, so say it here. */
+static gboolean
+check_memory_writable(const char *full, gboolean diff, GError **error)
+{
+  g_autofree char *mem = g_build_filename(full, VMS_MEMORY_FILE, NULL);
+
+  if (!read_only_place(mem))
+    return TRUE;
+  g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+              "%s is on a read-only filesystem (or not writable): QEMU opens the guest memory "
+              "file read-write even with share=off, though it never writes it; %s", mem,
+              diff ? "give --flatten-to DIR2 on a writable filesystem"
+                   : "copy the snapshot to a writable filesystem and restore the copy");
+  return FALSE;
 }
 
 /* The memory checks of a restore (doc/format.md "Who checks what"): every
@@ -73,7 +111,8 @@ full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gbo
   if (s == NULL)
     return NULL;
   if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF) {
-    if (!dry_run && !check_memory(s, dir, FALSE, verify, error))
+    if (!dry_run && (!check_memory(s, dir, FALSE, verify, error) ||
+                     !check_memory_writable(dir, FALSE, error)))
       return NULL;
     return g_strdup(dir);
   }
@@ -84,12 +123,19 @@ full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gbo
   } else if (dry_run) {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; would flatten it into %s\n", dir, flat);
     *ret_ready = FALSE;
+  } else if (read_only_place(flat)) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+                "%s is a diff snapshot, and %s, where it would be flattened, is on a read-only "
+                "filesystem (or not writable): give --flatten-to DIR2 on a writable filesystem",
+                dir, flat);
+    return NULL;
   } else {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; flattening it into %s\n", dir, flat);
     if (!vms_chain_flatten(dir, flat, NULL, error))
       return NULL;
   }
-  if (!dry_run && !check_memory(s, flat, !current, verify, error))
+  if (!dry_run && (!check_memory(s, flat, !current, verify, error) ||
+                   !check_memory_writable(flat, TRUE, error)))
     return NULL;
   return g_steal_pointer(&flat);
 }
@@ -105,6 +151,11 @@ runtime_dir(const char *given, const VmsManifest *m, gboolean dry_run, GError **
       g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT, "--runtime-dir %s is not a directory", given);
       return NULL;
     }
+    if (read_only_place(given)) {
+      g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_ROFS, "--runtime-dir %s is read-only: the "
+                  "clone's sockets go there; give a writable directory", given);
+      return NULL;
+    }
     return g_canonicalize_filename(given, NULL);
   }
   if (base == NULL || !g_file_test(base, G_FILE_TEST_IS_DIR))
@@ -114,11 +165,30 @@ runtime_dir(const char *given, const VmsManifest *m, gboolean dry_run, GError **
   g_autofree char *tmpl = g_strdup_printf("%s/vmsnap-restore-%.8s-XXXXXX", base,
                                           m->id != NULL ? m->id : "");
   if (g_mkdtemp_full(tmpl, 0700) == NULL) {
-    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "failed to create %s: %s",
-                tmpl, g_strerror(errno));
+    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
+                "failed to create the runtime directory %s: %s (give --runtime-dir RDIR on a "
+                "writable filesystem)", tmpl, g_strerror(errno));
     return NULL;
   }
   return g_steal_pointer(&tmpl);
+}
+
+/* relaunch ends the command line with "-S -incoming defer" and the EXTRA
+ * QEMU ARGS, for this run only: how many arguments that is, from the last
+ * "-S -incoming defer" on. The clone's saves leave them out of their
+ * recorded command line (VMS_RESTORE_APPENDED_ENV), so it does not grow
+ * down a chain. */
+static guint
+appended_count(char **argv)
+{
+  guint n = g_strv_length(argv);
+
+  for (guint i = n; i >= 3; i--) {
+    if (g_str_equal(argv[i - 3], "-S") && g_str_equal(argv[i - 2], "-incoming") &&
+        g_str_equal(argv[i - 1], "defer"))
+      return n - (i - 3);
+  }
+  return 0;
 }
 
 static void
@@ -253,6 +323,8 @@ vms_cli_restore(int argc, char **argv)
   }
   fprintf(stderr, "vmsnap: restoring %s; sockets in %s\n", argv[1], rdir);
   fflush(stderr);
+  g_autofree char *appended = g_strdup_printf("%u", appended_count(qemu));
+  g_setenv(VMS_RESTORE_APPENDED_ENV, appended, TRUE);
   execvp(qemu[0], qemu);
   return vms_cli_error("failed to run %s: %s", qemu[0], g_strerror(errno));
 }

@@ -21,6 +21,7 @@
 #include "error.h"
 #include "manifest.h"
 #include "save-diff.h"
+#include "save-guard.h"
 #include "save-qemu.h"
 #include "snapdir.h"
 #include "state-strip.h"
@@ -41,6 +42,9 @@ typedef struct {
   VmsSaveDiff *diff;       /* memory=diff only */
   gboolean was_running;
   gboolean stopped_by_us;
+  gboolean holding;        /* from the stop to our own cont or the commit */
+  guint64 stop_seq;        /* QMP event sequence just before the VM stopped */
+  gboolean resumed;        /* someone else resumed the VM meanwhile (save-guard.h) */
   gint64 t_start, t_stop, t_down_end;
   guint8 state_sha256[VMS_SHA256_LEN];
   guint64 state_size;
@@ -129,6 +133,8 @@ step_stop(SaveCtx *ctx, GError **error)
   if (migrates_live(ctx))
     return TRUE; /* step_state's migration stops the VM */
   ctx->t_stop = g_get_monotonic_time();
+  ctx->stop_seq = vms_qmp_client_event_seq(vms_service_get_qmp(ctx->svc));
+  ctx->holding = TRUE;
   if (ctx->was_running) {
     if (!vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "stop", error))
       return FALSE;
@@ -158,6 +164,8 @@ step_state(SaveCtx *ctx, GError **error)
                                      error))
       return FALSE;
     ctx->t_stop = g_get_monotonic_time();
+    ctx->stop_seq = vms_qmp_client_event_seq(vms_service_get_qmp(ctx->svc));
+    ctx->holding = TRUE;
     if (stop_wall_us > 0) /* when QEMU stopped the VM, not when we heard of it */
       ctx->t_stop -= MAX(0, g_get_real_time() - stop_wall_us);
     if (!vms_vcpus_wait_quiescent(QUIESCE_TIMEOUT_MS, error))
@@ -245,6 +253,19 @@ step_memory(SaveCtx *ctx, GError **error)
   return capture_copy(ctx, error);
 }
 
+/* Nobody else resumed the VM since the save stopped it (save-guard.h). */
+static gboolean
+still_held(SaveCtx *ctx, GError **error)
+{
+  if (!ctx->holding || vms_save_guard_not_resumed(vms_service_get_qmp(ctx->svc), ctx->stop_seq, error))
+    return TRUE;
+  if (g_error_matches(*error, VMS_ERROR, VMS_ERROR_RESUMED)) {
+    ctx->resumed = TRUE;
+    ctx->stopped_by_us = FALSE; /* it runs: nothing of ours to undo */
+  }
+  return FALSE;
+}
+
 /* then=resume: the guest may run once every byte it could change is
  * captured; the fsync of memory.bin and the commit happen after. */
 static gboolean
@@ -252,9 +273,10 @@ step_resume(SaveCtx *ctx, GError **error)
 {
   if (ctx->then != VMS_SAVE_THEN_RESUME)
     return TRUE;
-  if (!vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", error))
+  if (!still_held(ctx, error) || !vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", error))
     return FALSE;
   ctx->stopped_by_us = FALSE;
+  ctx->holding = FALSE;
   ctx->t_down_end = g_get_monotonic_time();
   return TRUE;
 }
@@ -294,8 +316,9 @@ step_commit(SaveCtx *ctx, GError **error)
   vms_manifest_set_string(&m->memory_file, VMS_MEMORY_FILE);
   if (ctx->diff != NULL && !vms_save_diff_finish(ctx->diff, ctx->writer, m, error))
     return FALSE;
-  if (!vms_snap_writer_commit(ctx->writer, m, error))
+  if (!still_held(ctx, error) || !vms_snap_writer_commit(ctx->writer, m, error))
     return FALSE;
+  ctx->holding = FALSE;
   if (ctx->t_down_end == 0)
     ctx->t_down_end = g_get_monotonic_time();
   return TRUE;
@@ -328,6 +351,14 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
 
   if (ctx->stopped_by_us && !vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", &cont_error))
     g_prefix_error(error, "(and the VM could not be continued: %s) ", cont_error->message);
+  /* Resumed behind our back: then=pause still means the caller wants it
+   * paused when the command returns. */
+  if (ctx->resumed && ctx->then == VMS_SAVE_THEN_PAUSE) {
+    if (vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "stop", &cont_error))
+      g_prefix_error(error, "(the VM is paused again, as then=pause asks) ");
+    else
+      g_prefix_error(error, "(and the VM could not be paused again: %s) ", cont_error->message);
+  }
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
   g_prefix_error(error, "snapshot-save %s failed at step '%s': ", ctx->dir, step);
   json_object_set_string_member(data, "dir", ctx->dir);
@@ -344,7 +375,10 @@ save_digests(SaveCtx *ctx)
 {
   g_autoptr(GError) error = NULL;
   gint64 t0 = g_get_monotonic_time();
-  g_autoptr(VmsSnapshot) s = vms_snapshot_open(vms_snap_writer_get_path(ctx->writer), &error);
+  g_autoptr(VmsSnapshot) s = NULL;
+
+  vms_save_test_hook("digests");
+  s = vms_snapshot_open(vms_snap_writer_get_path(ctx->writer), &error);
 
   ctx->digests = s != NULL && vms_snapshot_write_chunks(s, &error);
   ctx->digests_us = g_get_monotonic_time() - t0;
@@ -374,6 +408,7 @@ run_steps(SaveCtx *ctx, GError **error)
 
   for (gsize i = 0; i < G_N_ELEMENTS(save_steps) && failed == NULL; i++) {
     gint64 t0 = g_get_monotonic_time();
+    vms_save_test_hook(save_steps[i].name);
     /* snapshot-cancel is checked between steps (vms_service_save_step) */
     if (!vms_service_save_step(ctx->svc, save_steps[i].name, error) ||
         !save_steps[i].run(ctx, error))
@@ -392,9 +427,15 @@ vms_save_run(VmsService *svc, const char *dir, VmsSaveMemory memory, VmsSaveThen
 {
   SaveCtx ctx = { .svc = svc, .dir = dir, .memory = memory, .then = then,
                   .t_start = g_get_monotonic_time() };
-  const char *failed = run_steps(&ctx, error);
+  const char *failed;
   JsonObject *ret;
 
+  if (dir == NULL || dir[0] == '\0') {
+    g_set_error_literal(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                        "snapshot-save: dir is empty; give the snapshot directory");
+    return NULL;
+  }
+  failed = run_steps(&ctx, error);
   if (failed != NULL) {
     save_failed(&ctx, failed, error);
     save_ctx_clear(&ctx);
