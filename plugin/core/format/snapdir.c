@@ -2,6 +2,7 @@
  * opening files safely inside a snapshot, and the reader. Verification of a
  * committed snapshot is at the end. See snapdir.h. */
 #include "snapdir.h"
+#include "disk-record.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -576,7 +577,7 @@ vms_snapshot_verify(VmsSnapshot *s, GError **error)
                 s->path, m->version, VMS_MANIFEST_VERSION);
     return FALSE;
   }
-  if (!vms_snapshot_verify_state(s, error))
+  if (!vms_snapshot_verify_state(s, error) || !vms_snapshot_verify_disks(s->path, m, error))
     return FALSE;
   fd = vms_snapshot_open_file(s, mem_name, O_RDONLY, error);
   if (fd < 0)
