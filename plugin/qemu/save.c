@@ -3,7 +3,8 @@
  * Steps, each named in errors: prepare (memory, directory, facts about this
  * QEMU) -> stop -> state (migration with x-ignore-shared into state.bin;
  * live, with QEMU stopping the VM for the last round, when the guest RAM is
- * a private mapping that the migration cannot skip) ->
+ * a private mapping that the migration cannot skip) -> disks (freeze and
+ * switch to overlays: save-disks.c) ->
  * memory (link, copy, or diff: save-diff.c) -> then=resume lets the guest run -> strip
  * (a private mapping's guest RAM out of state.bin: state-strip.c) -> commit
  * (manifest.bin last) -> then=pause arms invalidation for link snapshots ->
@@ -21,6 +22,7 @@
 #include "error.h"
 #include "manifest.h"
 #include "save-diff.h"
+#include "save-disks.h"
 #include "save-guard.h"
 #include "save-qemu.h"
 #include "snapdir.h"
@@ -40,6 +42,7 @@ typedef struct {
   VmsSaveFacts facts;
   VmsSnapWriter *writer;
   VmsSaveDiff *diff;       /* memory=diff only */
+  VmsSaveDisks *disks;     /* save-disks.h */
   gboolean was_running;
   gboolean stopped_by_us;
   gboolean holding;        /* from the stop to our own cont or the commit */
@@ -61,6 +64,7 @@ save_ctx_clear(SaveCtx *ctx)
   vms_meminfo_clear(&ctx->mem);
   vms_save_facts_clear(&ctx->facts);
   g_clear_pointer(&ctx->diff, vms_save_diff_free);
+  g_clear_pointer(&ctx->disks, vms_save_disks_free);
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
 }
 
@@ -96,6 +100,10 @@ step_prepare(SaveCtx *ctx, GError **error)
     return FALSE;
   ctx->writer = vms_snap_writer_new(ctx->dir, error);
   if (ctx->writer == NULL)
+    return FALSE;
+  ctx->disks = vms_save_disks_new(vms_service_get_qmp(ctx->svc), ctx->writer, ctx->then != VMS_SAVE_THEN_QUIT,
+                                  error);
+  if (ctx->disks == NULL)
     return FALSE;
   if (ctx->memory == VMS_SAVE_MEMORY_DIFF)
     ctx->diff = vms_save_diff_new(ctx->svc, vms_snap_writer_get_path(ctx->writer), &ctx->mem,
@@ -178,6 +186,14 @@ step_state(SaveCtx *ctx, GError **error)
     return TRUE; /* step_strip finishes state.bin */
   return vms_snap_writer_finish(ctx->writer, VMS_STATE_FILE, ctx->state_sha256, &ctx->state_size,
                                 error);
+}
+
+/* After the state step the VM is stopped (postmigrate) in every path, at
+ * the instant the state was taken: the disks freeze at that instant too. */
+static gboolean
+step_disks(SaveCtx *ctx, GError **error)
+{
+  return vms_save_disks_freeze(ctx->disks, error);
 }
 
 static void
@@ -316,9 +332,11 @@ step_commit(SaveCtx *ctx, GError **error)
   vms_manifest_set_string(&m->memory_file, VMS_MEMORY_FILE);
   if (ctx->diff != NULL && !vms_save_diff_finish(ctx->diff, ctx->writer, m, error))
     return FALSE;
-  if (!still_held(ctx, error) || !vms_snap_writer_commit(ctx->writer, m, error))
+  if (!vms_save_disks_record(ctx->disks, m, error) || !still_held(ctx, error) ||
+      !vms_snap_writer_commit(ctx->writer, m, error))
     return FALSE;
   ctx->holding = FALSE;
+  vms_save_disks_keep(ctx->disks);
   if (ctx->t_down_end == 0)
     ctx->t_down_end = g_get_monotonic_time();
   return TRUE;
@@ -335,6 +353,7 @@ save_result(SaveCtx *ctx)
   json_object_set_string_member(ret, "memory-capture", vms_manifest_capture_name(ctx->capture));
   json_object_set_int_member(ret, "state-bytes", (gint64)ctx->state_size);
   json_object_set_int_member(ret, "memory-bytes-written", (gint64)ctx->memory_written);
+  json_object_set_int_member(ret, "disks", vms_save_disks_count(ctx->disks));
   json_object_set_double_member(ret, "downtime-ms", (double)(ctx->t_down_end - ctx->t_stop) / 1000.0);
   json_object_set_double_member(ret, "total-ms", (double)(now - ctx->t_start) / 1000.0);
   json_object_set_boolean_member(ret, "memory-digests", ctx->digests);
@@ -359,6 +378,7 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
     else
       g_prefix_error(error, "(and the VM could not be paused again: %s) ", cont_error->message);
   }
+  g_clear_pointer(&ctx->disks, vms_save_disks_free); /* its links, before the directory goes */
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
   g_prefix_error(error, "snapshot-save %s failed at step '%s': ", ctx->dir, step);
   json_object_set_string_member(data, "dir", ctx->dir);
@@ -393,7 +413,7 @@ static const struct {
   SaveStep run;
 } save_steps[] = {
   { "prepare", step_prepare }, { "stop", step_stop },     { "state", step_state },
-  { "memory", step_memory },   { "resume", step_resume }, { "strip", step_strip },
+  { "disks", step_disks },     { "memory", step_memory },   { "resume", step_resume }, { "strip", step_strip },
   { "commit", step_commit },
 };
 

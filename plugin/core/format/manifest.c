@@ -1,6 +1,7 @@
 /* vmsnap core: the snapshot manifest — encode, size-capped decode, checks
  * and the JSON view. See manifest.h for the contracts. */
 #include "manifest.h"
+#include "disk-record.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -484,5 +485,7 @@ vms_manifest_to_json(const VmsManifest *m)
     json_array_add_string_element(argv, m->qemu_argv[i]);
   json_object_set_array_member(obj, "qemu_argv", argv);
   set_str_member(obj, "memory_file", m->memory_file);
+  json_object_set_array_member(obj, "disks", vms_disks_to_json(m));
+  set_str_member(obj, "vm_generation_id", m->vm_generation_id);
   return obj;
 }
