@@ -3,7 +3,8 @@
  * Steps, each named in errors: prepare (memory, directory, facts about this
  * QEMU) -> stop -> state (migration with x-ignore-shared into state.bin;
  * live, with QEMU stopping the VM for the last round, when the guest RAM is
- * a private mapping that the migration cannot skip) ->
+ * a private mapping that the migration cannot skip) -> disks (freeze and
+ * switch to overlays: save-disks.c) ->
  * memory (link, copy, or diff: save-diff.c) -> then=resume lets the guest run -> strip
  * (a private mapping's guest RAM out of state.bin: state-strip.c) -> commit
  * (manifest.bin last) -> then=pause arms invalidation for link snapshots ->
@@ -22,6 +23,8 @@
 #include "error.h"
 #include "manifest.h"
 #include "save-diff.h"
+#include "save-disks.h"
+#include "save-guard.h"
 #include "save-qemu.h"
 #include "snapdir.h"
 #include "state-strip.h"
@@ -40,8 +43,12 @@ typedef struct {
   VmsSaveFacts facts;
   VmsSnapWriter *writer;
   VmsSaveDiff *diff;       /* memory=diff only */
+  VmsSaveDisks *disks;     /* save-disks.h */
   gboolean was_running;
   gboolean stopped_by_us;
+  gboolean holding;        /* from the stop to our own cont or the commit */
+  guint64 stop_seq;        /* QMP event sequence just before the VM stopped */
+  gboolean resumed;        /* someone else resumed the VM meanwhile (save-guard.h) */
   gint64 t_start, t_stop, t_down_end;
   guint8 state_sha256[VMS_SHA256_LEN];
   guint64 state_size;
@@ -58,6 +65,7 @@ save_ctx_clear(SaveCtx *ctx)
   vms_meminfo_clear(&ctx->mem);
   vms_save_facts_clear(&ctx->facts);
   g_clear_pointer(&ctx->diff, vms_save_diff_free);
+  g_clear_pointer(&ctx->disks, vms_save_disks_free);
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
 }
 
@@ -93,6 +101,10 @@ step_prepare(SaveCtx *ctx, GError **error)
     return FALSE;
   ctx->writer = vms_snap_writer_new(ctx->dir, error);
   if (ctx->writer == NULL)
+    return FALSE;
+  ctx->disks = vms_save_disks_new(vms_service_get_qmp(ctx->svc), ctx->writer, ctx->then != VMS_SAVE_THEN_QUIT,
+                                  error);
+  if (ctx->disks == NULL)
     return FALSE;
   if (ctx->memory == VMS_SAVE_MEMORY_DIFF)
     ctx->diff = vms_save_diff_new(ctx->svc, vms_snap_writer_get_path(ctx->writer), &ctx->mem,
@@ -132,6 +144,8 @@ step_stop(SaveCtx *ctx, GError **error)
   if (migrates_live(ctx))
     return TRUE; /* step_state's migration stops the VM */
   ctx->t_stop = g_get_monotonic_time();
+  ctx->stop_seq = vms_qmp_client_event_seq(vms_service_get_qmp(ctx->svc));
+  ctx->holding = TRUE;
   if (ctx->was_running) {
     if (!vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "stop", error))
       return FALSE;
@@ -161,6 +175,8 @@ step_state(SaveCtx *ctx, GError **error)
                                      error))
       return FALSE;
     ctx->t_stop = g_get_monotonic_time();
+    ctx->stop_seq = vms_qmp_client_event_seq(vms_service_get_qmp(ctx->svc));
+    ctx->holding = TRUE;
     if (stop_wall_us > 0) /* when QEMU stopped the VM, not when we heard of it */
       ctx->t_stop -= MAX(0, g_get_real_time() - stop_wall_us);
     if (!vms_vcpus_wait_quiescent(QUIESCE_TIMEOUT_MS, error))
@@ -173,6 +189,14 @@ step_state(SaveCtx *ctx, GError **error)
     return TRUE; /* step_strip finishes state.bin */
   return vms_snap_writer_finish(ctx->writer, VMS_STATE_FILE, ctx->state_sha256, &ctx->state_size,
                                 error);
+}
+
+/* After the state step the VM is stopped (postmigrate) in every path, at
+ * the instant the state was taken: the disks freeze at that instant too. */
+static gboolean
+step_disks(SaveCtx *ctx, GError **error)
+{
+  return vms_save_disks_freeze(ctx->disks, error);
 }
 
 static void
@@ -248,6 +272,19 @@ step_memory(SaveCtx *ctx, GError **error)
   return capture_copy(ctx, error);
 }
 
+/* Nobody else resumed the VM since the save stopped it (save-guard.h). */
+static gboolean
+still_held(SaveCtx *ctx, GError **error)
+{
+  if (!ctx->holding || vms_save_guard_not_resumed(vms_service_get_qmp(ctx->svc), ctx->stop_seq, error))
+    return TRUE;
+  if (g_error_matches(*error, VMS_ERROR, VMS_ERROR_RESUMED)) {
+    ctx->resumed = TRUE;
+    ctx->stopped_by_us = FALSE; /* it runs: nothing of ours to undo */
+  }
+  return FALSE;
+}
+
 /* then=resume: the guest may run once every byte it could change is
  * captured; the fsync of memory.bin and the commit happen after. */
 static gboolean
@@ -255,9 +292,10 @@ step_resume(SaveCtx *ctx, GError **error)
 {
   if (ctx->then != VMS_SAVE_THEN_RESUME)
     return TRUE;
-  if (!vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", error))
+  if (!still_held(ctx, error) || !vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", error))
     return FALSE;
   ctx->stopped_by_us = FALSE;
+  ctx->holding = FALSE;
   ctx->t_down_end = g_get_monotonic_time();
   return TRUE;
 }
@@ -297,8 +335,11 @@ step_commit(SaveCtx *ctx, GError **error)
   vms_manifest_set_string(&m->memory_file, VMS_MEMORY_FILE);
   if (ctx->diff != NULL && !vms_save_diff_finish(ctx->diff, ctx->writer, m, error))
     return FALSE;
-  if (!vms_snap_writer_commit(ctx->writer, m, error))
+  if (!vms_save_disks_record(ctx->disks, m, error) || !still_held(ctx, error) ||
+      !vms_snap_writer_commit(ctx->writer, m, error))
     return FALSE;
+  ctx->holding = FALSE;
+  vms_save_disks_keep(ctx->disks);
   if (ctx->t_down_end == 0)
     ctx->t_down_end = g_get_monotonic_time();
   return TRUE;
@@ -315,6 +356,7 @@ save_result(SaveCtx *ctx)
   json_object_set_string_member(ret, "memory-capture", vms_manifest_capture_name(ctx->capture));
   json_object_set_int_member(ret, "state-bytes", (gint64)ctx->state_size);
   json_object_set_int_member(ret, "memory-bytes-written", (gint64)ctx->memory_written);
+  json_object_set_int_member(ret, "disks", vms_save_disks_count(ctx->disks));
   json_object_set_double_member(ret, "downtime-ms", (double)(ctx->t_down_end - ctx->t_stop) / 1000.0);
   json_object_set_double_member(ret, "total-ms", (double)(now - ctx->t_start) / 1000.0);
   json_object_set_boolean_member(ret, "memory-digests", ctx->digests);
@@ -331,6 +373,15 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
 
   if (ctx->stopped_by_us && !vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", &cont_error))
     g_prefix_error(error, "(and the VM could not be continued: %s) ", cont_error->message);
+  /* Resumed behind our back: then=pause still means the caller wants it
+   * paused when the command returns. */
+  if (ctx->resumed && ctx->then == VMS_SAVE_THEN_PAUSE) {
+    if (vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "stop", &cont_error))
+      g_prefix_error(error, "(the VM is paused again, as then=pause asks) ");
+    else
+      g_prefix_error(error, "(and the VM could not be paused again: %s) ", cont_error->message);
+  }
+  g_clear_pointer(&ctx->disks, vms_save_disks_free); /* its links, before the directory goes */
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
   g_prefix_error(error, "snapshot-save %s failed at step '%s': ", ctx->dir, step);
   json_object_set_string_member(data, "dir", ctx->dir);
@@ -347,7 +398,10 @@ save_digests(SaveCtx *ctx)
 {
   g_autoptr(GError) error = NULL;
   gint64 t0 = g_get_monotonic_time();
-  g_autoptr(VmsSnapshot) s = vms_snapshot_open(vms_snap_writer_get_path(ctx->writer), &error);
+  g_autoptr(VmsSnapshot) s = NULL;
+
+  vms_save_test_hook("digests");
+  s = vms_snapshot_open(vms_snap_writer_get_path(ctx->writer), &error);
 
   ctx->digests = s != NULL && vms_snapshot_write_chunks(s, &error);
   ctx->digests_us = g_get_monotonic_time() - t0;
@@ -362,7 +416,7 @@ static const struct {
   SaveStep run;
 } save_steps[] = {
   { "prepare", step_prepare }, { "stop", step_stop },     { "state", step_state },
-  { "memory", step_memory },   { "resume", step_resume }, { "strip", step_strip },
+  { "disks", step_disks },     { "memory", step_memory },   { "resume", step_resume }, { "strip", step_strip },
   { "commit", step_commit },
 };
 
@@ -385,6 +439,7 @@ run_steps(SaveCtx *ctx, GError **error)
 
   for (gsize i = 0; i < G_N_ELEMENTS(save_steps) && failed == NULL; i++) {
     gint64 t0 = g_get_monotonic_time(), c0 = thread_cpu_us();
+    vms_save_test_hook(save_steps[i].name);
     /* snapshot-cancel is checked between steps (vms_service_save_step) */
     if (!vms_service_save_step(ctx->svc, save_steps[i].name, error) ||
         !save_steps[i].run(ctx, error))
@@ -406,9 +461,15 @@ vms_save_run(VmsService *svc, const char *dir, VmsSaveMemory memory, VmsSaveThen
 {
   SaveCtx ctx = { .svc = svc, .dir = dir, .memory = memory, .then = then,
                   .t_start = g_get_monotonic_time() };
-  const char *failed = run_steps(&ctx, error);
+  const char *failed;
   JsonObject *ret;
 
+  if (dir == NULL || dir[0] == '\0') {
+    g_set_error_literal(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                        "snapshot-save: dir is empty; give the snapshot directory");
+    return NULL;
+  }
+  failed = run_steps(&ctx, error);
   if (failed != NULL) {
     save_failed(&ctx, failed, error);
     save_ctx_clear(&ctx);
