@@ -232,7 +232,7 @@ main(int argc, char **argv)
   g_autofree char *sizes = g_strdup("2048,4096"), *dirty = g_strdup("0.1,1,10");
   g_autofree char *clones = g_strdup("1,4,16"), *dir = g_strdup("/dev/shm");
   gint reps = 3, density_mib = 512, fleet_n = 16;
-  gboolean no_hog = FALSE, no_private = FALSE, diff_only = FALSE;
+  gboolean no_hog = FALSE, no_private = FALSE, diff_only = FALSE, warm_only = FALSE;
   GOptionEntry entries[] = {
     { "sizes", 0, 0, G_OPTION_ARG_STRING, &sizes, "guest RAM sizes (MiB) of the diff bench", "LIST" },
     { "dirty", 0, 0, G_OPTION_ARG_STRING, &dirty, "dirty percentages", "LIST" },
@@ -244,6 +244,7 @@ main(int argc, char **argv)
     { "no-hog", 0, 0, G_OPTION_ARG_NONE, &no_hog, "no CPU hog beside the diff bench", NULL },
     { "no-private", 0, 0, G_OPTION_ARG_NONE, &no_private, "diff bench: the overlay only", NULL },
     { "diff-only", 0, 0, G_OPTION_ARG_NONE, &diff_only, "the diff bench only", NULL },
+    { "warm-only", 0, 0, G_OPTION_ARG_NONE, &warm_only, "the warm-clone bench only", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("- fleet costs (issue 15)");
@@ -270,34 +271,40 @@ main(int argc, char **argv)
   g_autofree char *dbase = NULL;
   g_autoptr(GPtrArray) warm_bases = g_ptr_array_new();
   g_autoptr(GArray) warm_sizes = g_array_new(FALSE, FALSE, sizeof(guint));
+  g_autoptr(GArray) warm_counters = g_array_new(FALSE, FALSE, sizeof(guint64));
   if (!diff_only) {
     dbase = fleet_make_base(root, (guint)density_mib, native, &dpages, &dcounter);
-    fleet_bench_density(root, dbase, native, (guint)density_mib, dpages, clone_list);
-    if (fleet_n > 0)
+    if (!warm_only)
+      fleet_bench_density(root, dbase, native, (guint)density_mib, dpages, clone_list);
+    if (fleet_n > 0 && !warm_only)
       fleet_bench_parallel(root, dbase, (guint)density_mib, dcounter, (guint)fleet_n);
     g_ptr_array_add(warm_bases, dbase);
     guint dm = (guint)density_mib;
     g_array_append_val(warm_sizes, dm);
+    g_array_append_val(warm_counters, dcounter);
   }
   vms_test_rm_rf(native);
 
-  pid_t hog = no_hog ? 0 : hog_start();
+  pid_t hog = no_hog || warm_only ? 0 : hog_start();
   g_autoptr(GPtrArray) bases = g_ptr_array_new_with_free_func(g_free);
-  fleet_diff_header(!no_hog);
+  if (!warm_only)
+    fleet_diff_header(!no_hog);
   for (guint i = 0; i < size_list->len; i++) {
     guint mib = (guint)g_array_index(size_list, double, i), pages = 0;
     guint64 counter = 0;
     char *base = fleet_make_base(root, mib, NULL, &pages, &counter);
     g_ptr_array_add(bases, base);
-    for (guint d = 0; d < dirty_list->len; d++)
+    for (guint d = 0; d < dirty_list->len && !warm_only; d++)
       fleet_bench_diff(root, base, mib, g_array_index(dirty_list, double, d));
     g_ptr_array_add(warm_bases, base);
     g_array_append_val(warm_sizes, mib);
+    g_array_append_val(warm_counters, counter);
   }
   hog_stop(hog);
-  fleet_diff_footer(!no_hog);
+  if (!warm_only)
+    fleet_diff_footer(!no_hog);
   if (!diff_only)
-    fleet_bench_warm(root, warm_bases, warm_sizes);
+    fleet_bench_warm(root, warm_bases, warm_sizes, warm_counters);
   vms_test_rm_rf(root);
   return 0;
 }
