@@ -283,10 +283,13 @@ step_strip(SaveCtx *ctx, GError **error)
 {
   if (ctx->mem.shared)
     return TRUE;
+  g_autofree char *block = vms_save_query_ram_block(ctx->svc->qmp);
   /* The stream's own page size, else QEMU's from the migration just done. */
-  return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, ctx->mem.size,
-                                vms_save_query_target_page_size(ctx->svc->qmp),
-                                ctx->state_sha256, &ctx->state_size, error);
+  VmsStripGuest guest = { .ram_size = ctx->mem.size, .ram_block = block,
+                          .target_page_size = vms_save_query_target_page_size(ctx->svc->qmp) };
+
+  return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, &guest, ctx->state_sha256,
+                                &ctx->state_size, error);
 }
 
 static gboolean

@@ -28,6 +28,12 @@ gboolean vms_save_qmp_simple(VmsQmpClient *qmp, const char *command, GError **er
  * (it says nothing before the first); 0 when it does not say. */
 guint32 vms_save_query_target_page_size(VmsQmpClient *qmp);
 
+/* The id of the machine's memory-backend (qom-get /machine memory-backend,
+ * which 7.2 answers with its path "/objects/ID"), which is also its RAM
+ * block's name in the migration stream; NULL when the
+ * machine names none (-numa memdev=, plain -m) or QMP fails. Caller frees. */
+char *vms_save_query_ram_block(VmsQmpClient *qmp);
+
 /* Saves the VM's device state into @fd (not consumed): capabilities
  * x-ignore-shared and events on and max-bandwidth unthrottled, getfd with a
  * unique name, migrate "fd:NAME", then waits for the MIGRATION event
