@@ -8,9 +8,13 @@ packages=(
   libglib2.0-dev libjson-glib-dev
   libprotobuf-c-dev protobuf-c-compiler
   liburing-dev
+  libssl-dev
   qemu-system-x86
   qemu-system-arm gcc-aarch64-linux-gnu
   socat
+  # disks: qemu-img for overlays; the Linux test guest (tests/linux-guest/build-guest.sh)
+  # is built with apt-get download + dpkg-deb, cpio and mkfs.ext4, checked with e2fsck.
+  qemu-utils cpio e2fsprogs
 )
 
 missing=()

@@ -9,6 +9,7 @@
 #include "qemu-plugin.h"
 
 #include "error.h"
+#include "ram-overlay.h"
 #include "restore.h"
 #include "service.h"
 #include "vcpus.h"
@@ -52,10 +53,11 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   else if (strcmp(key, "monitor") == 0) slot = &opts->monitor;
   else if (strcmp(key, "mem") == 0) slot = &opts->mem;
   else if (strcmp(key, "restore") == 0) slot = &opts->restore;
+  else if (strcmp(key, "overlay") == 0) slot = &opts->overlay;
   if (slot == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "unknown argument %s= (known: qmp, control, monitor, mem, restore, "
-                       "resume, vcpu-events)", key), FALSE;
+                       "resume, overlay, vcpu-events)", key), FALSE;
   if (*value == '\0')
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "bad argument %s=: the value is empty", key), FALSE;
@@ -99,6 +101,9 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, VmsVcpuEvents *ret_eve
   if (resume_seen && opts->restore == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "argument resume= only applies with restore=DIR"), FALSE;
+  if (opts->overlay != NULL && opts->restore == NULL)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                       "argument overlay= only applies with restore=DIR"), FALSE;
   return TRUE;
 }
 
@@ -124,9 +129,11 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     fprintf(stderr, "vmsnap: %s\n", error->message);
     return -1;
   }
+  /* The memory backend exists by now; the board, ROMs and vCPUs do not. */
   if (opts.restore != NULL &&
-      !vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
-                            &error)) {
+      (!vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
+                             opts.overlay, &error) ||
+       (opts.overlay != NULL && !vms_ram_overlay_install(opts.overlay, &error)))) {
     fprintf(stderr, "vmsnap: restore: %s\n", error->message);
     fflush(stderr);
     exit(1);

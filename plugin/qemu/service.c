@@ -26,6 +26,7 @@ vms_plugin_options_clear(VmsPluginOptions *opts)
   g_clear_pointer(&opts->monitor, g_free);
   g_clear_pointer(&opts->mem, g_free);
   g_clear_pointer(&opts->restore, g_free);
+  g_clear_pointer(&opts->overlay, g_free);
 }
 
 void

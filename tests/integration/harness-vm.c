@@ -62,6 +62,9 @@ vms_vm_free(VmsVm *vm)
   g_clear_pointer(&vm->argv, g_ptr_array_unref);
   g_ptr_array_unref(vm->extra_args);
   g_free(vm->plugin_extra);
+  g_free(vm->kernel);
+  g_free(vm->initrd);
+  g_free(vm->append);
   g_free(vm->dir);
   g_free(vm->mem_path);
   g_free(vm->qmp_path);
@@ -99,7 +102,15 @@ add_target(GPtrArray *argv, VmsVm *vm)
     add(argv, "cortex-a57");
   }
   add(argv, "-kernel");
-  add(argv, "%s", vms_test_guest());
+  add(argv, "%s", vm->kernel != NULL ? vm->kernel : vms_test_guest());
+  if (vm->initrd != NULL) {
+    add(argv, "-initrd");
+    add(argv, "%s", vm->initrd);
+  }
+  if (vm->append != NULL) {
+    add(argv, "-append");
+    add(argv, "%s", vm->append);
+  }
   add(argv, "-chardev");
   add(argv, "file,id=dbg,path=%s", vm->debugcon_path);
   if (arm) {
