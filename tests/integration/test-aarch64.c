@@ -5,8 +5,9 @@
  * copy-on-write restore by the plugin, a diff whose state.bin is as small
  * as the base's (the strip does not depend on the target), verify,
  * flatten, a restore of the diff, and `vmsnap restore` (--dry-run and
- * real) from the recorded virt command line. */
+ * real, over the RAM overlay) from the recorded virt command line. */
 #include "diff-fixture.h"
+#include "overlay.h"
 
 static void
 assert_aarch64_manifest(const char *snap)
@@ -76,6 +77,8 @@ test_cli_restore(Fixture *f, gconstpointer data)
   g_autoptr(GError) error = NULL;
   int status = -1;
 
+  g_autoptr(VmsSnapshot) b = vms_snapshot_open(base, &error);
+  g_assert_no_error(error);
   g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
   const char *const dry[] = { vms_test_cli(), "restore", base, "--dry-run", "--runtime-dir",
                               rdir, NULL };
@@ -87,7 +90,12 @@ test_cli_restore(Fixture *f, gconstpointer data)
   g_assert_true(g_str_has_prefix(out, vms_test_qemu()));
   g_assert_nonnull(strstr(out, " virt,memory-backend=ram0 "));
   g_assert_nonnull(strstr(out, " cortex-a57 "));
-  g_assert_nonnull(strstr(out, "share=off"));
+  /* the RAM overlay (doc/diff.md): state.bin read with the block name and
+   * page size the aarch64 manifest recorded */
+  g_assert_nonnull(strstr(out, VMS_OVERLAY_PLACEHOLDER ",share=on"));
+  g_assert_null(strstr(err, "mapped private"));
+  g_assert_cmpuint(b->manifest->target_page_size, ==, 4096);
+  g_assert_cmpstr(b->manifest->ram_block, ==, "ram0");
   g_assert_nonnull(strstr(out, "-incoming defer"));
   g_autofree char *restore_arg = g_strdup_printf("restore=%s", base);
   g_assert_nonnull(strstr(out, restore_arg));

@@ -203,6 +203,7 @@ check_strings_utf8(const VmsManifest *m, GError **error)
     { "hypervisor_version", m->hypervisor_version }, { "architecture", m->architecture },
     { "parent", m->parent }, { "machine_type", m->machine_type },
     { "plugin_version", m->plugin_version }, { "id", m->id }, { "memory_file", m->memory_file },
+    { "ram_block", m->ram_block },
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS(fields); i++) {
@@ -428,5 +429,7 @@ vms_manifest_to_json(const VmsManifest *m)
     json_array_add_string_element(argv, m->qemu_argv[i]);
   json_object_set_array_member(obj, "qemu_argv", argv);
   set_str_member(obj, "memory_file", m->memory_file);
+  json_object_set_int_member(obj, "target_page_size", m->target_page_size);
+  set_str_member(obj, "ram_block", m->ram_block);
   return obj;
 }
