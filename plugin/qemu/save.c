@@ -73,30 +73,8 @@ learn_stream_facts(SaveCtx *ctx)
   if (ctx->stream_known)
     return;
   ctx->stream_known = TRUE;
-  ctx->ram_block = vms_save_query_ram_block(ctx->svc->qmp);
-  ctx->target_page_size = vms_save_query_target_page_size(ctx->svc->qmp);
-}
-
-gboolean
-vms_save_memory_from_string(const char *s, VmsSaveMemory *ret)
-{
-  static const char *const names[] = { "link", "copy", "diff" };
-
-  for (guint i = 0; i < G_N_ELEMENTS(names); i++)
-    if (g_strcmp0(s, names[i]) == 0)
-      return *ret = (VmsSaveMemory)i, TRUE;
-  return FALSE;
-}
-
-gboolean
-vms_save_then_from_string(const char *s, VmsSaveThen *ret)
-{
-  static const char *const names[] = { "pause", "resume", "quit" };
-
-  for (guint i = 0; i < G_N_ELEMENTS(names); i++)
-    if (g_strcmp0(s, names[i]) == 0)
-      return *ret = (VmsSaveThen)i, TRUE;
-  return FALSE;
+  ctx->ram_block = vms_save_query_ram_block(vms_service_get_qmp(ctx->svc));
+  ctx->target_page_size = vms_save_query_target_page_size(vms_service_get_qmp(ctx->svc));
 }
 
 gboolean
@@ -127,7 +105,7 @@ static gboolean
 step_prepare(SaveCtx *ctx, GError **error)
 {
   if (!vms_service_get_memory(ctx->svc, &ctx->mem, error) ||
-      !vms_save_query_facts(ctx->svc->qmp, &ctx->facts, &ctx->was_running, error))
+      !vms_save_query_facts(vms_service_get_qmp(ctx->svc), &ctx->facts, &ctx->was_running, error))
     return FALSE;
   ctx->writer = vms_snap_writer_new(ctx->dir, error);
   if (ctx->writer == NULL)
@@ -169,7 +147,7 @@ step_stop(SaveCtx *ctx, GError **error)
     return TRUE; /* step_state's migration stops the VM */
   ctx->t_stop = g_get_monotonic_time();
   if (ctx->was_running) {
-    if (!vms_save_qmp_simple(ctx->svc->qmp, "stop", error))
+    if (!vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "stop", error))
       return FALSE;
     ctx->stopped_by_us = TRUE;
   }
@@ -193,7 +171,7 @@ step_state(SaveCtx *ctx, GError **error)
 
     /* From here on a failure must leave the VM running again. */
     ctx->stopped_by_us = TRUE;
-    if (!vms_save_migrate_live_to_fd(ctx->svc->qmp, fd, live_converge_ms(ctx), &stop_wall_us,
+    if (!vms_save_migrate_live_to_fd(vms_service_get_qmp(ctx->svc), fd, live_converge_ms(ctx), &stop_wall_us,
                                      error))
       return FALSE;
     ctx->t_stop = g_get_monotonic_time();
@@ -201,7 +179,7 @@ step_state(SaveCtx *ctx, GError **error)
       ctx->t_stop -= MAX(0, g_get_real_time() - stop_wall_us);
     if (!vms_vcpus_wait_quiescent(QUIESCE_TIMEOUT_MS, error))
       return FALSE;
-  } else if (!vms_save_migrate_to_fd(ctx->svc->qmp, fd, error)) {
+  } else if (!vms_save_migrate_to_fd(vms_service_get_qmp(ctx->svc), fd, error)) {
     return FALSE;
   }
   vms_close_fdp(&fd);
@@ -225,6 +203,7 @@ on_copy_progress(guint64 done, guint64 total, gpointer user_data)
   json_object_set_string_member(data, "dir", ctx->dir);
   json_object_set_int_member(data, "done", (gint64)done);
   json_object_set_int_member(data, "total", (gint64)total);
+  json_object_set_boolean_member(data, "running", vms_service_is_running(ctx->svc));
   vms_service_emit(ctx->svc, "VMSNAP_SNAPSHOT_PROGRESS", data);
 }
 
@@ -290,7 +269,7 @@ step_resume(SaveCtx *ctx, GError **error)
 {
   if (ctx->then != VMS_SAVE_THEN_RESUME)
     return TRUE;
-  if (!vms_save_qmp_simple(ctx->svc->qmp, "cont", error))
+  if (!vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", error))
     return FALSE;
   ctx->stopped_by_us = FALSE;
   ctx->t_down_end = g_get_monotonic_time();
@@ -324,7 +303,7 @@ step_commit(SaveCtx *ctx, GError **error)
   m->memory_size_bytes = ctx->mem.size;
   m->vp_count = vms_vcpus_count();
   m->page_size = ctx->mem.page_size;
-  vms_manifest_set_string(&m->architecture, ctx->svc->target_name);
+  vms_manifest_set_string(&m->architecture, vms_service_get_target(ctx->svc));
   m->kind = VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL;
   m->memory_capture = ctx->capture;
   vms_manifest_set_bytes(&m->state_sha256, ctx->state_sha256, VMS_SHA256_LEN);
@@ -371,7 +350,7 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
   g_autoptr(GError) cont_error = NULL;
   JsonObject *data = json_object_new();
 
-  if (ctx->stopped_by_us && !vms_save_qmp_simple(ctx->svc->qmp, "cont", &cont_error))
+  if (ctx->stopped_by_us && !vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", &cont_error))
     g_prefix_error(error, "(and the VM could not be continued: %s) ", cont_error->message);
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
   g_prefix_error(error, "snapshot-save %s failed at step '%s': ", ctx->dir, step);
@@ -419,7 +398,9 @@ run_steps(SaveCtx *ctx, GError **error)
 
   for (gsize i = 0; i < G_N_ELEMENTS(save_steps) && failed == NULL; i++) {
     gint64 t0 = g_get_monotonic_time();
-    if (!save_steps[i].run(ctx, error))
+    /* snapshot-cancel is checked between steps (vms_service_save_step) */
+    if (!vms_service_save_step(ctx->svc, save_steps[i].name, error) ||
+        !save_steps[i].run(ctx, error))
       failed = save_steps[i].name;
     g_string_append_printf(times, " %s %.2f", save_steps[i].name,
                            (double)(g_get_monotonic_time() - t0) / 1000.0);
@@ -457,6 +438,6 @@ vms_save_quit(VmsService *svc)
 {
   g_autoptr(GError) error = NULL;
 
-  if (!vms_save_qmp_simple(svc->qmp, "quit", &error))
+  if (!vms_save_qmp_simple(vms_service_get_qmp(svc), "quit", &error))
     g_debug("quit: %s", error->message);
 }
