@@ -10,6 +10,7 @@ packages=(
   liburing-dev
   qemu-system-x86
   socat
+  libcurl4-openssl-dev libzstd-dev libssl-dev docker-registry apache2-utils skopeo
 )
 
 missing=()
