@@ -142,7 +142,9 @@ vms_reg_client_transport_error(VmsRegClient *c, CURLcode code, const char *url, 
 {
   g_set_error(error, VMS_ERROR, VMS_ERROR_IO, "registry %s is not reachable (%s): %s%s",
               c->host, url, curl_easy_strerror(code),
-              code == CURLE_COULDNT_CONNECT ? " — is the registry running?" : "");
+              code == CURLE_COULDNT_CONNECT  ? "; is the registry running?"
+              : code == CURLE_SSL_CONNECT_ERROR ? "; a plain-HTTP registry needs --insecure"
+                                                 : "");
   return FALSE;
 }
 

@@ -285,7 +285,8 @@ ensure_parent(Pull *p, const char *dir, const Remote *rem, GError **error)
 
   if (m->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
     return TRUE;
-  parent = g_path_is_absolute(m->parent) ? g_strdup(m->parent) : g_build_filename(dir, m->parent, NULL);
+  /* Canonical: "DIR/../d1" must work before DIR exists. */
+  parent = g_canonicalize_filename(m->parent, dir);
   vms_reg_digest_format(m->parent_manifest_sha256.data, want);
   if (!existing(parent, want, &same, error))
     return FALSE;
@@ -295,7 +296,7 @@ ensure_parent(Pull *p, const char *dir, const Remote *rem, GError **error)
       !pull_member(p, rem->artifact->parent_manifest, parent, want, &local)) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_INCOMPLETE,
                 "the parent of %s (manifest.bin %s) is not at %s and could not be pulled: %s",
-                p->ref, want, parent, local != NULL ? local->message : "the artifact names no parent manifest");
+                dir, want, parent, local != NULL ? local->message : "the artifact names no parent manifest");
     return FALSE;
   }
   return TRUE;
