@@ -3,6 +3,7 @@
 
 #include <glib/gstdio.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <string.h>
 
@@ -45,6 +46,13 @@ write_auth_file(VmsTestRegistry *r, const char *user, const char *password)
   g_autofree char *json = g_strdup_printf("{\"auths\": {\"%s\": {\"auth\": \"%s\"}}}\n", r->host, b64);
 
   g_assert_true(g_file_set_contents(r->auth_file, json, -1, &error));
+}
+
+/* The registry dies with the test, even when an assertion aborts it. */
+static void
+die_with_parent(gpointer unused)
+{
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
 static gboolean
@@ -91,6 +99,7 @@ vms_test_registry_start(const char *dir, const char *user, const char *password,
   g_assert_true(g_file_set_contents(config, yml->str, -1, &error));
   g_subprocess_launcher_set_stderr_file_path(l, log);
   g_subprocess_launcher_set_stdout_file_path(l, log);
+  g_subprocess_launcher_set_child_setup(l, die_with_parent, NULL, NULL);
   r->proc = g_subprocess_launcher_spawn(l, &error, "docker-registry", "serve", config, NULL);
   g_assert_no_error(error);
   for (int i = 0; i < 200 && !answers(r->host); i++) {
