@@ -8,9 +8,14 @@ packages=(
   libglib2.0-dev libjson-glib-dev
   libprotobuf-c-dev protobuf-c-compiler
   liburing-dev
+  libssl-dev
   qemu-system-x86
   socat
-  libcurl4-openssl-dev libzstd-dev libssl-dev docker-registry apache2-utils skopeo
+  # disks: qemu-img for overlays; the Linux test guest (tests/linux-guest/build-guest.sh)
+  # is built with apt-get download + dpkg-deb, cpio and mkfs.ext4, checked with e2fsck.
+  qemu-utils cpio e2fsprogs
+  # push/pull (plugin/registry) and its tests and benchmark
+  libcurl4-openssl-dev libzstd-dev docker-registry apache2-utils skopeo zstd
 )
 
 missing=()
