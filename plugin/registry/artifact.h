@@ -3,8 +3,9 @@
  *
  * An OCI image manifest with artifactType application/vnd.vmsnap.snapshot.v1;
  * config = manifest.bin as is; layers in this order: state.bin, memory.map
- * (diffs), the chunk index, then one layer per non-zero memory chunk in
- * index order. A diff names its parent by the digest of the parent's
+ * (diffs), memory.chunks (the chunk digests of doc/spec.md section 10), the
+ * chunk index, then one layer per non-zero chunk of the memory's chunk
+ * stream, in index order. A diff names its parent by the digest of the parent's
  * manifest.bin and of the parent's OCI manifest (annotations).
  */
 #pragma once
@@ -18,6 +19,7 @@ G_BEGIN_DECLS
 #define VMS_REG_MT_CONFIG "application/vnd.vmsnap.manifest.v1+protobuf"
 #define VMS_REG_MT_STATE "application/vnd.vmsnap.state.v1+zstd"
 #define VMS_REG_MT_PAGEMAP "application/vnd.vmsnap.page-map.v1+zstd"
+#define VMS_REG_MT_DIGESTS "application/vnd.vmsnap.chunk-digests.v1"
 #define VMS_REG_MT_INDEX "application/vnd.vmsnap.chunk-index.v1"
 #define VMS_REG_MT_CHUNK "application/vnd.vmsnap.memory-chunk.v1+zstd"
 
@@ -26,8 +28,6 @@ G_BEGIN_DECLS
 #define VMS_REG_ANN_PARENT_MANIFEST "org.vmsnap.parent.manifest"
 #define VMS_REG_ANN_TITLE "org.opencontainers.image.title"
 
-/* Memory is cut into chunks of this size (or of the page size, if larger). */
-#define VMS_REG_CHUNK_SIZE (2u << 20)
 /* An artifact with more layers than this is refused (a 128 GiB guest). */
 #define VMS_REG_MAX_LAYERS 65536u
 
@@ -66,7 +66,7 @@ VmsRegArtifact *vms_reg_artifact_from_json(GBytes *json, const char *what, GErro
 /* ---- the chunk index (binary, little-endian; doc/format.md) ---- */
 
 typedef struct {
-  guint64 offset;     /* in the memory file, a multiple of chunk_size */
+  guint64 offset;     /* in the chunk stream (chunks.h), a multiple of chunk_size */
   guint32 length;     /* raw bytes (the last chunk may be short) */
   guint32 blob_size;  /* compressed bytes */
   guint8 raw_sha256[32];
@@ -75,7 +75,7 @@ typedef struct {
 
 typedef struct {
   guint32 chunk_size;
-  guint64 memory_size;
+  guint64 memory_size; /* bytes of the chunk stream: memory size, or a diff's data bytes */
   GArray *chunks; /* VmsRegChunk, sorted by offset, only non-zero chunks */
 } VmsRegIndex;
 

@@ -9,14 +9,15 @@
 #include <unistd.h>
 
 #include "blob.h"
+#include "chunks.h"
 #include "error.h"
 #include "util.h"
 
 typedef struct {
   Pull *pull;
-  int fd;
+  const VmsRegTarget *t;
   const VmsRegChunk *c;
-  guint32 page;
+  guint64 chunk;     /* its number in the chunk stream */
   gboolean check;    /* resume: see whether the staged file already has it */
   gboolean present;  /* it had */
   gboolean rewrite;  /* the range may hold stale bytes: punch before writing */
@@ -70,14 +71,38 @@ fetch_check(Fetch *f)
   g_autofree guint8 *buf = NULL;
   guint8 sha[32];
 
-  if (!range_has_data(f->fd, f->c->offset, f->c->length))
+  if (f->t->sparse && !range_has_data(f->t->fd, f->c->offset, f->c->length))
     return;
   f->rewrite = TRUE;
   buf = g_malloc(f->c->length);
-  if (vms_pread_full(f->fd, buf, f->c->length, f->c->offset) != (gssize)f->c->length)
+  if (!vms_chunk_read(f->t->src, f->t->cidx, f->chunk, buf, NULL))
     return;
   vms_reg_sha256(buf, f->c->length, sha);
   f->present = memcmp(sha, f->c->raw_sha256, 32) == 0;
+}
+
+/* Writes a verified chunk: a full snapshot's memory sparse (zero pages
+ * stay holes; stale bytes of an interrupted pull punched out first, or
+ * where holes can't be punched the whole chunk written, zeros included);
+ * a diff's through its page map. */
+static gboolean
+store(Fetch *f, const guint8 *buf)
+{
+  const VmsRegChunk *c = f->c;
+  int fd = f->t->fd;
+  int r;
+
+  if (!f->t->sparse)
+    return vms_chunk_write(f->t->src, f->t->cidx, f->chunk, fd, buf, &f->error);
+  if (f->rewrite &&
+      fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)c->offset, c->length) < 0)
+    r = vms_pwrite_full(fd, buf, c->length, c->offset);
+  else
+    r = write_sparse(fd, buf, c->length, c->offset, f->t->page);
+  if (r < 0)
+    return vms_set_error_errno(&f->error, -r, "failed to write memory at offset %" G_GUINT64_FORMAT,
+                               c->offset);
+  return TRUE;
 }
 
 static void
@@ -87,7 +112,6 @@ fetch_store(Fetch *f)
   g_autofree guint8 *buf = NULL;
   guint8 sha[32];
   char want[72], got[72];
-  int r;
 
   vms_reg_sha256(f->body->data, f->body->len, sha);
   vms_reg_digest_format(c->blob_sha256, want);
@@ -105,18 +129,10 @@ fetch_store(Fetch *f)
   vms_reg_sha256(buf, c->length, sha);
   if (memcmp(sha, c->raw_sha256, 32) != 0) {
     g_set_error(&f->error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                "%s: the memory it holds does not match the chunk index's SHA-256", what);
+                "%s: the memory it holds does not match its digest in memory.chunks", what);
     return;
   }
-  /* Stale bytes of an interrupted pull: punch them out, or where holes
-   * can't be punched write the whole chunk, zeros included. */
-  if (f->rewrite &&
-      fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)c->offset, c->length) < 0)
-    r = vms_pwrite_full(f->fd, buf, c->length, c->offset);
-  else
-    r = write_sparse(f->fd, buf, c->length, c->offset, f->page);
-  if (r < 0)
-    vms_set_error_errno(&f->error, -r, "failed to write memory at offset %" G_GUINT64_FORMAT, c->offset);
+  store(f, buf);
 }
 
 static void
@@ -203,8 +219,8 @@ checked_done(VmsRegEngine *e, gpointer job)
 }
 
 gboolean
-vms_reg_pull_chunks(Pull *p, int fd, const VmsRegIndex *ix, guint32 page, gboolean resume,
-            VmsRegTicker *t, GError **error)
+vms_reg_pull_chunks(Pull *p, const VmsRegTarget *target, const VmsRegIndex *ix, gboolean resume,
+                    VmsRegTicker *t, GError **error)
 {
   guint window = p->opts->transfers * 2 + 4;
   guint64 total = 0;
@@ -216,9 +232,9 @@ vms_reg_pull_chunks(Pull *p, int fd, const VmsRegIndex *ix, guint32 page, gboole
     while (p->error == NULL && next < ix->chunks->len && p->alive < window) {
       Fetch *f = g_new0(Fetch, 1);
       f->pull = p;
-      f->fd = fd;
-      f->page = page;
+      f->t = target;
       f->c = &g_array_index(ix->chunks, VmsRegChunk, next++);
+      f->chunk = f->c->offset / ix->chunk_size;
       f->check = resume;
       p->alive++;
       if (resume)
@@ -236,4 +252,3 @@ vms_reg_pull_chunks(Pull *p, int fd, const VmsRegIndex *ix, guint32 page, gboole
   }
   return TRUE;
 }
-

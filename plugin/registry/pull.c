@@ -19,6 +19,8 @@
 
 #include "artifact.h"
 #include "blob.h"
+#include "chunks.h"
+#include "extents.h"
 #include "engine.h"
 #include "error.h"
 #include "snapdir.h"
@@ -152,18 +154,48 @@ fetch_remote(Pull *p, const char *reference, Remote *ret, GError **error)
   return TRUE;
 }
 
-/* The staged name of @name for the snapshot whose config is @digest. */
+/* Everything of one pull is staged in DIR/.pull-<id> (<id>: the config
+ * digest's first 12 hex digits) under its final name, and renamed into DIR
+ * only when all of it is there and verified. */
 static char *
-staged_name(const char *name, const char *digest)
+staging_name(const Remote *rem)
 {
-  return g_strdup_printf("%s.pull-%.12s", name, digest + 7);
+  return g_strdup_printf(".pull-%.12s", rem->artifact->config.digest + 7);
 }
 
-/* Writes a small file (state.bin, memory.map) staged, verified by the caller. */
-static gboolean
-stage_small(int dirfd, const char *dir, const char *staged, GBytes *data, GError **error)
+/* Removes the staging directories of other snapshots (an abandoned pull of
+ * something else) and opens (creating) ours. */
+static int
+open_staging(int dirfd, const char *dir, const char *name, GError **error)
 {
-  vms_autofd fd = vms_openat_regular(dirfd, staged, O_RDWR | O_CREAT | O_TRUNC, 0600, error);
+  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+  const char *n;
+  int fd;
+
+  while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
+    if (!g_str_has_prefix(n, ".pull-") || strcmp(n, name) == 0)
+      continue;
+    g_autofree char *sub = g_build_filename(dir, n, NULL);
+    g_autoptr(GDir) sd = g_dir_open(sub, 0, NULL);
+    for (const char *f; sd != NULL && (f = g_dir_read_name(sd)) != NULL;) {
+      g_autofree char *path = g_build_filename(sub, f, NULL);
+      unlink(path);
+    }
+    rmdir(sub);
+  }
+  if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+    return vms_set_error_errno(error, errno, "failed to create %s/%s", dir, name), -1;
+  fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return vms_set_error_errno(error, errno, "failed to open %s/%s", dir, name), -1;
+  return fd;
+}
+
+/* Writes a small file staged (fsynced); verified by the caller first. */
+static gboolean
+stage_small(int sdfd, const char *dir, const char *name, GBytes *data, GError **error)
+{
+  vms_autofd fd = vms_openat_regular(sdfd, name, O_RDWR | O_CREAT | O_TRUNC, 0600, error);
   int r;
 
   if (fd < 0)
@@ -172,25 +204,8 @@ stage_small(int dirfd, const char *dir, const char *staged, GBytes *data, GError
   if (r == 0 && fsync(fd) < 0)
     r = -errno;
   if (r < 0)
-    return vms_set_error_errno(error, -r, "failed to write %s/%s", dir, staged);
+    return vms_set_error_errno(error, -r, "failed to write %s (staged) for %s", name, dir);
   return TRUE;
-}
-
-/* Removes NAME.pull-* files of other snapshots (an abandoned pull of
- * something else): their bytes must not pass for ours. */
-static void
-remove_stale(const char *dir, const char *keep_suffix)
-{
-  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
-  const char *name;
-
-  while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
-    const char *s = strstr(name, ".pull-");
-    if (s != NULL && strcmp(s, keep_suffix) != 0) {
-      g_autofree char *path = g_build_filename(dir, name, NULL);
-      unlink(path);
-    }
-  }
 }
 
 static gboolean
@@ -206,42 +221,98 @@ digest_check(const guint8 *want, GBytes *data, const char *what, const char *dir
   return FALSE;
 }
 
-static gboolean
-stage_memory(Pull *p, int dirfd, const char *dir, const Remote *rem, const char *staged,
-             GError **error)
+/* The chunk index, checked against the artifact and against memory.chunks:
+ * the same chunk size and stream size, every non-zero chunk present once,
+ * each with memory.chunks' digest. */
+static VmsRegIndex *
+fetch_index(Pull *p, const Remote *rem, const VmsChunkIndex *cidx, GError **error)
 {
   const VmsRegDesc *d = vms_reg_artifact_find(rem->artifact, VMS_REG_MT_INDEX);
-  const VmsManifest *m = rem->manifest;
   g_autoptr(GBytes) raw = NULL;
   g_autoptr(VmsRegIndex) ix = NULL;
+  guint64 nonzero = 0;
+
+  if (d == NULL)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "%s has no chunk index layer", p->ref),
+           NULL;
+  raw = get_blob(p, d->digest, 32 + 80ull * VMS_REG_MAX_LAYERS, "chunk index", error);
+  if (raw == NULL || (ix = vms_reg_index_decode(raw, error)) == NULL ||
+      !vms_reg_index_matches(ix, rem->artifact, p->ref, error))
+    return NULL;
+  for (guint64 i = 0; i < cidx->count; i++)
+    nonzero += !vms_chunk_index_is_zero(cidx, i);
+  gboolean ok = ix->chunk_size == cidx->chunk_size && ix->memory_size == cidx->data_size &&
+                ix->chunks->len == nonzero;
+  for (guint i = 0; ok && i < ix->chunks->len; i++) {
+    const VmsRegChunk *c = &g_array_index(ix->chunks, VmsRegChunk, i);
+    guint64 n = c->offset / ix->chunk_size;
+    ok = n < cidx->count && c->length == vms_chunk_index_length(cidx, n) &&
+         memcmp(c->raw_sha256, cidx->digests[n], 32) == 0;
+  }
+  if (!ok)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
+                       "%s: its chunk index does not match its memory.chunks", p->ref), NULL;
+  return g_steal_pointer(&ix);
+}
+
+/* memory.chunks, staged and read back through chunks.h (which checks its
+ * own checksum and its binding to the pulled manifest.bin). */
+static VmsChunkIndex *
+stage_digests(Pull *p, int sdfd, const char *dir, const Remote *rem, guint64 data_size,
+              GError **error)
+{
+  const VmsRegDesc *d = vms_reg_artifact_find(rem->artifact, VMS_REG_MT_DIGESTS);
+  g_autoptr(GBytes) raw = NULL;
+  VmsChunkIndex *cidx = NULL;
+  guint8 sha[32];
+
+  if (d == NULL)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "%s has no memory.chunks layer", p->ref),
+           NULL;
+  raw = get_blob(p, d->digest, 64ull << 20, VMS_CHUNKS_FILE, error);
+  vms_reg_digest_parse(rem->artifact->config.digest, sha);
+  if (raw == NULL || !stage_small(sdfd, dir, VMS_CHUNKS_FILE, raw, error) ||
+      !vms_chunks_read_at(sdfd, sha, data_size, &cidx, error))
+    return NULL;
+  return cidx;
+}
+
+static gboolean
+stage_memory(Pull *p, int sdfd, const char *dir, const Remote *rem, const char *memfile,
+             GError **error)
+{
+  const VmsManifest *m = rem->manifest;
+  g_autoptr(GArray) list = NULL;
+  g_autoptr(VmsChunkSource) src = NULL;
+  g_autoptr(VmsChunkIndex) cidx = NULL;
+  g_autoptr(VmsRegIndex) ix = NULL;
   g_autofree char *what = g_strdup_printf("pull %s", dir);
+  gboolean diff = m->kind == VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF;
   vms_autofd fd = -1;
   struct stat st;
   VmsRegTicker t;
 
-  if (d == NULL)
-    return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "%s has no chunk index layer", p->ref),
-           FALSE;
-  raw = get_blob(p, d->digest, 32 + 80ull * VMS_REG_MAX_LAYERS, "chunk index", error);
-  if (raw == NULL || (ix = vms_reg_index_decode(raw, error)) == NULL)
-    return FALSE;
-  if (ix->memory_size != m->memory_size_bytes)
-    return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                       "%s: the chunk index covers %" G_GUINT64_FORMAT " bytes, the manifest %" G_GUINT64_FORMAT,
-                       p->ref, ix->memory_size, m->memory_size_bytes), FALSE;
-  if (!vms_reg_index_matches(ix, rem->artifact, p->ref, error))
-    return FALSE;
-  fd = vms_openat_regular(dirfd, staged, O_RDWR | O_CREAT, 0600, error);
+  if (diff) {
+    vms_autofd mfd = vms_openat_regular(sdfd, VMS_MAP_FILE, O_RDONLY, 0, error);
+    if (mfd < 0 || !vms_pagemap_file_read(mfd, m->memory_size_bytes, &list, NULL, NULL, error))
+      return FALSE;
+  }
+  fd = vms_openat_regular(sdfd, memfile, O_RDWR | O_CREAT, 0600, error);
   if (fd < 0)
     return FALSE;
   if (fstat(fd, &st) < 0 || ((guint64)st.st_size != m->memory_size_bytes &&
                              ftruncate(fd, (off_t)m->memory_size_bytes) < 0))
-    return vms_set_error_errno(error, errno, "failed to size %s/%s", dir, staged);
+    return vms_set_error_errno(error, errno, "failed to size %s (staged) for %s", memfile, dir);
+  src = vms_chunk_source_new(fd, list, m->memory_size_bytes, error);
+  if (src == NULL || (cidx = stage_digests(p, sdfd, dir, rem, vms_chunk_source_size(src), error)) == NULL ||
+      (ix = fetch_index(p, rem, cidx, error)) == NULL)
+    return FALSE;
+  VmsRegTarget target = { .fd = fd, .src = src, .cidx = cidx, .sparse = !diff, .page = m->page_size };
   vms_reg_ticker_init(&t, p->opts, what, 0);
-  if (!vms_reg_pull_chunks(p, fd, ix, m->page_size, st.st_size > 0, &t, error))
+  if (!vms_reg_pull_chunks(p, &target, ix, st.st_size > 0, &t, error))
     return FALSE;
   if (fsync(fd) < 0)
-    return vms_set_error_errno(error, errno, "failed to fsync %s/%s", dir, staged);
+    return vms_set_error_errno(error, errno, "failed to fsync %s (staged) for %s", memfile, dir);
   return TRUE;
 }
 
@@ -304,13 +375,11 @@ ensure_parent(Pull *p, const char *dir, const Remote *rem, GError **error)
 
 /* state.bin and (diffs) memory.map, staged and checked against manifest.bin. */
 static gboolean
-stage_small_files(Pull *p, int dirfd, const char *dir, const Remote *rem, GError **error)
+stage_small_files(Pull *p, int sdfd, const char *dir, const Remote *rem, GError **error)
 {
   const VmsManifest *m = rem->manifest;
   const VmsRegDesc *ds = vms_reg_artifact_find(rem->artifact, VMS_REG_MT_STATE);
   const VmsRegDesc *dm = vms_reg_artifact_find(rem->artifact, VMS_REG_MT_PAGEMAP);
-  g_autofree char *st_name = staged_name(VMS_STATE_FILE, rem->artifact->config.digest);
-  g_autofree char *map_name = staged_name(VMS_MAP_FILE, rem->artifact->config.digest);
   g_autoptr(GBytes) state = NULL;
   g_autoptr(GBytes) map = NULL;
 
@@ -320,27 +389,31 @@ stage_small_files(Pull *p, int dirfd, const char *dir, const Remote *rem, GError
   }
   state = get_zstd_blob(p, ds, m->state_size, VMS_STATE_FILE, error);
   if (state == NULL || !digest_check(m->state_sha256.data, state, VMS_STATE_FILE, dir, error) ||
-      !stage_small(dirfd, dir, st_name, state, error))
+      !stage_small(sdfd, dir, VMS_STATE_FILE, state, error))
     return FALSE;
   if (m->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
     return TRUE;
   map = get_zstd_blob(p, dm, 0, VMS_MAP_FILE, error);
   return map != NULL && digest_check(m->page_map_sha256.data, map, VMS_MAP_FILE, dir, error) &&
-         stage_small(dirfd, dir, map_name, map, error);
+         stage_small(sdfd, dir, VMS_MAP_FILE, map, error);
 }
 
-/* Renames every staged file to its name; manifest.bin is left to the commit. */
+/* Renames every staged file into @dir and removes the staging directory;
+ * manifest.bin is left to the commit. */
 static gboolean
-place_files(int dirfd, const char *dir, const Remote *rem, const char *memfile, GError **error)
+place_files(int dirfd, int sdfd, const char *dir, const char *staging, const Remote *rem,
+            const char *memfile, GError **error)
 {
-  const char *names[] = { VMS_STATE_FILE, memfile,
+  const char *names[] = { VMS_STATE_FILE, memfile, VMS_CHUNKS_FILE,
                           rem->manifest->kind == VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF ? VMS_MAP_FILE : NULL };
 
   for (gsize i = 0; i < G_N_ELEMENTS(names) && names[i] != NULL; i++) {
-    g_autofree char *staged = staged_name(names[i], rem->artifact->config.digest);
-    if (renameat(dirfd, staged, dirfd, names[i]) < 0)
-      return vms_set_error_errno(error, errno, "failed to rename %s/%s to %s", dir, staged, names[i]);
+    if (renameat(sdfd, names[i], dirfd, names[i]) < 0)
+      return vms_set_error_errno(error, errno, "failed to move %s/%s/%s into place", dir, staging,
+                                 names[i]);
   }
+  if (unlinkat(dirfd, staging, AT_REMOVEDIR) < 0)
+    return vms_set_error_errno(error, errno, "failed to remove %s/%s", dir, staging);
   return TRUE;
 }
 
@@ -358,8 +431,8 @@ pull_member(Pull *p, const char *reference, const char *dir, const char *expect_
 {
   g_auto(Remote) rem = { 0 };
   g_autoptr(VmsSnapWriter) w = NULL;
-  g_autofree char *suffix = NULL;
-  g_autofree char *mem_staged = NULL;
+  g_autofree char *staging = NULL;
+  vms_autofd sdfd = -1;
   gboolean same = FALSE;
   int dirfd;
 
@@ -380,12 +453,11 @@ pull_member(Pull *p, const char *reference, const char *dir, const char *expect_
   if (w == NULL)
     return FALSE;
   dirfd = vms_snap_writer_get_dirfd(w);
-  suffix = staged_name("", rem.artifact->config.digest);
-  remove_stale(dir, suffix);
-  mem_staged = staged_name(memory_name(rem.manifest), rem.artifact->config.digest);
-  if (!stage_small_files(p, dirfd, dir, &rem, error) ||
-      !stage_memory(p, dirfd, dir, &rem, mem_staged, error) ||
-      !place_files(dirfd, dir, &rem, memory_name(rem.manifest), error) ||
+  staging = staging_name(&rem);
+  sdfd = open_staging(dirfd, dir, staging, error);
+  if (sdfd < 0 || !stage_small_files(p, sdfd, dir, &rem, error) ||
+      !stage_memory(p, sdfd, dir, &rem, memory_name(rem.manifest), error) ||
+      !place_files(dirfd, sdfd, dir, staging, &rem, memory_name(rem.manifest), error) ||
       !vms_snap_writer_commit(w, rem.manifest, error))
     return FALSE;
   p->stats->snapshots++;

@@ -18,6 +18,7 @@
 #include "artifact.h"
 #include "blob.h"
 #include "chain.h"
+#include "chunks.h"
 #include "engine.h"
 #include "error.h"
 #include "extents.h"
@@ -31,12 +32,15 @@ typedef struct {
   GError *error;   /* the first failure; stops new work */
   guint alive;     /* uploads not yet finished */
   guint64 done;    /* memory bytes handled */
+  GHashTable *seen; /* digests this push has started: each blob goes once */
 } Push;
 
 typedef struct {
   Push *push;
-  int fd;            /* chunk jobs: the memory file */
-  guint64 offset;
+  const VmsChunkSource *src; /* chunk jobs: the memory's chunk stream */
+  const VmsChunkIndex *cidx; /* its digests (memory.chunks) */
+  guint64 chunk;             /* chunk number */
+  guint64 offset;            /* in the stream */
   guint32 length;
   VmsRegChunk *out;  /* chunk jobs: the index slot */
   gboolean zero;
@@ -153,9 +157,16 @@ on_head(VmsRegEngine *e, gpointer job, VmsRegResponse *resp, GError *transport)
 static void
 upload_start(Upload *u)
 {
-  g_autofree char *path = g_strdup_printf("/v2/%s/blobs/%s",
-                                          vms_reg_client_repository(u->push->client), u->digest);
+  g_autofree char *path = NULL;
 
+  /* Identical chunks (zeroed-then-patterned memory, repeated pages) share
+   * one blob: only the first is looked up and sent. */
+  if (!g_hash_table_add(u->push->seen, g_strdup(u->digest))) {
+    u->push->stats->blobs_present++;
+    upload_finish(u);
+    return;
+  }
+  path = g_strdup_printf("/v2/%s/blobs/%s", vms_reg_client_repository(u->push->client), u->digest);
   vms_reg_engine_http(u->push->engine, "HEAD", path, NULL, NULL, 0, u, on_head);
 }
 
@@ -180,19 +191,22 @@ chunk_work(gpointer job)
 {
   Upload *u = job;
   g_autofree guint8 *buf = g_malloc(u->length);
-  gssize n = vms_pread_full(u->fd, buf, u->length, u->offset);
   gsize blen;
   const void *bdata;
 
-  if (n != (gssize)u->length) {
-    vms_set_error_errno(&u->error, n < 0 ? (int)-n : EIO,
-                        "failed to read memory at offset %" G_GUINT64_FORMAT, u->offset);
+  if (!vms_chunk_read(u->src, u->cidx, u->chunk, buf, &u->error))
+    return;
+  vms_reg_sha256(buf, u->length, u->out->raw_sha256);
+  /* Push sends what memory.chunks vouches for, nothing else. */
+  if (memcmp(u->out->raw_sha256, u->cidx->digests[u->chunk], 32) != 0) {
+    g_set_error(&u->error, VMS_ERROR, VMS_ERROR_CORRUPT,
+                "memory chunk %" G_GUINT64_FORMAT " (stream offset %" G_GUINT64_FORMAT
+                ") does not match its digest in memory.chunks", u->chunk, u->offset);
     return;
   }
   u->zero = vms_reg_is_zero(buf, u->length);
   if (u->zero)
     return;
-  vms_reg_sha256(buf, u->length, u->out->raw_sha256);
   u->blob = vms_reg_compress(buf, u->length);
   bdata = g_bytes_get_data(u->blob, &blen);
   vms_reg_sha256(bdata, blen, u->out->blob_sha256);
@@ -218,33 +232,6 @@ chunk_done(VmsRegEngine *e, gpointer job)
   upload_finish(u);
 }
 
-/* Offsets of the chunks of @fd that hold data (SEEK_DATA; every chunk where
- * the filesystem cannot tell). */
-static GArray *
-data_chunks(int fd, guint64 size, guint32 chunk, guint64 *ret_total)
-{
-  GArray *offs = g_array_new(FALSE, FALSE, sizeof(guint64));
-  g_autoptr(GArray) ext = NULL;
-  guint64 last = G_MAXUINT64;
-
-  *ret_total = 0;
-  if (!vms_extents_from_seek_data(fd, size, &ext, NULL)) {
-    ext = vms_extents_new();
-    vms_extents_append(ext, 0, size);
-  }
-  for (guint i = 0; i < ext->len; i++) {
-    const VmsExtent *x = &g_array_index(ext, VmsExtent, i);
-    for (guint64 o = x->offset / chunk * chunk; o < x->offset + x->length; o += chunk) {
-      if (o == last)
-        continue;
-      g_array_append_val(offs, o);
-      *ret_total += MIN((guint64)chunk, size - o);
-      last = o;
-    }
-  }
-  return offs;
-}
-
 static void
 wait_all(Push *p, VmsRegTicker *t)
 {
@@ -254,35 +241,41 @@ wait_all(Push *p, VmsRegTicker *t)
   }
 }
 
-/* Pushes the chunks of the memory file; the index of the non-zero ones. */
+/* Pushes the non-zero chunks of @src; the index of what was sent. */
 static VmsRegIndex *
-push_chunks(Push *p, int fd, guint64 size, guint32 chunk, VmsRegTicker *t)
+push_chunks(Push *p, const VmsChunkSource *src, const VmsChunkIndex *cidx, VmsRegTicker *t)
 {
-  guint64 total = 0;
-  g_autoptr(GArray) offs = data_chunks(fd, size, chunk, &total);
-  g_autofree VmsRegChunk *slots = g_new0(VmsRegChunk, MAX(offs->len, 1));
+  g_autofree VmsRegChunk *slots = g_new0(VmsRegChunk, MAX(cidx->count, 1));
   guint window = p->opts->transfers * 2 + 4;
   VmsRegIndex *ix = g_new0(VmsRegIndex, 1);
 
-  t->p.total_bytes = total;
-  for (guint next = 0; (next < offs->len && p->error == NULL) || p->alive > 0;) {
-    while (p->error == NULL && next < offs->len && p->alive < window) {
+  t->p.total_bytes = cidx->data_size;
+  for (guint64 next = 0; (next < cidx->count && p->error == NULL) || p->alive > 0;) {
+    while (p->error == NULL && next < cidx->count && p->alive < window) {
+      guint64 i = next++;
+      if (vms_chunk_index_is_zero(cidx, i)) { /* zero chunks are never stored */
+        p->stats->chunks_zero++;
+        p->done += vms_chunk_index_length(cidx, i);
+        continue;
+      }
       Upload *u = g_new0(Upload, 1);
       u->push = p;
-      u->fd = fd;
-      u->offset = g_array_index(offs, guint64, next);
-      u->length = (guint32)MIN((guint64)chunk, size - u->offset);
-      u->out = &slots[next++];
+      u->src = src;
+      u->cidx = cidx;
+      u->chunk = i;
+      u->offset = i * cidx->chunk_size;
+      u->length = vms_chunk_index_length(cidx, i);
+      u->out = &slots[i];
       p->alive++;
       vms_reg_engine_work(p->engine, chunk_work, u, chunk_done);
     }
     vms_reg_engine_step(p->engine, 100);
     vms_reg_ticker_tick(t, p->done, vms_reg_engine_bytes_up(p->engine), FALSE);
   }
-  ix->chunk_size = chunk;
-  ix->memory_size = size;
+  ix->chunk_size = cidx->chunk_size;
+  ix->memory_size = cidx->data_size;
   ix->chunks = g_array_new(FALSE, FALSE, sizeof(VmsRegChunk));
-  for (guint i = 0; i < offs->len; i++)
+  for (guint64 i = 0; i < cidx->count; i++)
     if (slots[i].length != 0)
       g_array_append_val(ix->chunks, slots[i]);
   return ix;
@@ -375,6 +368,92 @@ compressed_file(VmsSnapshot *s, const char *name, GError **error)
   return vms_reg_compress(data, len);
 }
 
+/* memory.chunks of @s (its bytes and digests); computed into a private
+ * temporary directory when the snapshot has none, so push never writes
+ * into the snapshot it sends. */
+static gboolean
+chunk_digests(VmsSnapshot *s, const VmsChunkSource *src, VmsChunkIndex **ret_idx,
+              GBytes **ret_file, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  g_autoptr(VmsChunkIndex) idx = NULL;
+  g_autofree char *tmp = NULL;
+  g_autofree char *path = NULL;
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  vms_autofd dfd = -1;
+  gboolean ok;
+
+  if (vms_snapshot_read_chunks(s, &idx, &local)) {
+    *ret_file = read_file(s, VMS_CHUNKS_FILE, error);
+    *ret_idx = g_steal_pointer(&idx);
+    return *ret_file != NULL;
+  }
+  if (!g_error_matches(local, VMS_ERROR, VMS_ERROR_NO_DIGESTS)) {
+    g_propagate_error(error, g_steal_pointer(&local));
+    return FALSE;
+  }
+  if (!vms_chunks_compute(src, VMS_CHUNK_SIZE, &idx, error))
+    return FALSE;
+  tmp = g_dir_make_tmp("vmsnap-push-XXXXXX", error);
+  if (tmp == NULL)
+    return FALSE;
+  dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  path = g_build_filename(tmp, VMS_CHUNKS_FILE, NULL);
+  ok = dfd >= 0 && vms_chunks_write_at(dfd, idx, s->manifest_sha256, error) &&
+       g_file_get_contents(path, &data, &len, error);
+  unlink(path);
+  rmdir(tmp);
+  if (!ok)
+    return FALSE;
+  *ret_file = g_bytes_new_take(g_steal_pointer(&data), len);
+  *ret_idx = g_steal_pointer(&idx);
+  return TRUE;
+}
+
+static void
+add_chunk_layers(VmsRegArtifact *a, const VmsRegIndex *ix)
+{
+  for (guint i = 0; i < ix->chunks->len; i++) {
+    const VmsRegChunk *c = &g_array_index(ix->chunks, VmsRegChunk, i);
+    char d[72];
+    vms_reg_digest_format(c->blob_sha256, d);
+    vms_reg_artifact_add(a, VMS_REG_MT_CHUNK, d, c->blob_size, NULL);
+  }
+}
+
+/* The memory's blobs: memory.chunks, the chunks, the chunk index. */
+static gboolean
+push_memory(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError **error)
+{
+  g_autoptr(VmsChunkSource) src = vms_snapshot_chunk_source(s, error);
+  g_autoptr(VmsChunkIndex) cidx = NULL;
+  g_autoptr(VmsRegIndex) ix = NULL;
+  GBytes *digests = NULL;
+  char d_digests[72], d_index[72];
+  gsize dig_len, ix_len = 0;
+
+  if (src == NULL || !chunk_digests(s, src, &cidx, &digests, error))
+    return FALSE;
+  dig_len = g_bytes_get_size(digests);
+  upload_bytes(p, digests, d_digests);
+  ix = push_chunks(p, src, cidx, t);
+  if (p->error == NULL) {
+    GBytes *enc = vms_reg_index_encode(ix);
+    ix_len = g_bytes_get_size(enc);
+    upload_bytes(p, enc, d_index);
+  }
+  wait_all(p, t);
+  if (p->error != NULL) {
+    g_propagate_error(error, g_steal_pointer(&p->error));
+    return FALSE;
+  }
+  vms_reg_artifact_add(a, VMS_REG_MT_DIGESTS, d_digests, dig_len, VMS_CHUNKS_FILE);
+  vms_reg_artifact_add(a, VMS_REG_MT_INDEX, d_index, ix_len, NULL);
+  add_chunk_layers(a, ix);
+  return TRUE;
+}
+
 /* Uploads every blob of @s; fills @a's layers. */
 static gboolean
 push_blobs(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError **error)
@@ -382,11 +461,9 @@ push_blobs(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError *
   VmsManifest *m = s->manifest;
   GBytes *state = compressed_file(s, VMS_STATE_FILE, error);
   GBytes *map = NULL;
-  char d_state[72], d_map[72], d_index[72];
-  guint32 chunk = MAX(VMS_REG_CHUNK_SIZE, m->page_size);
-  vms_autofd fd = -1;
-  g_autoptr(VmsRegIndex) ix = NULL;
-  gsize state_len, map_len = 0, ix_len = 0;
+  char d_state[72], d_map[72];
+  gsize state_len, map_len = 0;
+  gboolean ok;
 
   if (state == NULL)
     return wait_all(p, t), FALSE;
@@ -399,31 +476,16 @@ push_blobs(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError *
     map_len = g_bytes_get_size(map);
     upload_bytes(p, map, d_map);
   }
-  fd = vms_snapshot_open_file(s, vms_snapshot_memory_file(s), O_RDONLY, error);
-  if (fd < 0)
-    return wait_all(p, t), FALSE;
-  ix = push_chunks(p, fd, m->memory_size_bytes, chunk, t);
-  if (p->error == NULL) {
-    GBytes *enc = vms_reg_index_encode(ix);
-    ix_len = g_bytes_get_size(enc);
-    upload_bytes(p, enc, d_index);
-  }
-  wait_all(p, t);
-  if (p->error != NULL) {
-    g_propagate_error(error, g_steal_pointer(&p->error));
-    return FALSE;
-  }
   vms_reg_artifact_add(a, VMS_REG_MT_STATE, d_state, state_len, VMS_STATE_FILE);
   if (map != NULL)
     vms_reg_artifact_add(a, VMS_REG_MT_PAGEMAP, d_map, map_len, VMS_MAP_FILE);
-  vms_reg_artifact_add(a, VMS_REG_MT_INDEX, d_index, ix_len, NULL);
-  for (guint i = 0; i < ix->chunks->len; i++) {
-    const VmsRegChunk *c = &g_array_index(ix->chunks, VmsRegChunk, i);
-    char d[72];
-    vms_reg_digest_format(c->blob_sha256, d);
-    vms_reg_artifact_add(a, VMS_REG_MT_CHUNK, d, c->blob_size, NULL);
+  ok = push_memory(p, s, a, t, error);
+  wait_all(p, t);
+  if (ok && p->error != NULL) {
+    g_propagate_error(error, g_steal_pointer(&p->error));
+    return FALSE;
   }
-  return TRUE;
+  return ok;
 }
 
 /* Pushes one member of a chain; its manifest digest into @ret_digest. */
@@ -497,7 +559,8 @@ vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions 
   if (o.transfers == 0)
     o.transfers = 8;
   engine = vms_reg_engine_new(client, o.transfers, g_get_num_processors());
-  p = (Push){ .client = client, .engine = engine, .opts = &o, .stats = &stats };
+  g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  p = (Push){ .client = client, .engine = engine, .opts = &o, .stats = &stats, .seen = seen };
   for (guint i = 0; i < chain->len; i++) {
     VmsSnapshot *s = g_ptr_array_index(chain, i);
     g_autofree char *parent = i > 0 ? g_strdup(digest) : NULL;
