@@ -28,7 +28,7 @@ vms_cli_pull(int argc, char **argv)
   vms_cli_registry_options(&o, insecure, transfers);
   if (!vms_reg_pull(argv[1], argv[2], &o, &st, &error))
     return vms_cli_error("pull %s into %s: %s", argv[1], argv[2], error->message);
-  printf("pulled %s into %s: %u snapshot(s), %u blobs fetched, %u chunks already there, "
+  printf("pulled %s into %s: %u snapshot(s), %u blobs fetched, %u blobs already there, "
          "%" G_GUINT64_FORMAT " bytes received\n",
          argv[1], argv[2], st.snapshots, st.blobs_fetched, st.blobs_present, st.bytes_received);
   return 0;

@@ -299,7 +299,8 @@ read_entries(const guint8 *data, guint64 count, VmsRegIndex *ix, GError **error)
     memcpy(c.blob_sha256, e + 48, 32);
     if (c.offset < next || c.offset % ix->chunk_size != 0)
       return index_bad(error, "a chunk offset is unsorted or unaligned", c.offset);
-    if (c.length == 0 || c.length > ix->chunk_size || c.offset + c.length > ix->memory_size)
+    if (c.length == 0 || c.length > (guint64)ix->chunk_size * VMS_REG_BLOB_CHUNKS ||
+        c.offset + c.length > ix->memory_size)
       return index_bad(error, "a chunk runs past the memory size or the chunk size", c.offset);
     next = c.offset + c.length;
     g_array_append_val(ix->chunks, c);
@@ -335,6 +336,12 @@ vms_reg_index_decode(GBytes *bytes, GError **error)
   if (!read_entries(data, count, ix, error))
     return NULL;
   return g_steal_pointer(&ix);
+}
+
+void
+vms_reg_group_digest(const guint8 (*digests)[32], guint64 first, guint n, guint8 out[32])
+{
+  vms_reg_sha256(digests[first], (gsize)n * 32, out);
 }
 
 gboolean

@@ -28,7 +28,13 @@ G_BEGIN_DECLS
 #define VMS_REG_ANN_PARENT_MANIFEST "org.vmsnap.parent.manifest"
 #define VMS_REG_ANN_TITLE "org.opencontainers.image.title"
 
-/* An artifact with more layers than this is refused (a 128 GiB guest). */
+/* A memory blob holds up to this many consecutive non-zero chunks of the
+ * chunk stream (chunks.h), from one aligned window of that many chunks:
+ * 4 MiB blobs, so a push or pull costs the registry a quarter of the
+ * requests that 1 MiB blobs would (doc/design.md), while every 1 MiB chunk
+ * is still checked against memory.chunks. */
+#define VMS_REG_BLOB_CHUNKS 4u
+/* An artifact with more layers than this is refused (a 256 GiB guest). */
 #define VMS_REG_MAX_LAYERS 65536u
 
 typedef struct {
@@ -67,9 +73,9 @@ VmsRegArtifact *vms_reg_artifact_from_json(GBytes *json, const char *what, GErro
 
 typedef struct {
   guint64 offset;     /* in the chunk stream (chunks.h), a multiple of chunk_size */
-  guint32 length;     /* raw bytes (the last chunk may be short) */
+  guint32 length;     /* raw bytes: whole chunks (the stream's last may be short) */
   guint32 blob_size;  /* compressed bytes */
-  guint8 raw_sha256[32];
+  guint8 raw_sha256[32];  /* vms_reg_group_digest of the chunks it holds */
   guint8 blob_sha256[32];
 } VmsRegChunk;
 
@@ -86,6 +92,10 @@ GBytes *vms_reg_index_encode(const VmsRegIndex *ix);
 /* Decodes and checks: magic, flags 0, count against the size, every chunk
  * inside memory_size, aligned, sorted, length <= chunk_size. */
 VmsRegIndex *vms_reg_index_decode(GBytes *data, GError **error);
+
+/* SHA-256 over the memory.chunks digests of chunks [@first, @first + @n):
+ * what a blob's raw content must hash to, chunk by chunk. */
+void vms_reg_group_digest(const guint8 (*digests)[32], guint64 first, guint n, guint8 out[32]);
 
 /* TRUE if the chunk layers of @a (media type VMS_REG_MT_CHUNK, in order)
  * are exactly @ix's blobs with their sizes; else fails naming @what. */

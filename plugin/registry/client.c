@@ -156,12 +156,15 @@ vms_reg_client_request(VmsRegClient *c, const char *method, const char *path_or_
   g_autofree char *url = vms_reg_client_url(c, path_or_url);
   struct curl_slist *h = vms_reg_client_setup(c, c->easy, method, url, body, content_type,
                                               accept, resp);
+  gint64 t0 = g_get_monotonic_time();
   CURLcode rc = curl_easy_perform(c->easy);
 
   curl_slist_free_all(h);
   if (rc != CURLE_OK)
     return vms_reg_client_transport_error(c, rc, url, error);
   curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &resp->status);
+  g_debug("registry: %s %s: %ld after %.1f ms", method, url, resp->status,
+          (double)(g_get_monotonic_time() - t0) / 1000.0);
   return TRUE;
 }
 

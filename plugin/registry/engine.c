@@ -12,6 +12,8 @@ typedef struct {
   VmsRegResponse resp;
   gpointer job;
   VmsRegHttpDone done;
+  const char *method;
+  gint64 start_us;
 } Op;
 
 typedef struct {
@@ -130,6 +132,8 @@ vms_reg_engine_http(VmsRegEngine *e, const char *method, const char *path_or_url
   op->resp.max_body = max_body;
   op->job = job;
   op->done = done;
+  op->method = method; /* a literal */
+  op->start_us = g_get_monotonic_time();
   op->headers = vms_reg_client_setup(e->client, op->easy, method, op->url, op->body, NULL, accept,
                                      &op->resp);
   curl_easy_setopt(op->easy, CURLOPT_PRIVATE, op);
@@ -175,6 +179,8 @@ finish_op(VmsRegEngine *e, CURL *easy, CURLcode rc)
     e->up += (guint64)up;
     e->down += (guint64)down;
   }
+  g_debug("registry: %s %s: %ld after %.1f ms", op->method, op->url, op->resp.status,
+          (double)(g_get_monotonic_time() - op->start_us) / 1000.0);
   op->done(e, op->job, &op->resp, transport);
   op_free(op);
 }

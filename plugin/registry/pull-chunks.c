@@ -65,20 +65,41 @@ write_sparse(int fd, const guint8 *buf, guint32 len, guint64 off, guint32 page)
   return 0;
 }
 
+/* Checks @buf (the blob's raw bytes) chunk by chunk against memory.chunks;
+ * the first chunk that differs, or -1. */
+static gint64
+first_bad_chunk(const Fetch *f, const guint8 *buf)
+{
+  const VmsChunkIndex *cidx = f->t->cidx;
+  guint8 sha[32];
+
+  for (guint64 k = f->chunk, at = 0; at < f->c->length; at += vms_chunk_index_length(cidx, k), k++) {
+    vms_reg_sha256(buf + at, vms_chunk_index_length(cidx, k), sha);
+    if (memcmp(sha, cidx->digests[k], 32) != 0)
+      return (gint64)k;
+  }
+  return -1;
+}
+
+static gboolean
+read_staged(const Fetch *f, guint8 *buf)
+{
+  for (guint64 k = f->chunk, at = 0; at < f->c->length; at += vms_chunk_index_length(f->t->cidx, k), k++)
+    if (!vms_chunk_read(f->t->src, f->t->cidx, k, buf + at, NULL))
+      return FALSE;
+  return TRUE;
+}
+
 static void
 fetch_check(Fetch *f)
 {
   g_autofree guint8 *buf = NULL;
-  guint8 sha[32];
 
   if (f->t->sparse && !range_has_data(f->t->fd, f->c->offset, f->c->length))
     return;
   f->rewrite = TRUE;
   buf = g_malloc(f->c->length);
-  if (!vms_chunk_read(f->t->src, f->t->cidx, f->chunk, buf, NULL))
-    return;
-  vms_reg_sha256(buf, f->c->length, sha);
-  f->present = memcmp(sha, f->c->raw_sha256, 32) == 0;
+  f->present = read_staged(f, buf) && first_bad_chunk(f, buf) < 0;
 }
 
 /* Writes a verified chunk: a full snapshot's memory sparse (zero pages
@@ -92,8 +113,12 @@ store(Fetch *f, const guint8 *buf)
   int fd = f->t->fd;
   int r;
 
-  if (!f->t->sparse)
-    return vms_chunk_write(f->t->src, f->t->cidx, f->chunk, fd, buf, &f->error);
+  if (!f->t->sparse) {
+    for (guint64 k = f->chunk, at = 0; at < c->length; at += vms_chunk_index_length(f->t->cidx, k), k++)
+      if (!vms_chunk_write(f->t->src, f->t->cidx, k, fd, buf + at, &f->error))
+        return FALSE;
+    return TRUE;
+  }
   if (f->rewrite &&
       fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)c->offset, c->length) < 0)
     r = vms_pwrite_full(fd, buf, c->length, c->offset);
@@ -126,10 +151,11 @@ fetch_store(Fetch *f)
   g_autofree char *what = g_strdup_printf("blob %s (memory offset %" G_GUINT64_FORMAT ")", want, c->offset);
   if (!vms_reg_decompress(f->body->data, f->body->len, buf, c->length, what, &f->error))
     return;
-  vms_reg_sha256(buf, c->length, sha);
-  if (memcmp(sha, c->raw_sha256, 32) != 0) {
+  gint64 bad = first_bad_chunk(f, buf);
+  if (bad >= 0) {
     g_set_error(&f->error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                "%s: the memory it holds does not match its digest in memory.chunks", what);
+                "%s: memory chunk %" G_GINT64_FORMAT " it holds does not match its digest in memory.chunks",
+                what, bad);
     return;
   }
   store(f, buf);

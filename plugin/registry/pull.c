@@ -221,16 +221,38 @@ digest_check(const guint8 *want, GBytes *data, const char *what, const char *dir
   return FALSE;
 }
 
+/* One index entry: whole non-zero chunks of one window, with their digest. */
+static gboolean
+group_matches(const VmsRegChunk *c, const VmsChunkIndex *cidx, guint64 *covered)
+{
+  guint64 first = c->offset / cidx->chunk_size;
+  guint64 len = 0;
+  guint n = 0;
+  guint8 sha[32];
+
+  while (len < c->length && first + n < cidx->count && n < VMS_REG_BLOB_CHUNKS) {
+    if (vms_chunk_index_is_zero(cidx, first + n))
+      return FALSE;
+    len += vms_chunk_index_length(cidx, first + n);
+    n++;
+  }
+  if (len != c->length || first / VMS_REG_BLOB_CHUNKS != (first + n - 1) / VMS_REG_BLOB_CHUNKS)
+    return FALSE;
+  vms_reg_group_digest((const guint8(*)[32])cidx->digests, first, n, sha);
+  *covered += n;
+  return memcmp(sha, c->raw_sha256, 32) == 0;
+}
+
 /* The chunk index, checked against the artifact and against memory.chunks:
- * the same chunk size and stream size, every non-zero chunk present once,
- * each with memory.chunks' digest. */
+ * the same chunk size and stream size, every non-zero chunk in exactly one
+ * blob, each blob's group digest made of memory.chunks' digests. */
 static VmsRegIndex *
 fetch_index(Pull *p, const Remote *rem, const VmsChunkIndex *cidx, GError **error)
 {
   const VmsRegDesc *d = vms_reg_artifact_find(rem->artifact, VMS_REG_MT_INDEX);
   g_autoptr(GBytes) raw = NULL;
   g_autoptr(VmsRegIndex) ix = NULL;
-  guint64 nonzero = 0;
+  guint64 nonzero = 0, covered = 0;
 
   if (d == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "%s has no chunk index layer", p->ref),
@@ -241,14 +263,10 @@ fetch_index(Pull *p, const Remote *rem, const VmsChunkIndex *cidx, GError **erro
     return NULL;
   for (guint64 i = 0; i < cidx->count; i++)
     nonzero += !vms_chunk_index_is_zero(cidx, i);
-  gboolean ok = ix->chunk_size == cidx->chunk_size && ix->memory_size == cidx->data_size &&
-                ix->chunks->len == nonzero;
-  for (guint i = 0; ok && i < ix->chunks->len; i++) {
-    const VmsRegChunk *c = &g_array_index(ix->chunks, VmsRegChunk, i);
-    guint64 n = c->offset / ix->chunk_size;
-    ok = n < cidx->count && c->length == vms_chunk_index_length(cidx, n) &&
-         memcmp(c->raw_sha256, cidx->digests[n], 32) == 0;
-  }
+  gboolean ok = ix->chunk_size == cidx->chunk_size && ix->memory_size == cidx->data_size;
+  for (guint i = 0; ok && i < ix->chunks->len; i++)
+    ok = group_matches(&g_array_index(ix->chunks, VmsRegChunk, i), cidx, &covered);
+  ok = ok && covered == nonzero;
   if (!ok)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
                        "%s: its chunk index does not match its memory.chunks", p->ref), NULL;

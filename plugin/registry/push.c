@@ -39,11 +39,11 @@ typedef struct {
   Push *push;
   const VmsChunkSource *src; /* chunk jobs: the memory's chunk stream */
   const VmsChunkIndex *cidx; /* its digests (memory.chunks) */
-  guint64 chunk;             /* chunk number */
+  guint64 chunk;             /* first chunk number */
+  guint n;                   /* chunks in this blob */
   guint64 offset;            /* in the stream */
   guint32 length;
   VmsRegChunk *out;  /* chunk jobs: the index slot */
-  gboolean zero;
   GBytes *blob;      /* what is sent */
   char digest[72];
   GError *error;     /* from the work function */
@@ -191,22 +191,24 @@ chunk_work(gpointer job)
 {
   Upload *u = job;
   g_autofree guint8 *buf = g_malloc(u->length);
-  gsize blen;
+  gsize blen, at = 0;
   const void *bdata;
+  guint8 sha[32];
 
-  if (!vms_chunk_read(u->src, u->cidx, u->chunk, buf, &u->error))
-    return;
-  vms_reg_sha256(buf, u->length, u->out->raw_sha256);
-  /* Push sends what memory.chunks vouches for, nothing else. */
-  if (memcmp(u->out->raw_sha256, u->cidx->digests[u->chunk], 32) != 0) {
-    g_set_error(&u->error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                "memory chunk %" G_GUINT64_FORMAT " (stream offset %" G_GUINT64_FORMAT
-                ") does not match its digest in memory.chunks", u->chunk, u->offset);
-    return;
+  /* Push sends only what memory.chunks vouches for, chunk by chunk. */
+  for (guint k = 0; k < u->n; at += vms_chunk_index_length(u->cidx, u->chunk + k), k++) {
+    if (!vms_chunk_read(u->src, u->cidx, u->chunk + k, buf + at, &u->error))
+      return;
+    vms_reg_sha256(buf + at, vms_chunk_index_length(u->cidx, u->chunk + k), sha);
+    if (memcmp(sha, u->cidx->digests[u->chunk + k], 32) != 0) {
+      g_set_error(&u->error, VMS_ERROR, VMS_ERROR_CORRUPT,
+                  "memory chunk %" G_GUINT64_FORMAT " (stream offset %" G_GUINT64_FORMAT
+                  ") does not match its digest in memory.chunks",
+                  u->chunk + k, (u->chunk + k) * u->cidx->chunk_size);
+      return;
+    }
   }
-  u->zero = vms_reg_is_zero(buf, u->length);
-  if (u->zero)
-    return;
+  vms_reg_group_digest((const guint8(*)[32])u->cidx->digests, u->chunk, u->n, u->out->raw_sha256);
   u->blob = vms_reg_compress(buf, u->length);
   bdata = g_bytes_get_data(u->blob, &blen);
   vms_reg_sha256(bdata, blen, u->out->blob_sha256);
@@ -223,8 +225,6 @@ chunk_done(VmsRegEngine *e, gpointer job)
 
   if (u->error != NULL) {
     fail(u->push, g_steal_pointer(&u->error));
-  } else if (u->zero) {
-    u->push->stats->chunks_zero++;
   } else if (u->push->error == NULL) {
     upload_start(u);
     return;
@@ -241,6 +241,31 @@ wait_all(Push *p, VmsRegTicker *t)
   }
 }
 
+/* The next blob from chunk *@next on: up to VMS_REG_BLOB_CHUNKS
+ * consecutive non-zero chunks of one aligned window. Zero chunks before it
+ * are skipped (counted). FALSE at the end of the stream. */
+static gboolean
+next_group(Push *p, const VmsChunkIndex *cidx, guint64 *next, guint64 *ret_first, guint *ret_n)
+{
+  guint64 i = *next;
+
+  for (; i < cidx->count && vms_chunk_index_is_zero(cidx, i); i++) {
+    p->stats->chunks_zero++; /* zero chunks are never stored */
+    p->done += vms_chunk_index_length(cidx, i);
+  }
+  if (i >= cidx->count) {
+    *next = i;
+    return FALSE;
+  }
+  guint64 end = MIN(cidx->count, (i / VMS_REG_BLOB_CHUNKS + 1) * VMS_REG_BLOB_CHUNKS);
+  *ret_first = i;
+  while (i < end && !vms_chunk_index_is_zero(cidx, i))
+    i++;
+  *ret_n = (guint)(i - *ret_first);
+  *next = i;
+  return TRUE;
+}
+
 /* Pushes the non-zero chunks of @src; the index of what was sent. */
 static VmsRegIndex *
 push_chunks(Push *p, const VmsChunkSource *src, const VmsChunkIndex *cidx, VmsRegTicker *t)
@@ -248,24 +273,22 @@ push_chunks(Push *p, const VmsChunkSource *src, const VmsChunkIndex *cidx, VmsRe
   g_autofree VmsRegChunk *slots = g_new0(VmsRegChunk, MAX(cidx->count, 1));
   guint window = p->opts->transfers * 2 + 4;
   VmsRegIndex *ix = g_new0(VmsRegIndex, 1);
+  guint64 first = 0, next = 0;
+  guint n = 0;
 
   t->p.total_bytes = cidx->data_size;
-  for (guint64 next = 0; (next < cidx->count && p->error == NULL) || p->alive > 0;) {
-    while (p->error == NULL && next < cidx->count && p->alive < window) {
-      guint64 i = next++;
-      if (vms_chunk_index_is_zero(cidx, i)) { /* zero chunks are never stored */
-        p->stats->chunks_zero++;
-        p->done += vms_chunk_index_length(cidx, i);
-        continue;
-      }
+  for (gboolean more = TRUE; (more && p->error == NULL) || p->alive > 0;) {
+    while (p->error == NULL && p->alive < window && (more = next_group(p, cidx, &next, &first, &n))) {
       Upload *u = g_new0(Upload, 1);
       u->push = p;
       u->src = src;
       u->cidx = cidx;
-      u->chunk = i;
-      u->offset = i * cidx->chunk_size;
-      u->length = vms_chunk_index_length(cidx, i);
-      u->out = &slots[i];
+      u->chunk = first;
+      u->n = n;
+      u->offset = first * cidx->chunk_size;
+      for (guint k = 0; k < n; k++)
+        u->length += vms_chunk_index_length(cidx, first + k);
+      u->out = &slots[first];
       p->alive++;
       vms_reg_engine_work(p->engine, chunk_work, u, chunk_done);
     }

@@ -1,6 +1,13 @@
 /* vmsnap integration tests: a private docker-registry (registry-fixture.h). */
 #include "registry-fixture.h"
 
+#include <unistd.h>
+
+#include "extents.h"
+#include "helpers.h"
+#include "snapdir.h"
+#include "util.h"
+
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -85,7 +92,7 @@ vms_test_registry_start(const char *dir, const char *user, const char *password,
   r->host = g_strdup_printf("127.0.0.1:%u", free_port());
   r->auth_file = g_build_filename(dir, "auth.json", NULL);
   g_string_append_printf(yml,
-                         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+                         "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
                          "    rootdirectory: %s\n  delete:\n    enabled: true\n"
                          "http:\n  addr: %s\n",
                          r->store, r->host);
@@ -215,4 +222,72 @@ vms_test_number_before(const char *text, const char *key)
     ;
   g_assert_true(p < k);
   return g_ascii_strtoull(p, NULL, 10);
+}
+
+static void
+stage_bytes(VmsSnapWriter *w, const char *name, const guint8 *data, gsize len)
+{
+  g_autoptr(GError) error = NULL;
+  vms_autofd fd = vms_snap_writer_stage(w, name, &error);
+
+  g_assert_no_error(error);
+  g_assert_cmpint(vms_pwrite_full(fd, data, len, 0), ==, 0);
+  g_assert_true(vms_snap_writer_finish(w, name, NULL, NULL, &error));
+  g_assert_no_error(error);
+}
+
+static void
+set_diff_fields(VmsManifest *m, const char *parent_name, const VmsSnapshot *parent,
+                const guint8 map_sha[32], const guint8 data_sha[32], const GArray *list)
+{
+  m->kind = VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF;
+  m->memory_capture = VMSNAP__V1__MEMORY_CAPTURE__MEMORY_CAPTURE_DIFF;
+  vms_manifest_set_string(&m->parent, parent_name);
+  vms_manifest_set_bytes(&m->parent_manifest_sha256, parent->manifest_sha256, 32);
+  vms_manifest_set_bytes(&m->page_map_sha256, map_sha, 32);
+  vms_manifest_set_bytes(&m->diff_data_sha256, data_sha, 32);
+  m->diff_data_bytes = vms_extents_total(list);
+  m->diff_extents = list->len;
+}
+
+void
+vms_test_make_diff_pages(const char *dir, const char *parent_dir, const char *parent_name,
+                         guint pages, guint stride, VmsTestFillPage fill, gpointer user)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmsSnapshot) parent = vms_snapshot_open(parent_dir, &error);
+  guint64 size = parent != NULL ? parent->manifest->memory_size_bytes : 0;
+  g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(dir, &error);
+  g_autoptr(VmsManifest) m = vms_test_manifest_full(size);
+  g_autoptr(GArray) list = vms_extents_new();
+  g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+  guint8 page[4096], data_sha[32], map_sha[32], state[4096], state_sha[32];
+  gsize dlen = 32;
+  vms_autofd mem = -1, map = -1;
+
+  g_assert_no_error(error);
+  mem = vms_snap_writer_stage(w, VMS_DIFF_FILE, &error);
+  g_assert_cmpint(ftruncate(mem, (off_t)size), ==, 0);
+  for (guint64 p = 0, n = 0; n < pages && p < size / 4096; p += stride, n++) {
+    fill(page, sizeof page, n, user);
+    g_assert_cmpint(vms_pwrite_full(mem, page, sizeof page, p * 4096), ==, 0);
+    g_checksum_update(sum, page, sizeof page);
+    vms_extents_append(list, p * 4096, 4096);
+  }
+  g_checksum_get_digest(sum, data_sha, &dlen);
+  g_assert_true(vms_snap_writer_finish(w, VMS_DIFF_FILE, NULL, NULL, &error));
+  map = vms_snap_writer_stage(w, VMS_MAP_FILE, &error);
+  g_assert_true(vms_pagemap_file_write(map, list, 4096, size, map_sha, &error));
+  g_assert_true(vms_snap_writer_finish(w, VMS_MAP_FILE, NULL, NULL, &error));
+  fill(state, sizeof state, G_MAXUINT32, user);
+  stage_bytes(w, VMS_STATE_FILE, state, sizeof state);
+  g_checksum_reset(sum);
+  g_checksum_update(sum, state, sizeof state);
+  g_checksum_get_digest(sum, state_sha, &dlen);
+  vms_manifest_set_bytes(&m->state_sha256, state_sha, 32);
+  m->state_size = sizeof state;
+  set_diff_fields(m, parent_name, parent, map_sha, data_sha, list);
+  g_assert_true(vms_snap_writer_commit(w, m, &error));
+  g_assert_no_error(error);
+  vms_test_add_digests(dir);
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "harness.h"
+#include "manifest.h"
 
 G_BEGIN_DECLS
 
@@ -42,5 +43,14 @@ int vms_test_registry_cliv(VmsTestRegistry *r, const char *const *args, char **r
 /* The number after @key in @text ("... 3 blobs uploaded ..." with key
  * " blobs uploaded" gives 3), asserted present. */
 guint64 vms_test_number_before(const char *text, const char *key);
+
+/* Fills a diff page (@n: its number in the diff). */
+typedef void (*VmsTestFillPage)(guint8 *page, gsize len, guint64 n, gpointer user);
+
+/* Writes a committed DIFF snapshot of @parent_dir into @dir, with memory.chunks:
+ * @pages 4 KiB pages, every @stride-th page of the memory, filled by @fill;
+ * the manifest names the parent @parent_name (as given, e.g. "../base"). */
+void vms_test_make_diff_pages(const char *dir, const char *parent_dir, const char *parent_name,
+                              guint pages, guint stride, VmsTestFillPage fill, gpointer user);
 
 G_END_DECLS
