@@ -33,17 +33,24 @@ parse_bool(const char *key, const char *value, gboolean *ret, GError **error)
 /* Stores one key=value. Path values must be non-empty; a key given twice is
  * refused rather than silently overriding the first. */
 static gboolean
-parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen, GError **error)
+parse_flag(const char *key, const char *value, gboolean *seen, gboolean *ret, GError **error)
+{
+  if (*seen)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                       "argument %s= given twice", key), FALSE;
+  *seen = TRUE;
+  return parse_bool(key, value, ret, error);
+}
+
+static gboolean
+parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean seen[2], GError **error)
 {
   char **slot = NULL;
 
-  if (strcmp(key, "resume") == 0) {
-    if (*resume_seen)
-      return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
-                         "argument resume= given twice"), FALSE;
-    *resume_seen = TRUE;
-    return parse_bool(key, value, &opts->resume, error);
-  }
+  if (strcmp(key, "resume") == 0)
+    return parse_flag(key, value, &seen[0], &opts->resume, error);
+  if (strcmp(key, "libvirt") == 0)
+    return parse_flag(key, value, &seen[1], &opts->libvirt, error);
   if (strcmp(key, "qmp") == 0) slot = &opts->qmp;
   else if (strcmp(key, "control") == 0) slot = &opts->control;
   else if (strcmp(key, "monitor") == 0) slot = &opts->monitor;
@@ -52,7 +59,7 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   if (slot == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "unknown argument %s= (known: qmp, control, monitor, mem, restore, "
-                       "resume)", key), FALSE;
+                       "resume, libvirt)", key), FALSE;
   if (*value == '\0')
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "bad argument %s=: the value is empty", key), FALSE;
@@ -66,7 +73,7 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
 static gboolean
 parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
 {
-  gboolean resume_seen = FALSE;
+  gboolean seen[2] = { FALSE, FALSE }; /* resume=, libvirt= */
 
   opts->resume = TRUE;
   for (int i = 0; i < argc; i++) {
@@ -75,17 +82,32 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
     if (kv[0] == NULL || kv[1] == NULL)
       return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                          "bad argument '%s': expected KEY=VALUE", argv[i]), FALSE;
-    if (!parse_one(opts, kv[0], kv[1], &resume_seen, error))
+    if (!parse_one(opts, kv[0], kv[1], seen, error))
       return FALSE;
   }
   if (opts->qmp == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "missing argument qmp=PATH (a QMP socket QEMU serves for the plugin)"),
            FALSE;
-  if (resume_seen && opts->restore == NULL)
+  if (seen[0] && opts->restore == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "argument resume= only applies with restore=DIR"), FALSE;
   return TRUE;
+}
+
+/* A clone domain of `vmsnap restore --libvirt` carries one -incoming defer
+ * of its own (doc/libvirt.md); libvirt adds another when it restores or
+ * migrates the domain (`virsh restore` of a `virsh save` file), and then
+ * the state comes from libvirt, not from the snapshot. */
+static gboolean
+libvirt_restores_itself(void)
+{
+  g_auto(GStrv) argv = vms_restore_own_cmdline();
+  guint incoming = 0;
+
+  for (guint i = 0; argv != NULL && argv[i] != NULL; i++)
+    incoming += g_str_equal(argv[i], "-incoming") || g_str_equal(argv[i], "--incoming");
+  return incoming > 1;
 }
 
 static void
@@ -109,9 +131,15 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     fprintf(stderr, "vmsnap: %s\n", error->message);
     return -1;
   }
+  if (opts.restore != NULL && opts.libvirt && libvirt_restores_itself()) {
+    fprintf(stderr, "vmsnap: restore=%s skipped: libvirt gave its own -incoming (it is restoring "
+            "this domain from its own saved state)\n", opts.restore);
+    g_clear_pointer(&opts.restore, g_free);
+  }
   if (opts.restore != NULL &&
-      !vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
-                            &error)) {
+      (!vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
+                             opts.libvirt, &error) ||
+       (opts.libvirt && !vms_restore_map_memory(opts.restore, &error)))) {
     fprintf(stderr, "vmsnap: restore: %s\n", error->message);
     fflush(stderr);
     exit(1);

@@ -33,9 +33,8 @@
 #define QMP_TIMEOUT_MS 30000u
 #define MIGRATION_TIMEOUT_MS 300000u
 
-/* QEMU's command line, from /proc/self/cmdline (NULL if unreadable). */
-static char **
-read_own_cmdline(void)
+char **
+vms_restore_own_cmdline(void)
 {
   g_autofree char *text = NULL;
   gsize len = 0;
@@ -83,7 +82,7 @@ snapshot_memory_path(VmsSnapshot *s, const char *mapped, GError **error)
 static gboolean
 check_cmdline_memory(VmsSnapshot *s, GError **error)
 {
-  g_auto(GStrv) argv = read_own_cmdline();
+  g_auto(GStrv) argv = vms_restore_own_cmdline();
   g_autofree char *mem_path = NULL;
   g_autofree char *snap_mem = NULL;
   guint64 size = 0;
@@ -140,7 +139,7 @@ open_full_snapshot(const char *dir, GError **error)
 static gboolean
 check_incoming_defer(GError **error)
 {
-  g_auto(GStrv) argv = read_own_cmdline();
+  g_auto(GStrv) argv = vms_restore_own_cmdline();
 
   for (guint i = 0; argv != NULL && argv[i] != NULL && argv[i + 1] != NULL; i++) {
     if ((g_str_equal(argv[i], "-incoming") || g_str_equal(argv[i], "--incoming")) &&
@@ -155,7 +154,8 @@ check_incoming_defer(GError **error)
 }
 
 gboolean
-vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus, GError **error)
+vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus, gboolean libvirt,
+                     GError **error)
 {
   g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
 
@@ -168,7 +168,7 @@ vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus
     return FALSE;
   if (!vms_snapshot_verify(s, error))
     return FALSE;
-  return check_cmdline_memory(s, error) && check_incoming_defer(error);
+  return (libvirt || check_cmdline_memory(s, error)) && check_incoming_defer(error);
 }
 
 /* The mapping QEMU made must be the snapshot's memory file, private, with
@@ -206,7 +206,7 @@ check_mapping(VmsSnapshot *s, const VmsMemInfo *mem, GError **error)
 static gboolean
 check_autostart(gboolean resume, GError **error)
 {
-  g_auto(GStrv) argv = read_own_cmdline();
+  g_auto(GStrv) argv = vms_restore_own_cmdline();
 
   if (resume || argv == NULL || g_strv_contains((const char *const *)argv, "-S"))
     return TRUE;
@@ -239,25 +239,33 @@ capability(const char *name, gboolean on)
 
 /* x-ignore-shared and events on for loading state.bin, or off again after:
  * a later migration of the restored VM by a management layer must not
- * inherit x-ignore-shared (it would leave shared guest RAM behind). */
+ * inherit x-ignore-shared (it would leave shared guest RAM behind). With
+ * @libvirt, events is left alone: libvirt turns it on and relies on it. */
 static gboolean
-set_load_capabilities(VmsQmpClient *qmp, gboolean on, GError **error)
+set_load_capabilities(VmsQmpClient *qmp, gboolean on, gboolean libvirt, GError **error)
 {
   g_autoptr(JsonObject) caps_args = json_object_new();
   JsonArray *caps = json_array_new();
 
   json_array_add_object_element(caps, capability("x-ignore-shared", on));
-  json_array_add_object_element(caps, capability("events", on));
+  if (!libvirt)
+    json_array_add_object_element(caps, capability("events", on));
   json_object_set_array_member(caps_args, "capabilities", caps);
   return qmp_do(qmp, "migrate-set-capabilities", caps_args, -1, error);
 }
 
 static gboolean
-match_migration_end(const char *event, JsonObject *data, gpointer user_data)
+is_migration_end(const char *status)
 {
-  const char *status = data != NULL ? json_object_get_string_member_with_default(data, "status", "") : "";
   return g_str_equal(status, "completed") || g_str_equal(status, "failed") ||
          g_str_equal(status, "cancelled");
+}
+
+static gboolean
+match_migration_end(const char *event, JsonObject *data, gpointer user_data)
+{
+  return is_migration_end(data != NULL ? json_object_get_string_member_with_default(data, "status", "")
+                                        : "");
 }
 
 /* Why the incoming migration failed, from query-migrate (best effort). */
@@ -272,12 +280,50 @@ migration_error(VmsQmpClient *qmp)
                                                              "no reason given"));
 }
 
-/* x-ignore-shared + events, getfd, migrate-incoming, wait for the end,
+/* Polls query-migrate until the incoming migration ends; its status. */
+static char *
+poll_migration_end(VmsQmpClient *qmp, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64)MIGRATION_TIMEOUT_MS * 1000;
+
+  for (;;) {
+    g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-migrate", NULL, -1,
+                                                     QMP_TIMEOUT_MS, error);
+    if (ret == NULL)
+      return NULL;
+    const char *status = JSON_NODE_HOLDS_OBJECT(ret)
+        ? json_object_get_string_member_with_default(json_node_get_object(ret), "status", "")
+        : "";
+    if (is_migration_end(status))
+      return g_strdup(status);
+    if (g_get_monotonic_time() >= deadline) {
+      g_set_error(error, VMS_ERROR, VMS_ERROR_FAILED, "still '%s' after %u ms", status,
+                  MIGRATION_TIMEOUT_MS);
+      return NULL;
+    }
+    g_usleep(5 * 1000);
+  }
+}
+
+/* The status that ended the incoming migration started after event @seq:
+ * from the MIGRATION event, or polled when the events capability is
+ * libvirt's (@libvirt). */
+static char *
+wait_migration_end(VmsQmpClient *qmp, guint64 seq, gboolean libvirt, GError **error)
+{
+  if (libvirt)
+    return poll_migration_end(qmp, error);
+  g_autoptr(JsonObject) ev = vms_qmp_client_wait_event(qmp, seq, "MIGRATION", match_migration_end,
+                                                       NULL, MIGRATION_TIMEOUT_MS, error);
+  return ev != NULL ? g_strdup(json_object_get_string_member_with_default(ev, "status", "")) : NULL;
+}
+
+/* x-ignore-shared (+ events), getfd, migrate-incoming, wait for the end,
  * capabilities off again. */
 static gboolean
-load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
+load_state(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
 {
-  if (!set_load_capabilities(qmp, TRUE, error))
+  if (!set_load_capabilities(qmp, TRUE, libvirt, error))
     return FALSE;
 
   vms_autofd fd = vms_snapshot_open_file(s, VMS_STATE_FILE, O_RDONLY, error);
@@ -293,24 +339,23 @@ load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
   json_object_set_string_member(in_args, "uri", "fd:" RESTORE_FDNAME);
   if (!qmp_do(qmp, "migrate-incoming", in_args, -1, error))
     return FALSE;
-  g_autoptr(JsonObject) ev = vms_qmp_client_wait_event(qmp, seq, "MIGRATION", match_migration_end,
-                                                       NULL, MIGRATION_TIMEOUT_MS, error);
-  if (ev == NULL) {
+  g_autofree char *status = wait_migration_end(qmp, seq, libvirt, error);
+  if (status == NULL) {
     g_prefix_error(error, "state: waiting for QEMU to load %s/%s: ", s->path, VMS_STATE_FILE);
     return FALSE;
   }
-  if (!g_str_equal(json_object_get_string_member_with_default(ev, "status", ""), "completed")) {
+  if (!g_str_equal(status, "completed")) {
     g_autofree char *why = migration_error(qmp);
     g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "state: QEMU could not load %s/%s: %s",
                 s->path, VMS_STATE_FILE, why);
     return FALSE;
   }
-  return set_load_capabilities(qmp, FALSE, error);
+  return set_load_capabilities(qmp, FALSE, libvirt, error);
 }
 
 gboolean
-vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp, const VmsMemInfo *mem,
-                guint8 ret_manifest_sha256[32], GError **error)
+vms_restore_run(const char *dir, gboolean resume, gboolean libvirt, VmsQmpClient *qmp,
+                const VmsMemInfo *mem, guint8 ret_manifest_sha256[32], GError **error)
 {
   g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
 
@@ -319,7 +364,7 @@ vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp, const VmsMe
   /* Again, just before loading it: state.bin may have changed since install. */
   if (!vms_snapshot_verify_state(s, error))
     return FALSE;
-  if (!load_state(s, qmp, error))
+  if (!load_state(s, qmp, libvirt, error))
     return FALSE;
   if (resume && !qmp_do(qmp, "cont", NULL, -1, error))
     return FALSE;

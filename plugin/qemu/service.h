@@ -21,6 +21,7 @@ typedef struct {
   char *mem;        /* nullable: find the memory by size */
   char *restore;    /* nullable */
   gboolean resume;  /* default TRUE */
+  gboolean libvirt; /* libvirt=on: libvirt runs this QEMU (doc/libvirt.md) */
 } VmsPluginOptions;
 
 void vms_plugin_options_clear(VmsPluginOptions *opts);
