@@ -10,6 +10,11 @@ packages=(
   liburing-dev
   qemu-system-x86
   socat
+  # tests/libvirt: a private session-mode libvirtd; vmsnap's --libvirt
+  # commands drive virsh and edit domain XML with libxml2 (doc/libvirt.md).
+  libvirt-daemon-system libvirt-clients libxml2-dev
+  # the Debian package (debian/), built and installed by CI
+  debhelper dpkg-dev fakeroot
 )
 
 missing=()
