@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "libvirt.h"
 #include "error.h"
 #include "relaunch.h"
 #include "snapdir.h"
@@ -153,6 +154,7 @@ int
 vms_cli_restore(int argc, char **argv)
 {
   g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL;
+  g_autofree char *libvirt = NULL, *uri = NULL;
   gboolean dry_run = FALSE;
   const GOptionEntry entries[] = {
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "print the QEMU command line, run nothing", NULL },
@@ -162,6 +164,10 @@ vms_cli_restore(int argc, char **argv)
       "put the clone's sockets and chardev files here (default: a new directory)", "RDIR" },
     { "plugin", 0, 0, G_OPTION_ARG_FILENAME, &plugin,
       "load this libvmsnap.so instead of the recorded one", "PATH" },
+    { "libvirt", 0, 0, G_OPTION_ARG_STRING, &libvirt,
+      "define and start a new libvirt domain NAME running the clone (doc/libvirt.md)", "NAME" },
+    { "connect", 0, 0, G_OPTION_ARG_STRING, &uri, "with --libvirt: the libvirt URI (virsh -c)",
+      "URI" },
     { NULL },
   };
   g_auto(GStrv) extra = take_extra_args(&argc, argv);
@@ -176,11 +182,18 @@ vms_cli_restore(int argc, char **argv)
     return 1;
   if (argc != 2)
     return vms_cli_error(argc < 2 ? "missing DIR (see --help)" : "too many arguments (see --help)");
+  if ((uri != NULL && libvirt == NULL) || (libvirt != NULL && (plugin != NULL || extra[0] != NULL)))
+    return vms_cli_error(libvirt == NULL ? "--connect needs --libvirt NAME"
+                                         : "--libvirt takes neither --plugin nor extra QEMU "
+                                           "arguments (the clone's domain XML is the saved one)");
 
   gboolean ready = TRUE;
   g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, &ready, &error);
   if (full == NULL)
     return vms_cli_error("%s", error->message);
+  /* libvirt=on restores a full snapshot: a diff's clone runs from its flattening. */
+  if (libvirt != NULL)
+    return vms_cli_restore_libvirt(argv[1], full, libvirt, uri, rdir_opt, dry_run);
   /* A dry run of an unflattened diff reads the diff's own manifest. */
   g_autoptr(VmsSnapshot) s = vms_snapshot_open(ready ? full : argv[1], &error);
   if (s == NULL)

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # vmsnap under a real libvirtd (doc/libvirt.md, every step of its recipe):
-# a domain that loads the plugin boots and its control socket answers.
+# a domain that loads the plugin boots and its control socket answers;
+# `vmsnap save --libvirt` snapshots it; `vmsnap restore --libvirt` starts two
+# clone domains whose guests continue from the snapshot, with new VM
+# generation IDs and libvirt's migration settings intact; `virsh save`,
+# `virsh restore`, `virsh domstate` and `virsh destroy` manage a clone.
 #
 # Environment (set by meson): VMSNAP_PLUGIN, VMSNAP_GUEST, VMSNAP_CLI,
 # LV_CAPS_CACHE. Exit 77 when libvirt is missing (1 under CI=true).
@@ -89,3 +93,84 @@ case "$(json_get "$q" return.memory.path) $(json_get "$q" return.memory.shared)"
   *) fail "query-vmsnap of vm0: want its RAM shared in memory_backing_dir: $q" ;;
 esac
 echo "ok: libvirt domain vm0 runs the plugin"
+
+# The last tick counter (hex) on a guest's debug console, 0 if none.
+last_tick() {
+  local t
+  t=$(grep -o 'tick 0x[0-9a-f]*' "$1" 2>/dev/null | tail -n 1 | cut -d' ' -f2)
+  echo $(( ${t:-0} ))
+}
+
+# Waits until the guest of domain $1 ticks past counter $2 without booting.
+wait_continues() {
+  local log="$LV_DIR/$1/debugcon.log" i
+  for i in $(seq 1 300); do
+    [ "$(last_tick "$log")" -gt "$2" ] && break
+    sleep 0.1
+  done
+  [ "$(last_tick "$log")" -gt "$2" ] || fail "$1 did not tick past $2: $(tail -c 300 "$log")"
+  if grep -q 'vmsnap-guest: boot' "$log"; then fail "$1 booted instead of continuing"; fi
+}
+
+genid_of() { virsh_ dumpxml "$1" | sed -n 's:.*<genid>\(.*\)</genid>.*:\1:p'; }
+
+# Save through libvirt: the control socket comes from the domain's XML. The
+# guest has ticked twice, so a clone that continues is told from one that
+# boots again.
+wait_text "$LV_DIR/vm0/debugcon.log" "tick 0x8000000" 60
+uri=qemu:///session
+lv_as "$VMSNAP_CLI" save --libvirt vm0 --connect "$uri" "$LV_DIR/snap" >/dev/null
+[ "$(virsh_ domstate vm0)" = "paused" ] || fail "vm0 is $(virsh_ domstate vm0) after the save"
+[ "$(stat -c %a "$LV_DIR/snap/libvirt-domain.xml")" = 600 ] || fail "libvirt-domain.xml is not 0600"
+grep -q "<name>vm0</name>" "$LV_DIR/snap/libvirt-domain.xml" || fail "the snapshot keeps no domain XML"
+saved_tick=$(last_tick "$LV_DIR/vm0/debugcon.log")
+vm0_genid=$(genid_of vm0)
+mem_sum=$(sha256sum < "$LV_DIR/snap/memory.bin")
+# The original goes; the snapshot's memory.bin (a hard link) stays.
+virsh_ destroy vm0 >/dev/null
+echo "ok: vmsnap save --libvirt vm0 (tick $saved_tick)"
+
+for clone in clone1 clone2; do
+  lv_as "$VMSNAP_CLI" restore "$LV_DIR/snap" --libvirt "$clone" --connect "$uri"
+done
+for clone in clone1 clone2; do
+  wait_continues "$clone" "$saved_tick"
+  [ "$(virsh_ domstate "$clone")" = "running" ] || fail "$clone is $(virsh_ domstate "$clone")"
+  q=$(qmp "$LV_DIR/$clone/control.sock" query-vmsnap)
+  [ "$(json_get "$q" return.restored-from)" = "\"$LV_DIR/snap\"" ] || fail "$clone: $q"
+  [ "$(json_get "$q" return.memory.path) $(json_get "$q" return.memory.shared)" = \
+    "\"$LV_DIR/snap/memory.bin\" false" ] || fail "$clone does not map the snapshot privately: $q"
+  # A fresh VM generation ID, and QEMU gives the guest that one.
+  g=$(genid_of "$clone")
+  [ -n "$g" ] && [ "$g" != "$vm0_genid" ] || fail "$clone has genid '$g' (vm0: $vm0_genid)"
+  virsh_ qemu-monitor-command "$clone" --hmp info vm-generation-id | grep -qi "$g" ||
+    fail "$clone: QEMU's vm-generation-id is not $g"
+  # libvirt's migration settings as libvirt left them; x-ignore-shared off.
+  caps=$(virsh_ qemu-monitor-command "$clone" '{"execute":"query-migrate-capabilities"}')
+  python3 -c 'import json, sys
+caps = {c["capability"]: c["state"] for c in json.loads(sys.argv[1])["return"]}
+sys.exit(0 if caps["events"] and not caps["x-ignore-shared"] else 1)' "$caps" ||
+    fail "$clone: migration capabilities: $caps"
+  echo "ok: $clone continues from tick $saved_tick, genid $g"
+done
+[ "$g" != "$(genid_of clone1)" ] || fail "the clones share a genid"
+
+# libvirt manages a clone like any domain.
+lv_as mkdir "$LV_DIR/saves"
+virsh_ save clone1 "$LV_DIR/saves/clone1.save" >/dev/null
+[ "$(virsh_ domstate --reason clone1)" = "shut off (saved)" ] ||
+  fail "clone1 after virsh save: $(virsh_ domstate --reason clone1)"
+before=$(last_tick "$LV_DIR/clone1/debugcon.log")
+virsh_ restore "$LV_DIR/saves/clone1.save" >/dev/null
+wait_continues clone1 "$before"
+[ "$(virsh_ domstate clone1)" = "running" ] || fail "clone1 after virsh restore"
+echo "ok: virsh save / virsh restore of clone1 (was at tick $before)"
+for dom in clone1 clone2; do
+  virsh_ destroy "$dom" >/dev/null
+  [ "$(virsh_ domstate "$dom")" = "shut off" ] || fail "$dom after destroy"
+  virsh_ undefine "$dom" >/dev/null
+done
+virsh_ undefine vm0 >/dev/null
+[ -z "$(virsh_ list --all --name)" ] || fail "domains left: $(virsh_ list --all --name)"
+[ "$(sha256sum < "$LV_DIR/snap/memory.bin")" = "$mem_sum" ] || fail "the clones wrote memory.bin"
+echo "ok: clones destroyed; the snapshot's memory is unchanged"
