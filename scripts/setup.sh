@@ -8,8 +8,12 @@ packages=(
   libglib2.0-dev libjson-glib-dev
   libprotobuf-c-dev protobuf-c-compiler
   liburing-dev
+  libssl-dev
   qemu-system-x86
   socat
+  # disks: qemu-img for overlays; the Linux test guest (tests/linux-guest/build-guest.sh)
+  # is built with apt-get download + dpkg-deb, cpio and mkfs.ext4, checked with e2fsck.
+  qemu-utils cpio e2fsprogs
   # tests/libvirt: a private session-mode libvirtd; vmsnap's --libvirt
   # commands drive virsh and edit domain XML with libxml2 (doc/libvirt.md).
   libvirt-daemon-system libvirt-clients libxml2-dev

@@ -3,8 +3,9 @@
  *
  * The clone is a new persistent domain: its XML is the saved domain's
  * (libvirt-domain.xml in the snapshot) changed by vms_libvirt_clone_xml(),
- * defined, then started. The plugin inside the clone's QEMU restores the
- * snapshot (restore=, libvirt=on); libvirt sees an ordinary domain start. */
+ * defined, then started. The plugin inside the clone's QEMU maps the
+ * snapshot's memory over the RAM file libvirt made (overlay=) and loads its
+ * state (restore=, libvirt=on); libvirt sees an ordinary domain start. */
 #include "cli.h"
 #include "libvirt.h"
 
@@ -112,22 +113,23 @@ define_and_start(const char *uri, const char *name, const char *xml_path, GError
 }
 
 static gboolean
-restore_libvirt(const char *dir, const char *restore_dir, const char *name, const char *uri,
+restore_libvirt(const char *dir, const char *memory, const char *name, const char *uri,
                 const char *rdir_opt, gboolean dry_run, GError **error)
 {
   g_autofree char *xml = read_kept_xml(dir, error);
   if (xml == NULL)
     return FALSE;
   if (!dry_run) {
-    g_autoptr(VmsSnapshot) s = vms_snapshot_open(restore_dir, error);
+    g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, error);
     if (s == NULL || !vms_snapshot_verify(s, error))
       return FALSE;
   }
   g_autofree char *rdir = clone_runtime_dir(rdir_opt, xml, name, error);
   if (rdir == NULL)
     return FALSE;
-  g_autofree char *snap = g_canonicalize_filename(restore_dir, NULL);
-  VmsCloneSpec spec = { .name = name, .snapshot_dir = snap, .runtime_dir = rdir };
+  g_autofree char *snap = g_canonicalize_filename(dir, NULL);
+  g_autofree char *mem = g_canonicalize_filename(memory, NULL);
+  VmsCloneSpec spec = { .name = name, .snapshot_dir = snap, .memory = mem, .runtime_dir = rdir };
   gboolean genid = FALSE;
   g_autofree char *clone = vms_libvirt_clone_xml(xml, &spec, &genid, error);
   if (clone == NULL)
@@ -149,14 +151,14 @@ restore_libvirt(const char *dir, const char *restore_dir, const char *name, cons
 }
 
 int
-vms_cli_restore_libvirt(const char *dir, const char *restore_dir, const char *name,
+vms_cli_restore_libvirt(const char *dir, const char *memory, const char *name,
                         const char *uri, const char *runtime_dir, gboolean dry_run)
 {
   g_autoptr(GError) error = NULL;
 
   if (*name == '\0' || strchr(name, '/') != NULL)
     return vms_cli_error("--libvirt '%s': not a domain name", name);
-  if (!restore_libvirt(dir, restore_dir, name, uri, runtime_dir, dry_run, &error))
+  if (!restore_libvirt(dir, memory, name, uri, runtime_dir, dry_run, &error))
     return vms_cli_error("%s", error->message);
   return 0;
 }

@@ -163,7 +163,8 @@ clone_plugin_arg(Clone *c, const char *value)
     }
   }
   g_autofree char *with_restore = vms_qemu_opt_set(out, "restore", c->spec->snapshot_dir);
-  return vms_qemu_opt_set(with_restore, "libvirt", "on");
+  g_autofree char *with_overlay = vms_qemu_opt_set(with_restore, "overlay", c->spec->memory);
+  return vms_qemu_opt_set(with_overlay, "libvirt", "on");
 }
 
 static char *
@@ -242,24 +243,22 @@ clone_device_paths(Clone *c, xmlXPathContext *ctx)
   }
 }
 
-/* RAM file-backed (libvirt names the file), mapped private in the clone. */
+/* RAM file-backed and shared: in the clone, libvirt's file (which it names
+ * memory_backing_dir/<id>-<name>/pc.ram) is the placeholder the plugin maps
+ * the snapshot's memory over (overlay=), and a shared block keeps guest RAM
+ * out of the clone's own snapshots' state. */
 static gboolean
-clone_memory(xmlXPathContext *ctx, GError **error)
+check_memory(xmlXPathContext *ctx, GError **error)
 {
-  g_autoptr(xmlXPathObject) source = xpath(ctx, "/domain/memoryBacking/source[@type='file']");
-  g_autoptr(xmlXPathObject) access = xpath(ctx, "/domain/memoryBacking/access");
+  g_autoptr(xmlXPathObject) backing =
+      xpath(ctx, "/domain/memoryBacking[source/@type='file' and access/@mode='shared']");
 
-  if (xpath_count(source) == 0) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
-                "domain XML: the guest RAM is not file-backed (the domain needs <memoryBacking>"
-                "<source type='file'/><access mode='shared'/></memoryBacking>)");
-    return FALSE;
-  }
-  xmlNode *backing = source->nodesetval->nodeTab[0]->parent;
-  xmlNode *node = xpath_count(access) > 0 ? access->nodesetval->nodeTab[0]
-                                          : xmlNewChild(backing, NULL, BAD_CAST "access", NULL);
-  xmlSetProp(node, BAD_CAST "mode", BAD_CAST "private");
-  return TRUE;
+  if (xpath_count(backing) > 0)
+    return TRUE;
+  g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+              "domain XML: the guest RAM is not file-backed and shared (the domain needs "
+              "<memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>)");
+  return FALSE;
 }
 
 static gboolean
@@ -320,7 +319,7 @@ vms_libvirt_clone_xml(const char *xml, const VmsCloneSpec *spec, gboolean *ret_g
   Clone c = { .spec = spec, .moved = moved, .names = names };
   gboolean genid = FALSE;
 
-  if (!clone_memory(ctx, error) || !refuse_writable_disks(ctx, error) ||
+  if (!check_memory(ctx, error) || !refuse_writable_disks(ctx, error) ||
       !clone_commandline(&c, ctx, error))
     return NULL;
   clone_device_paths(&c, ctx);

@@ -22,6 +22,8 @@ G_BEGIN_DECLS
 typedef struct {
   const char *name;         /* the clone's domain name */
   const char *snapshot_dir; /* absolute: the plugin's restore= */
+  const char *memory;       /* absolute: the plugin's overlay= (the snapshot's memory, or
+                             * for a diff its flattening's) */
   const char *runtime_dir;  /* absolute: the clone's sockets and chardev files go here */
 } VmsCloneSpec;
 
@@ -37,11 +39,12 @@ char *vms_libvirt_control_socket(const char *xml, GError **error);
 
 /* The XML of a new domain that runs a clone of the snapshot of @xml's
  * domain (doc/libvirt.md, "What the clone's XML changes"): @spec's name, no
- * uuid, a new <genid/> if the domain had one (*@ret_genid says so), RAM
- * access private, the plugin with restore= and libvirt=on, every socket and
+ * uuid, a new <genid/> if the domain had one (*@ret_genid says so), the
+ * plugin with restore=, overlay= and libvirt=on, every socket and
  * file of the plugin, -chardev and serial/console/channel devices moved
  * into @spec's runtime dir, and `-incoming defer`. Refuses a domain whose
- * RAM is not file-backed, that loads no plugin, or that has a writable disk
+ * RAM is not file-backed and shared (libvirt's file becomes the RAM
+ * overlay's placeholder), that loads no plugin, or that has a writable disk
  * (a clone never shares a writable image). Caller frees. */
 char *vms_libvirt_clone_xml(const char *xml, const VmsCloneSpec *spec, gboolean *ret_genid,
                             GError **error);
@@ -52,7 +55,7 @@ gboolean vms_libvirt_keep_xml(const char *dir, const char *xml, GError **error);
 
 /* `vmsnap restore DIR --libvirt NAME`: see cmd-libvirt.c. Returns the exit
  * status. */
-int vms_cli_restore_libvirt(const char *dir, const char *restore_dir, const char *name,
+int vms_cli_restore_libvirt(const char *dir, const char *memory, const char *name,
                             const char *uri, const char *runtime_dir, gboolean dry_run);
 
 G_END_DECLS

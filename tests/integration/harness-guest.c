@@ -149,9 +149,8 @@ vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error)
   }
 }
 
-/* Polls query-status until the VM runs. */
-static gboolean
-wait_running(VmsVm *vm, guint timeout_ms, GError **error)
+gboolean
+vms_vm_wait_running(VmsVm *vm, guint timeout_ms, GError **error)
 {
   gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
 
@@ -180,7 +179,7 @@ vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GError **
     /* Bytes that reach the UART while an incoming migration is still
      * loading are overwritten by the loaded UART state: the first command
      * of a restored VM would arrive truncated. */
-    if (vm->qmp != NULL && !wait_running(vm, timeout_ms, error))
+    if (vm->qmp != NULL && !vms_vm_wait_running(vm, timeout_ms, error))
       return NULL;
     vm->serial = vms_test_conn_connect(vm->serial_path, timeout_ms, error);
     if (vm->serial == NULL)

@@ -61,6 +61,9 @@ vms_vm_free(VmsVm *vm)
   g_clear_pointer(&vm->argv, g_ptr_array_unref);
   g_ptr_array_unref(vm->extra_args);
   g_free(vm->plugin_extra);
+  g_free(vm->kernel);
+  g_free(vm->initrd);
+  g_free(vm->append);
   g_free(vm->dir);
   g_free(vm->mem_path);
   g_free(vm->qmp_path);
@@ -110,7 +113,15 @@ vms_vm_build_argv(VmsVm *vm)
   add(argv, "-machine");
   add(argv, "pc,memory-backend=ram0");
   add(argv, "-kernel");
-  add(argv, "%s", vms_test_guest());
+  add(argv, "%s", vm->kernel != NULL ? vm->kernel : vms_test_guest());
+  if (vm->initrd != NULL) {
+    add(argv, "-initrd");
+    add(argv, "%s", vm->initrd);
+  }
+  if (vm->append != NULL) {
+    add(argv, "-append");
+    add(argv, "%s", vm->append);
+  }
   add(argv, "-chardev");
   add(argv, "file,id=dbg,path=%s", vm->debugcon_path);
   add(argv, "-device");
@@ -126,9 +137,12 @@ vms_vm_build_argv(VmsVm *vm)
     add(argv, "socket,id=vmsnap-qmp,path=%s,server=on,wait=off", vm->qmp_path);
     add(argv, "-mon");
     add(argv, "chardev=vmsnap-qmp,mode=control");
+    /* VMSNAP_TEST_PLUGIN_ARGS: for a whole run (meson test --setup qmpvcpus). */
+    const char *run_extra = g_getenv("VMSNAP_TEST_PLUGIN_ARGS");
     add(argv, "-plugin");
-    add(argv, "%s,qmp=%s,control=%s,monitor=%s%s%s", vms_test_plugin(), vm->qmp_path,
-        vm->control_path, vm->monitor_path, vm->plugin_extra != NULL ? "," : "",
+    add(argv, "%s,qmp=%s,control=%s,monitor=%s%s%s%s%s", vms_test_plugin(), vm->qmp_path,
+        vm->control_path, vm->monitor_path, run_extra != NULL ? "," : "",
+        run_extra != NULL ? run_extra : "", vm->plugin_extra != NULL ? "," : "",
         vm->plugin_extra != NULL ? vm->plugin_extra : "");
   }
   if (vm->incoming_defer) {

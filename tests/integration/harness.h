@@ -8,6 +8,8 @@
  *   VMSNAP_CLI          the vmsnap tool
  *   VMSNAP_TEST_TMPDIR  where per-test directories go (default /dev/shm)
  *   VMSNAP_TEST_KEEP    if set, per-test directories are kept (debugging)
+ *   VMSNAP_TEST_PLUGIN_ARGS  appended to every -plugin argument, e.g.
+ *                       "vcpu-events=off" (meson test --setup qmpvcpus)
  *
  * Safety net: every QEMU is started with PR_SET_PDEATHSIG(SIGKILL), is
  * registered for an atexit() kill, and is killed by vms_vm_free(); use
@@ -148,6 +150,9 @@ typedef struct {
   GPtrArray *extra_args;  /* appended to QEMU's argv (empty) */
   gboolean mem_anonymous; /* memory-backend-ram (id ram0) instead of the file, e.g. for
                            * QEMU's own migration as a baseline (FALSE) */
+  char *kernel;           /* -kernel instead of VMSNAP_GUEST, e.g. the Linux guest (NULL) */
+  char *initrd;           /* -initrd (NULL: none) */
+  char *append;           /* -append (NULL: none) */
 
   /* Paths, all inside @dir, fixed by vms_vm_new(). */
   char *dir;
@@ -216,6 +221,9 @@ gboolean vms_vm_wait_counter_above(VmsVm *vm, guint64 above, guint timeout_ms, G
  * ready (query-vmsnap succeeds: QMP connected, memory found), retrying for
  * up to @timeout_ms. Returns the connection (caller frees). */
 VmsTestQmp *vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error);
+
+/* Polls query-status on vm->qmp until the VM runs; fails after @timeout_ms. */
+gboolean vms_vm_wait_running(VmsVm *vm, guint timeout_ms, GError **error);
 
 /* Sends a command line to the guest on COM1 (connecting the serial socket on
  * first use, after waiting until QMP says the VM runs: bytes sent while a
