@@ -130,6 +130,15 @@ mem_sum=$(sha256sum < "$LV_DIR/snap/memory.bin")
 virsh_ destroy vm0 >/dev/null
 echo "ok: vmsnap save --libvirt vm0 (tick $saved_tick)"
 
+# --dry-run prints the clone's XML and defines nothing.
+dry=$(lv_as "$VMSNAP_CLI" restore "$LV_DIR/snap" --libvirt clone1 --connect "$uri" --dry-run)
+for want in "<name>clone1</name>" "restore=$LV_DIR/snap," "overlay=$LV_DIR/snap/memory.bin" \
+            "control=$LV_DIR/clone1/control.sock" "path=$LV_DIR/clone1/debugcon.log" \
+            "<qemu:arg value=\"-incoming\"/>" "<genid/>"; do
+  case "$dry" in *"$want"*) ;; *) fail "restore --dry-run: no '$want' in: $dry" ;; esac
+done
+case "$dry" in *"<uuid>"*) fail "restore --dry-run keeps the uuid" ;; esac
+[ -z "$(virsh_ list --all --name | grep clone || true)" ] || fail "--dry-run defined a domain"
 for clone in clone1 clone2; do
   lv_as "$VMSNAP_CLI" restore "$LV_DIR/snap" --libvirt "$clone" --connect "$uri"
 done
@@ -164,7 +173,14 @@ before=$(last_tick "$LV_DIR/clone1/debugcon.log")
 virsh_ restore "$LV_DIR/saves/clone1.save" >/dev/null
 wait_continues clone1 "$before"
 [ "$(virsh_ domstate clone1)" = "running" ] || fail "clone1 after virsh restore"
+grep -q "vmsnap: restore=$LV_DIR/snap skipped" "$LV_DIR/cache/libvirt/qemu/log/clone1.log" ||
+  fail "the plugin did not step aside for libvirt's restore"
 echo "ok: virsh save / virsh restore of clone1 (was at tick $before)"
+# A clone domain started again restores the snapshot again.
+virsh_ destroy clone2 >/dev/null
+virsh_ start clone2 >/dev/null
+wait_continues clone2 "$saved_tick"
+echo "ok: virsh destroy / virsh start of clone2 restores the snapshot again"
 for dom in clone1 clone2; do
   virsh_ destroy "$dom" >/dev/null
   [ "$(virsh_ domstate "$dom")" = "shut off" ] || fail "$dom after destroy"
