@@ -17,6 +17,11 @@ packages=(
   qemu-utils cpio e2fsprogs
   # push/pull (plugin/registry) and its tests and benchmark
   libcurl4-openssl-dev libzstd-dev docker-registry apache2-utils skopeo zstd
+  # tests/libvirt: a private session-mode libvirtd; vmsnap's --libvirt
+  # commands drive virsh and edit domain XML with libxml2 (doc/libvirt.md).
+  libvirt-daemon-system libvirt-clients libxml2-dev
+  # the Debian package (debian/), built and installed by CI
+  debhelper dpkg-dev fakeroot
 )
 
 missing=()

@@ -225,6 +225,8 @@ vms_migration_settings_apply(VmsQmpClient *qmp, const VmsMigrationSettings *s, G
   JsonArray *list = json_array_new();
 
   for (guint i = 0; i < G_N_ELEMENTS(caps); i++) {
+    if (s->leave_events && g_str_equal(caps[i].name, "events"))
+      continue;
     JsonObject *cap = json_object_new();
     json_object_set_string_member(cap, "capability", caps[i].name);
     json_object_set_boolean_member(cap, "state", caps[i].on);

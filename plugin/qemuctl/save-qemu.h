@@ -43,6 +43,7 @@ typedef struct {
   gboolean events;        /* capability events: QEMU sends MIGRATION events (libvirt needs it) */
   gint64 max_bandwidth;   /* parameter max-bandwidth, bytes/s */
   gint64 downtime_limit;  /* parameter downtime-limit, ms */
+  gboolean leave_events;  /* apply does not set `events` (under libvirt, which owns it) */
 } VmsMigrationSettings;
 
 /* Reads the settings above (query-migrate-capabilities/-parameters). */
