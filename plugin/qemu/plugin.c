@@ -9,11 +9,15 @@
 #include "qemu-plugin.h"
 
 #include "error.h"
+#include "ram-overlay.h"
 #include "restore.h"
 #include "service.h"
 #include "vcpus.h"
 
-QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+/* The API version meson chose (-Dqemu_plugin_api); QEMU refuses a module
+ * outside its own [minimum, current] range. */
+G_STATIC_ASSERT(VMSNAP_QEMU_PLUGIN_API <= QEMU_PLUGIN_VERSION);
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = VMSNAP_QEMU_PLUGIN_API;
 
 /* Kept for the atexit callback; the service lives as long as QEMU. */
 static VmsService *plugin_service;
@@ -33,17 +37,25 @@ parse_bool(const char *key, const char *value, gboolean *ret, GError **error)
 /* Stores one key=value. Path values must be non-empty; a key given twice is
  * refused rather than silently overriding the first. */
 static gboolean
-parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen, GError **error)
+parse_flag(const char *key, const char *value, gboolean *seen, gboolean *ret, GError **error)
+{
+  if (*seen)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                       "argument %s= given twice", key), FALSE;
+  *seen = TRUE;
+  return parse_bool(key, value, ret, error);
+}
+
+/* @seen: resume= and libvirt= given already. */
+static gboolean
+parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean seen[2], GError **error)
 {
   char **slot = NULL;
 
-  if (strcmp(key, "resume") == 0) {
-    if (*resume_seen)
-      return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
-                         "argument resume= given twice"), FALSE;
-    *resume_seen = TRUE;
-    return parse_bool(key, value, &opts->resume, error);
-  }
+  if (strcmp(key, "resume") == 0)
+    return parse_flag(key, value, &seen[0], &opts->resume, error);
+  if (strcmp(key, "libvirt") == 0)
+    return parse_flag(key, value, &seen[1], &opts->libvirt, error);
   if (strcmp(key, "allow-uids") == 0)
     return vms_peer_policy_parse_uids(&opts->access, value, error) ||
            (g_prefix_error(error, "bad argument allow-uids=%s: ", value), FALSE);
@@ -59,10 +71,11 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   else if (strcmp(key, "monitor") == 0) slot = &opts->monitor;
   else if (strcmp(key, "mem") == 0) slot = &opts->mem;
   else if (strcmp(key, "restore") == 0) slot = &opts->restore;
+  else if (strcmp(key, "overlay") == 0) slot = &opts->overlay;
   if (slot == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "unknown argument %s= (known: qmp, control, monitor, mem, restore, "
-                       "resume, allow-uids, allow-gid)", key), FALSE;
+                       "resume, overlay, vcpu-events, libvirt, allow-uids, allow-gid)", key), FALSE;
   if (*value == '\0')
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "bad argument %s=: the value is empty", key), FALSE;
@@ -73,12 +86,15 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   return TRUE;
 }
 
+/* vcpu-events= is the vCPU module's (vcpus.h); the rest is the service's. */
 static gboolean
-parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
+parse_args(int argc, char **argv, VmsPluginOptions *opts, VmsVcpuEvents *ret_events,
+           GError **error)
 {
-  gboolean resume_seen = FALSE;
+  gboolean seen[2] = { FALSE, FALSE }, events_seen = FALSE;
 
   opts->resume = TRUE;
+  *ret_events = VMS_VCPU_EVENTS_AUTO;
   opts->access.gid = -1;
   for (int i = 0; i < argc; i++) {
     g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
@@ -86,17 +102,43 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
     if (kv[0] == NULL || kv[1] == NULL)
       return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                          "bad argument '%s': expected KEY=VALUE", argv[i]), FALSE;
-    if (!parse_one(opts, kv[0], kv[1], &resume_seen, error))
+    if (strcmp(kv[0], "vcpu-events") == 0) {
+      if (events_seen)
+        return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                           "argument vcpu-events= given twice"), FALSE;
+      events_seen = TRUE;
+      if (!vms_vcpu_events_parse(kv[1], ret_events, error))
+        return FALSE;
+    } else if (!parse_one(opts, kv[0], kv[1], seen, error)) {
       return FALSE;
+    }
   }
   if (opts->qmp == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "missing argument qmp=PATH (a QMP socket QEMU serves for the plugin)"),
            FALSE;
-  if (resume_seen && opts->restore == NULL)
+  if (seen[0] && opts->restore == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "argument resume= only applies with restore=DIR"), FALSE;
+  if (opts->overlay != NULL && opts->restore == NULL)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                       "argument overlay= only applies with restore=DIR"), FALSE;
   return TRUE;
+}
+
+/* A clone domain of `vmsnap restore --libvirt` carries one -incoming defer
+ * of its own (doc/libvirt.md); libvirt adds another when it restores or
+ * migrates the domain (`virsh restore` of a `virsh save` file), and then
+ * the state comes from libvirt, not from the snapshot. */
+static gboolean
+libvirt_restores_itself(void)
+{
+  g_auto(GStrv) argv = vms_restore_read_cmdline();
+  guint incoming = 0;
+
+  for (guint i = 0; argv != NULL && argv[i] != NULL; i++)
+    incoming += g_str_equal(argv[i], "-incoming") || g_str_equal(argv[i], "--incoming");
+  return incoming > 1;
 }
 
 /* doc/spec.md section 11: a refused peer is named on QEMU's stderr. */
@@ -122,24 +164,33 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
 {
   g_auto(VmsPluginOptions) opts = { 0 };
   g_autoptr(GError) error = NULL;
+  VmsVcpuEvents vcpu_events;
 
   if (!info->system_emulation) {
     fprintf(stderr, "vmsnap: only system emulation (qemu-system-*) is supported\n");
     return -1;
   }
-  if (!parse_args(argc, argv, &opts, &error)) {
+  if (!parse_args(argc, argv, &opts, &vcpu_events, &error)) {
     fprintf(stderr, "vmsnap: %s\n", error->message);
     return -1;
   }
+  if (opts.restore != NULL && opts.libvirt && libvirt_restores_itself()) {
+    fprintf(stderr, "vmsnap: restore=%s skipped: libvirt gave its own -incoming (it is restoring "
+            "this domain from its own saved state)\n", opts.restore);
+    g_clear_pointer(&opts.restore, g_free);
+    g_clear_pointer(&opts.overlay, g_free);
+  }
+  /* The memory backend exists by now; the board, ROMs and vCPUs do not. */
   if (opts.restore != NULL &&
-      !vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
-                            &error)) {
+      (!vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
+                             opts.overlay, &error) ||
+       (opts.overlay != NULL && !vms_ram_overlay_install(opts.overlay, &error)))) {
     fprintf(stderr, "vmsnap: restore: %s\n", error->message);
     fflush(stderr);
     exit(1);
   }
   opts.access.refused = on_peer_refused;
-  vms_vcpus_register(id, (guint)info->system.smp_vcpus);
+  vms_vcpus_register(id, (guint)info->system.smp_vcpus, vcpu_events);
   plugin_service = vms_service_start(&opts, info->target_name, &error);
   if (plugin_service == NULL) {
     fprintf(stderr, "vmsnap: %s\n", error->message);

@@ -35,8 +35,10 @@ typedef struct {
   const guint8 *data;
   gsize len, pos;
   const char *bad;          /* why the stream is not understood; NULL while fine */
-  guint64 page_size;
+  guint64 page_size;        /* QEMU's target page size; 0 while unknown */
+  guint64 stream_page_size; /* what the stream's configuration says; 0 if silent */
   guint64 ram_size;
+  const char *ram_name;     /* nullable: the guest RAM block's idstr, if known */
   gboolean ignore_shared;   /* x-ignore-shared: the block list carries addresses */
   char ram_block[256];      /* idstr of the guest RAM block; "" until found */
   char cur_block[256];      /* block of the last page record */
@@ -114,7 +116,7 @@ parse_configuration(Stream *s)
       guint64 bits = be(s, 4);
       if (bits < 10 || bits > 20)
         s->bad = "unexpected target-page-bits";
-      s->page_size = G_GUINT64_CONSTANT(1) << bits;
+      s->stream_page_size = G_GUINT64_CONSTANT(1) << bits;
     } else if (g_str_equal(sub, "configuration/capabilities")) {
       guint64 count = be(s, 4);
       for (guint64 i = 0; i < count && s->bad == NULL; i++) {
@@ -147,8 +149,12 @@ parse_block_list(Stream *s, guint64 total)
       return;
     }
     total -= used;
-    if (used == s->ram_size && s->ram_block[0] != '\0')
-      s->bad = "two RAM blocks have the guest RAM's size";
+    if (s->ram_name != NULL && !g_str_equal(block, s->ram_name))
+      continue;
+    if (used != s->ram_size && s->ram_name != NULL)
+      s->bad = "the guest RAM block's size is not the guest RAM's";
+    else if (used == s->ram_size && s->ram_block[0] != '\0')
+      s->bad = "two RAM blocks have the guest RAM's size, and no name tells them apart";
     else if (used == s->ram_size)
       g_strlcpy(s->ram_block, block, sizeof(s->ram_block));
   }
@@ -223,6 +229,23 @@ parse_section(Stream *s)
   return s->bad == NULL;
 }
 
+/* QEMU writes configuration/target-page-bits only when the target's page
+ * size is above its minimum (aarch64: 4 KiB above 1 KiB); x86's 4 KiB is its
+ * only size, so the caller's (QEMU's own, query-migrate) must serve. Both
+ * given must agree. */
+static void
+settle_page_size(Stream *s)
+{
+  if (s->bad != NULL)
+    return;
+  if (s->stream_page_size != 0 && s->page_size != 0 && s->stream_page_size != s->page_size)
+    s->bad = "the stream's target page size differs from QEMU's";
+  else if (s->stream_page_size != 0)
+    s->page_size = s->stream_page_size;
+  else if (s->page_size == 0)
+    s->bad = "the target page size is not in the stream and not known otherwise";
+}
+
 static gboolean
 parse(Stream *s)
 {
@@ -232,10 +255,12 @@ parse(Stream *s)
     take(s, 1);
     parse_configuration(s);
   }
+  settle_page_size(s);
   while (parse_section(s))
     ;
   if (s->bad == NULL && s->ram_block[0] == '\0')
-    s->bad = "no RAM block of the guest RAM's size";
+    s->bad = s->ram_name != NULL ? "no RAM block of the guest RAM's name"
+                                 : "no RAM block of the guest RAM's size";
   return s->bad == NULL;
 }
 
@@ -256,8 +281,8 @@ write_kept(const Stream *s, int dst_fd, GError **error)
 }
 
 gboolean
-vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 target_page_size,
-                    guint64 *ret_dropped, GError **error)
+vms_state_strip_ram(int src_fd, int dst_fd, const VmsStripGuest *guest, guint64 *ret_dropped,
+                    GError **error)
 {
   struct stat st;
 
@@ -269,8 +294,8 @@ vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 target_pag
   if (map == MAP_FAILED)
     return vms_set_error_errno(error, errno, "failed to map the state");
   g_autoptr(GArray) keep = g_array_new(FALSE, FALSE, sizeof(guint64));
-  Stream s = { .data = map, .len = (gsize)st.st_size, .page_size = target_page_size,
-               .ram_size = ram_size, .keep = keep };
+  Stream s = { .data = map, .len = (gsize)st.st_size, .page_size = guest->target_page_size,
+               .ram_size = guest->ram_size, .ram_name = guest->ram_block, .keep = keep };
   gboolean ok = parse(&s);
   if (ok) {
     guint64 rest[2] = { s.mark, s.len - s.mark };
@@ -287,7 +312,7 @@ vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 target_pag
 }
 
 /* The staged raw stream kept as state.bin: the stream was not understood
- * (or the target's page size is not known here). */
+ * (or the target's page size is known neither from it nor from QEMU). */
 static gboolean
 keep_stream(VmsSnapWriter *w, const char *stream_tmp, guint8 ret_sha256[32], guint64 *ret_size,
             GError **error)
@@ -301,25 +326,21 @@ keep_stream(VmsSnapWriter *w, const char *stream_tmp, guint8 ret_sha256[32], gui
 }
 
 gboolean
-vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, guint64 ram_size,
-                       const char *target_name, guint8 ret_sha256[32], guint64 *ret_size,
-                       GError **error)
+vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, const VmsStripGuest *guest,
+                       guint8 ret_sha256[32], guint64 *ret_size, GError **error)
 {
   g_autofree char *stream_tmp = g_strconcat(stream_name, ".tmp", NULL);
   int dirfd = vms_snap_writer_get_dirfd(w);
   g_autoptr(GError) local = NULL;
   guint64 dropped = 0;
 
-  /* The target page size is known for x86; elsewhere the stream is kept. */
-  if (!g_str_equal(target_name, "x86_64") && !g_str_equal(target_name, "i386"))
-    return keep_stream(w, stream_tmp, ret_sha256, ret_size, error);
   vms_autofd src = vms_openat_regular(dirfd, stream_tmp, O_RDONLY, 0, error);
   if (src < 0)
     return FALSE;
   vms_autofd dst = vms_snap_writer_stage(w, VMS_STATE_FILE, error);
   if (dst < 0)
     return FALSE;
-  if (!vms_state_strip_ram(src, dst, ram_size, 4096, &dropped, &local)) {
+  if (!vms_state_strip_ram(src, dst, guest, &dropped, &local)) {
     (void)unlinkat(dirfd, VMS_STATE_FILE ".tmp", 0);
     if (!g_error_matches(local, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED)) {
       g_propagate_prefixed_error(error, g_steal_pointer(&local), "%s/%s: ",

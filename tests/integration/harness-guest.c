@@ -65,7 +65,9 @@ vms_vm_read_phys(VmsVm *vm, guint64 addr, gsize len, GError **error)
 
   ret = vms_test_qmp_executef(vm->qmp, "pmemsave", error,
                               "{\"val\": %" G_GUINT64_FORMAT ", \"size\": %" G_GSIZE_FORMAT
-                              ", \"filename\": \"%s\"}", addr, len, path);
+                              ", \"filename\": \"%s\"}",
+                              addr + (vms_vm_is_aarch64(vm) ? VMS_GUEST_RAM_BASE_AARCH64 : 0),
+                              len, path);
   if (ret == NULL)
     return NULL;
   gboolean ok = g_file_get_contents(path, &data, &got, error);
@@ -149,9 +151,8 @@ vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error)
   }
 }
 
-/* Polls query-status until the VM runs. */
-static gboolean
-wait_running(VmsVm *vm, guint timeout_ms, GError **error)
+gboolean
+vms_vm_wait_running(VmsVm *vm, guint timeout_ms, GError **error)
 {
   gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
 
@@ -180,7 +181,7 @@ vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GError **
     /* Bytes that reach the UART while an incoming migration is still
      * loading are overwritten by the loaded UART state: the first command
      * of a restored VM would arrive truncated. */
-    if (vm->qmp != NULL && !wait_running(vm, timeout_ms, error))
+    if (vm->qmp != NULL && !vms_vm_wait_running(vm, timeout_ms, error))
       return NULL;
     vm->serial = vms_test_conn_connect(vm->serial_path, timeout_ms, error);
     if (vm->serial == NULL)
