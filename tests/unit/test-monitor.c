@@ -152,18 +152,15 @@ typedef struct {
   gsize mark;      /* where the current step's output starts */
 } Term;
 
+/* @argv (NULL-terminated) on a new pty: its stdin and stdout. */
 static Term *
-term_open(Fixture *f)
+term_spawn(const char *const *argv)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
-  g_autofree char *target = g_strdup_printf("UNIX-CONNECT:%s", f->path);
-  g_autofree char *socat = g_find_program_in_path("socat");
   Term *t;
   int slave;
 
-  if (socat == NULL)
-    return NULL;
   t = g_new0(Term, 1);
   t->seen = g_string_new(NULL);
   t->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -175,9 +172,21 @@ term_open(Fixture *f)
   fcntl(t->master, F_SETFL, fcntl(t->master, F_GETFL) | O_NONBLOCK);
   g_subprocess_launcher_take_stdin_fd(l, dup(slave));
   g_subprocess_launcher_take_stdout_fd(l, slave);
-  t->socat = g_subprocess_launcher_spawn(l, &error, socat, "-,raw,echo=0", target, NULL);
+  t->socat = g_subprocess_launcher_spawnv(l, argv, &error);
   g_assert_no_error(error);
   return t;
+}
+
+/* What people use with QEMU's HMP: socat with the terminal raw. */
+static Term *
+term_open(Fixture *f)
+{
+  g_autofree char *target = g_strdup_printf("UNIX-CONNECT:%s", f->path);
+  g_autofree char *socat = g_find_program_in_path("socat");
+
+  if (socat == NULL)
+    return NULL;
+  return term_spawn((const char *const[]){ socat, "-,raw,echo=0", target, NULL });
 }
 
 static void
@@ -295,6 +304,27 @@ test_terminal(Fixture *f, gconstpointer data)
   term_close(t);
 }
 
+/* `vmsnap monitor SOCK` on a terminal: the same editor without socat. */
+static void
+test_cli_monitor(Fixture *f, gconstpointer data)
+{
+  const char *vmsnap = g_getenv("VMSNAP_BIN");
+  Term *t;
+
+  g_assert_nonnull(vmsnap);
+  t = term_spawn((const char *const[]){ vmsnap, "monitor", f->path, NULL });
+  g_assert_true(term_wait(t, PROMPT));
+  term_type(t, "inf\tst\t\r");
+  g_assert_true(term_wait(t, "query-vmsnap has not been found"));
+  term_type(t, "\033[A");
+  g_assert_true(term_wait(t, PROMPT "info status"));
+  term_type(t, "\003\004");
+  g_assert_true(g_subprocess_wait(t->socat, NULL, NULL));
+  g_assert_true(g_subprocess_get_if_exited(t->socat));
+  g_assert_cmpint(g_subprocess_get_exit_status(t->socat), ==, 0);
+  term_close(t);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -306,6 +336,7 @@ main(int argc, char **argv)
   ADD("nul", test_nul);
   ADD("quit", test_quit);
   ADD("terminal", test_terminal);
+  ADD("cli", test_cli_monitor);
 #undef ADD
   return g_test_run();
 }
