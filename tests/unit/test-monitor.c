@@ -270,7 +270,7 @@ test_terminal(Fixture *f, gconstpointer data)
   /* the answer's lines end in CR LF on a raw terminal */
   /* editing: Left twice, insert, Home, ^K */
   term_type(t, "hlp\033[D\033[De");
-  g_assert_true(term_wait(t, "\033[2D"));
+  g_assert_true(term_wait(t, PROMPT "help\033[K\033[2D")); /* the cursor stays after "he" */
   l1 = term_line(t);
   g_assert_cmpstr(l1, ==, PROMPT "help");
   term_type(t, "\r");
@@ -280,7 +280,7 @@ test_terminal(Fixture *f, gconstpointer data)
   term_type(t, "\033[A");
   g_assert_true(term_wait(t, PROMPT "help"));
   term_type(t, "\033[A");
-  g_assert_true(term_wait(t, PROMPT "info status"));
+  g_assert_true(term_wait(t, PROMPT "info status \033[K"));
   l2 = term_line(t);
   g_assert_cmpstr(l2, ==, PROMPT "info status ");
   /* keys with no meaning here (F5, a mouse report, a bell) are never echoed */
@@ -295,7 +295,7 @@ test_terminal(Fixture *f, gconstpointer data)
   term_type(t, "save /x \t");
   g_assert_true(term_wait(t, "memory=  then="));
   term_type(t, "m\tc\t");
-  g_assert_true(term_wait(t, PROMPT "save /x memory=copy "));
+  g_assert_true(term_wait(t, PROMPT "save /x memory=copy \033[K"));
   l3 = term_line(t);
   g_assert_cmpstr(l3, ==, PROMPT "save /x memory=copy ");
   /* ^D on an empty line ends the console */
