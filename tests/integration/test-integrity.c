@@ -62,17 +62,15 @@ save_error(VmsTestQmp *ctl, const char *dir, const char *memory, const char *the
   return g_strdup(error->message);
 }
 
-static const char *
-run_status(VmsVm *vm)
+/* TRUE if QEMU's query-status says @status. */
+static gboolean
+vm_status_is(VmsVm *vm, const char *status)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonNode) ret = vms_test_qmp_execute(vm->qmp, "query-status", NULL, &error);
-  static char status[32];
 
   g_assert_no_error(error);
-  g_strlcpy(status, json_object_get_string_member(json_node_get_object(ret), "status"),
-            sizeof status);
-  return status;
+  return g_str_equal(json_object_get_string_member(json_node_get_object(ret), "status"), status);
 }
 
 static gboolean
@@ -110,7 +108,7 @@ test_resumed_during_save(Fixture *f, gconstpointer data)
   for (int i = 0; i < 3000 && !g_file_test(hook_file, G_FILE_TEST_EXISTS); i++)
     g_usleep(5000);
   g_assert_true(g_file_test(hook_file, G_FILE_TEST_EXISTS));
-  g_assert_cmpstr(run_status(vm), !=, "running");
+  g_assert_false(vm_status_is(vm, "running"));
   g_autoptr(JsonNode) cont = vms_test_qmp_execute(vm->qmp, "cont", NULL, &error);
   g_assert_no_error(error);
   g_assert_cmpint(unlink(hook_file), ==, 0);
@@ -122,7 +120,7 @@ test_resumed_during_save(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(desc, "resumed by someone else"));
   g_assert_nonnull(strstr(desc, "paused again"));
   g_assert_false(has_file(snap, VMS_MANIFEST_FILE));
-  g_assert_cmpstr(run_status(vm), ==, "paused");
+  g_assert_true(vm_status_is(vm, "paused"));
 }
 
 static JsonNode *
@@ -284,7 +282,7 @@ test_enospc(Fixture *f, gconstpointer data)
   g_autofree char *m1 = save_error(ctl, copy_dir, "copy", "resume");
   assert_enospc("memory=copy", m1);
   g_assert_false(g_file_test(copy_dir, G_FILE_TEST_EXISTS));
-  g_assert_cmpstr(run_status(src), ==, "running");
+  g_assert_true(vm_status_is(src, "running"));
   g_clear_pointer(&ctl, vms_test_qmp_free);
 
   VmsVm *vm = f->vms[1] = restored_vm(f->dir, "restored", base_snapshot());
