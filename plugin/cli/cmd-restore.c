@@ -1,5 +1,8 @@
 /* vmsnap CLI: `vmsnap restore DIR [--dry-run] [--flatten-to DIR2]
- * [--runtime-dir RDIR] [--plugin PATH] [-- EXTRA QEMU ARGS]`.
+ * [--runtime-dir RDIR] [--plugin PATH] [--disk-dir DDIR]
+ * [--vm-generation-id GUID|saved] [-- EXTRA QEMU ARGS]`.
+ * Each disk gets the clone's own qcow2 overlay on the frozen image and a VM
+ * with vmgenid a fresh GUID (restore-disks.c).
  *
  * Starts QEMU from the command line recorded in the manifest, rewritten by
  * relaunch.h (the snapshot's memory mapped copy-on-write: the RAM overlay where
@@ -21,6 +24,7 @@
 #include "chunks.h"
 #include "error.h"
 #include "relaunch.h"
+#include "restore-disks.h"
 #include "save-qemu.h"
 #include "snapdir.h"
 
@@ -222,12 +226,37 @@ take_extra_args(int *argc, char **argv)
 /* The rewritten command line from @s's manifest, restoring @target (@s
  * itself, or the diff @s is the flattening of) from @memory (nullable:
  * @target's memory.bin). */
+typedef struct {
+  const char *disk_dir;     /* --disk-dir, nullable */
+  const char *vmgenid;      /* --vm-generation-id, nullable */
+  gboolean dry_run;
+  const char *ram;          /* --ram, nullable (restore-ram.c) */
+  gboolean paused;          /* --paused: a warm clone */
+  VmsCloneIdentity *clone;  /* filled by restore_argv */
+} CloneOptions;
+
+/* Says once what a clone without a vmgenid device shares (doc/restore.md). */
+static void
+note_identity(const VmsCloneIdentity *c, const VmsManifest *m)
+{
+  if (c->vmgenid != NULL)
+    fprintf(stderr, "vmsnap: clone vm-generation-id %s\n", c->vmgenid);
+  else
+    fprintf(stderr, "vmsnap: the VM has no vmgenid device: its clones share RNG state "
+                    "(add -device vmgenid to the VM)\n");
+  if (c->disks->len > 0)
+    fprintf(stderr, "vmsnap: %u disk%s on the clone's own overlay%s (first: %s)\n",
+            c->disks->len, c->disks->len == 1 ? "" : "s", c->disks->len == 1 ? "" : "s",
+            g_array_index(c->disks, VmsRelaunchDisk, 0).overlay);
+}
+
 static char **
 restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char *rdir,
-             const char *plugin, char **extra, const char *ram, gboolean paused, GError **error)
+             const char *plugin, char **extra, CloneOptions *co, GError **error)
 {
   const char *dir = s->path;
 
+  /* Checks the disks' identities too: before QEMU loads anything. */
   if (!vms_snapshot_verify(s, error))
     return NULL;
   if (s->manifest->n_qemu_argv == 0) {
@@ -240,7 +269,7 @@ restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char 
     return NULL;
   g_autoptr(GError) local = NULL;
   g_autofree char *placeholder = vms_cli_restore_placeholder(
-      ram, state_snap, s->manifest, (const char *const *)extra, rdir, &local);
+      co->ram, state_snap, s->manifest, (const char *const *)extra, rdir, &local);
   if (local != NULL) {
     g_propagate_error(error, g_steal_pointer(&local));
     return NULL;
@@ -249,13 +278,18 @@ restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char 
   memcpy(argv, s->manifest->qemu_argv, s->manifest->n_qemu_argv * sizeof(char *));
   VmsRelaunchOptions opts = {
     .overlay_placeholder = placeholder,
-    .paused = paused,
+    .paused = co->paused,
     .snapshot_dir = target,
     .memory_path = memory,
     .runtime_dir = rdir,
     .plugin_path = plugin,
     .extra_args = (const char *const *)extra,
   };
+  if (!vms_clone_identity_prepare(dir, s->manifest, rdir, co->disk_dir, co->vmgenid, co->dry_run,
+                                  co->clone, error))
+    return NULL;
+  note_identity(co->clone, s->manifest);
+  vms_clone_identity_apply(co->clone, &opts);
   return vms_relaunch_argv((const char *const *)argv, &opts, error);
 }
 
@@ -263,6 +297,7 @@ int
 vms_cli_restore(int argc, char **argv)
 {
   g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL, *ram = NULL;
+  g_autofree char *disk_dir = NULL, *vmgenid = NULL;
   gboolean dry_run = FALSE, paused = FALSE, verify = FALSE;
   const GOptionEntry entries[] = {
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "print the QEMU command line, run nothing", NULL },
@@ -278,6 +313,10 @@ vms_cli_restore(int argc, char **argv)
       "load the state and wait paused (a warm clone: `cont` on QMP starts it)", NULL },
     { "ram", 0, 0, G_OPTION_ARG_STRING, &ram,
       "auto (default): the RAM overlay where possible, else private; overlay; private", "MODE" },
+    { "disk-dir", 0, 0, G_OPTION_ARG_FILENAME, &disk_dir,
+      "put the clone's disk overlays here (default: the runtime directory)", "DDIR" },
+    { "vm-generation-id", 0, 0, G_OPTION_ARG_STRING, &vmgenid,
+      "the clone's vmgenid GUID (default: a fresh one; \"saved\": the snapshot's)", "GUID" },
     { NULL },
   };
   g_auto(GStrv) extra = take_extra_args(&argc, argv);
@@ -310,8 +349,11 @@ vms_cli_restore(int argc, char **argv)
   /* A diff is restored as itself from its flattening's memory. */
   gboolean diff = !g_str_equal(full, argv[1]);
   g_autofree char *flat_mem = diff ? g_build_filename(full, VMS_MEMORY_FILE, NULL) : NULL;
-  g_auto(GStrv) qemu = restore_argv(s, diff ? argv[1] : full, flat_mem, rdir, plugin, extra,
-                                    ram, paused, &error);
+  g_auto(VmsCloneIdentity) clone = { 0 };
+  CloneOptions co = { .disk_dir = disk_dir, .vmgenid = vmgenid, .dry_run = dry_run,
+                      .ram = ram, .paused = paused, .clone = &clone };
+  g_auto(GStrv) qemu = restore_argv(s, diff ? argv[1] : full, flat_mem, rdir, plugin, extra, &co,
+                                    &error);
   if (qemu == NULL) {
     if (rdir_opt == NULL && !dry_run)
       (void)rmdir(rdir); /* the empty directory made for this run */

@@ -34,11 +34,7 @@ vms_save_diff_free(VmsSaveDiff *d)
 gboolean
 vms_save_diff_check(VmsService *svc, const VmsMemInfo *mem, GError **error)
 {
-  g_autofree char *restored = NULL;
-
-  g_mutex_lock(&svc->lock);
-  restored = g_strdup(svc->restored_from);
-  g_mutex_unlock(&svc->lock);
+  g_autofree char *restored = vms_service_dup_restored(svc, NULL);
   if (mem->shared) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
                 "memory=diff is refused: this VM's memory %s is a shared (share=on) mapping, "
@@ -133,10 +129,7 @@ vms_save_diff_new(VmsService *svc, const char *dir, const VmsMemInfo *mem, GErro
 
   d->diff_fd = -1;
   d->page_size = mem->page_size;
-  g_mutex_lock(&svc->lock);
-  d->parent_dir = g_strdup(svc->restored_from);
-  memcpy(restored_sha, svc->restored_manifest_sha256, VMS_SHA256_LEN);
-  g_mutex_unlock(&svc->lock);
+  d->parent_dir = vms_service_dup_restored(svc, restored_sha);
   if (d->parent_dir == NULL)
     return vms_save_diff_check(svc, mem, error), NULL;
 
