@@ -175,6 +175,37 @@ test_settings_put_back(Fixture *f, gconstpointer data)
   g_assert_cmpint(json_object_get_int_member(p, "downtime-limit"), ==, 123);
 }
 
+/* The same for a restore: settings made while QEMU waits for the incoming
+ * state (the hook holds the plugin just before it loads state.bin) are
+ * what the restored VM has after it. */
+static void
+test_restore_puts_back(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *hook_file = g_build_filename(f->dir, "hook", NULL);
+  g_autofree char *hook = g_strdup_printf("restore:wait=%s", hook_file);
+  VmsVm *vm = f->vms[0] = restored_vm(f->dir, "restored", base_snapshot());
+
+  g_setenv(HOOK_ENV, hook, TRUE);
+  gboolean ok = vms_vm_start(vm, &error);
+  g_unsetenv(HOOK_ENV);
+  g_assert_no_error(error);
+  g_assert_true(ok);
+  for (int i = 0; i < 3000 && !g_file_test(hook_file, G_FILE_TEST_EXISTS); i++)
+    g_usleep(5000);
+  g_assert_true(g_file_test(hook_file, G_FILE_TEST_EXISTS));
+  json_node_unref(qmp(vm, "migrate-set-capabilities",
+                      "{\"capabilities\": [{\"capability\": \"events\", \"state\": true}]}"));
+  json_node_unref(qmp(vm, "migrate-set-parameters", "{\"max-bandwidth\": 33554432}"));
+  g_assert_cmpint(unlink(hook_file), ==, 0);
+  assert_continues(vm, base_counter(), base_boot_id());
+  g_assert_true(capability(vm, "events"));
+  g_assert_false(capability(vm, "x-ignore-shared"));
+  g_autoptr(JsonNode) params = qmp(vm, "query-migrate-parameters", NULL);
+  g_assert_cmpint(json_object_get_int_member(json_node_get_object(params), "max-bandwidth"), ==,
+                  33554432);
+}
+
 static const char *const save_steps[] = {
   "prepare", "stop", "state", "memory", "resume", "strip", "commit", "digests",
 };
@@ -385,6 +416,8 @@ main(int argc, char **argv)
   g_test_add("/integrity/resumed-during-save", Fixture, NULL, setup, test_resumed_during_save,
              teardown);
   g_test_add("/integrity/settings-put-back", Fixture, NULL, setup, test_settings_put_back,
+             teardown);
+  g_test_add("/integrity/restore-puts-back", Fixture, NULL, setup, test_restore_puts_back,
              teardown);
   g_test_add("/integrity/kill-at-every-step", Fixture, NULL, setup, test_kill_at_every_step,
              teardown);
