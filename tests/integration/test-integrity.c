@@ -16,6 +16,30 @@
 
 #define HOOK_ENV "VMSNAP_TEST_SAVE_HOOK"
 
+/* Starts @vm with @hook (nullable) as its step hook in QEMU's environment. */
+static void
+start_with_hook(VmsVm *vm, const char *hook)
+{
+  g_autoptr(GError) error = NULL;
+  gboolean ok;
+
+  if (hook != NULL)
+    g_setenv(HOOK_ENV, hook, TRUE);
+  ok = vms_vm_start(vm, &error);
+  g_unsetenv(HOOK_ENV);
+  g_assert_no_error(error);
+  g_assert_true(ok);
+}
+
+/* Waits (up to 15 s) until a "wait=FILE" hook has created @path. */
+static void
+wait_for_hook(const char *path)
+{
+  for (int i = 0; i < 3000 && !g_file_test(path, G_FILE_TEST_EXISTS); i++)
+    g_usleep(5000);
+  g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+}
+
 /* A plugin VM in @f->dir/@name with @hook (nullable) as its step hook,
  * booted to ready; its control connection in *@ret_ctl. */
 static VmsVm *
@@ -27,12 +51,7 @@ hooked_vm(Fixture *f, guint slot, const char *name, const char *hook, VmsTestQmp
   g_clear_pointer(&f->vms[slot], vms_vm_free);
   g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
   VmsVm *vm = f->vms[slot] = vms_vm_new(dir);
-  if (hook != NULL)
-    g_setenv(HOOK_ENV, hook, TRUE);
-  gboolean ok = vms_vm_start(vm, &error);
-  g_unsetenv(HOOK_ENV);
-  g_assert_no_error(error);
-  g_assert_true(ok);
+  start_with_hook(vm, hook);
   g_assert_true(vms_vm_wait_ready(vm, VMS_TEST_TIMEOUT_MS, &error));
   g_assert_no_error(error);
   *ret_ctl = vms_vm_control(vm, VMS_TEST_TIMEOUT_MS, &error);
@@ -105,9 +124,7 @@ test_resumed_during_save(Fixture *f, gconstpointer data)
   VmsVm *vm = hooked_vm(f, 0, "vm", hook, &ctl);
 
   g_assert_true(send_save(ctl, snap, "copy", "pause"));
-  for (int i = 0; i < 3000 && !g_file_test(hook_file, G_FILE_TEST_EXISTS); i++)
-    g_usleep(5000);
-  g_assert_true(g_file_test(hook_file, G_FILE_TEST_EXISTS));
+  wait_for_hook(hook_file);
   g_assert_false(vm_status_is(vm, "running"));
   g_autoptr(JsonNode) cont = vms_test_qmp_execute(vm->qmp, "cont", NULL, &error);
   g_assert_no_error(error);
@@ -186,14 +203,8 @@ test_restore_puts_back(Fixture *f, gconstpointer data)
   g_autofree char *hook = g_strdup_printf("restore:wait=%s", hook_file);
   VmsVm *vm = f->vms[0] = restored_vm(f->dir, "restored", base_snapshot());
 
-  g_setenv(HOOK_ENV, hook, TRUE);
-  gboolean ok = vms_vm_start(vm, &error);
-  g_unsetenv(HOOK_ENV);
-  g_assert_no_error(error);
-  g_assert_true(ok);
-  for (int i = 0; i < 3000 && !g_file_test(hook_file, G_FILE_TEST_EXISTS); i++)
-    g_usleep(5000);
-  g_assert_true(g_file_test(hook_file, G_FILE_TEST_EXISTS));
+  start_with_hook(vm, hook);
+  wait_for_hook(hook_file);
   json_node_unref(qmp(vm, "migrate-set-capabilities",
                       "{\"capabilities\": [{\"capability\": \"events\", \"state\": true}]}"));
   json_node_unref(qmp(vm, "migrate-set-parameters", "{\"max-bandwidth\": 33554432}"));
