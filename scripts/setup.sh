@@ -8,6 +8,7 @@ packages=(
   libglib2.0-dev libjson-glib-dev
   libprotobuf-c-dev protobuf-c-compiler
   liburing-dev
+  libssl-dev
   qemu-system-x86
   socat
   # disks: qemu-img for overlays; the Linux test guest (tests/linux-guest/build-guest.sh)

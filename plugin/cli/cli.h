@@ -8,6 +8,8 @@
 
 #include <glib.h>
 
+#include "snapdir.h"
+
 G_BEGIN_DECLS
 
 int vms_cli_info(int argc, char **argv);       /* cmd-info.c */
@@ -16,6 +18,17 @@ int vms_cli_apply_diff(int argc, char **argv); /* cmd-diff.c */
 int vms_cli_flatten(int argc, char **argv);    /* cmd-diff.c */
 int vms_cli_save(int argc, char **argv);       /* cmd-save.c */
 int vms_cli_restore(int argc, char **argv);    /* cmd-restore.c */
+
+
+/* restore-ram.c: the RAM overlay placeholder path (in @rdir) for a restore
+ * whose state.bin is @state_snap's and whose command line is @m's
+ * qemu_argv plus @extra (NULL-terminated; nullable),
+ * or NULL for the private mapping: @mode "private", or "auto"/NULL when the
+ * overlay cannot be used (a line on stderr says why). @mode "overlay" fails
+ * instead of falling back; an unknown @mode fails. */
+char *vms_cli_restore_placeholder(const char *mode, VmsSnapshot *state_snap,
+                                  const VmsManifest *m, const char *const *extra,
+                                  const char *rdir, GError **error);
 
 /* Prints "vmsnap: error: <message>" to stderr and returns 1. */
 int vms_cli_error(const char *format, ...) G_GNUC_PRINTF(1, 2);

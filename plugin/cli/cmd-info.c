@@ -5,6 +5,7 @@
 #include <json-glib/json-glib.h>
 
 #include "chain.h"
+#include "error.h"
 #include "manifest.h"
 #include "snapdir.h"
 #include "util.h"
@@ -155,8 +156,10 @@ vms_cli_info(int argc, char **argv)
 }
 
 /* `vmsnap verify DIR`: the manifest, state.bin size and SHA-256, the memory
- * file's size, and for a diff the whole chain of parents down to its full
- * snapshot (vms_chain_verify). */
+ * file's size, every chunk digest of the memory, and for a diff the same
+ * for the whole chain of parents down to its full snapshot
+ * (vms_chain_verify). A snapshot without digests is reported as such and
+ * fails: it is never called verified. */
 int
 vms_cli_verify(int argc, char **argv)
 {
@@ -167,7 +170,8 @@ vms_cli_verify(int argc, char **argv)
 
   if (!vms_cli_parse(&argc, &argv, NULL, "DIR",
                      "Check a snapshot: its manifest, state.bin size and SHA-256, the memory\n"
-                     "file's size, and for a diff snapshot its whole parent chain."))
+                     "file's size and every chunk digest of its memory (memory.chunks), and\n"
+                     "for a diff snapshot the same for its whole parent chain."))
     return 1;
   dir = single_dir_argument(argc, argv);
   if (dir == NULL)
@@ -176,10 +180,14 @@ vms_cli_verify(int argc, char **argv)
   if (s == NULL)
     return vms_cli_error("%s", error->message);
   is_diff = s->manifest->kind == VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF;
-  if (!(is_diff ? vms_chain_verify(dir, &error) : vms_snapshot_verify(s, &error)))
+  if (!vms_chain_verify(dir, &error)) {
+    if (g_error_matches(error, VMS_ERROR, VMS_ERROR_NO_DIGESTS))
+      return vms_cli_error("%s: NOT VERIFIED: %s", dir, error->message);
     return vms_cli_error("%s", error->message);
-  printf("%s: OK (%s snapshot, %s, state.bin %" G_GUINT64_FORMAT " bytes%s)\n", dir,
-         vms_manifest_kind_name(s->manifest->kind), vms_snapshot_memory_file(s),
-         s->manifest->state_size, is_diff ? ", parent chain checked" : "");
+  }
+  printf("%s: OK (%s snapshot, %s, state.bin %" G_GUINT64_FORMAT " bytes, memory digests "
+         "checked%s)\n", dir, vms_manifest_kind_name(s->manifest->kind),
+         vms_snapshot_memory_file(s), s->manifest->state_size,
+         is_diff ? ", parent chain checked" : "");
   return 0;
 }

@@ -5,7 +5,8 @@
  * with vmgenid a fresh GUID (restore-disks.c).
  *
  * Starts QEMU from the command line recorded in the manifest, rewritten by
- * relaunch.h (the snapshot's memory mapped share=off, -S -incoming defer,
+ * relaunch.h (the snapshot's memory mapped copy-on-write: the RAM overlay where
+ * it can be used, else share=off; restore-ram.c), -S -incoming defer,
  * restore=DIR, sockets in a runtime dir of their own), by exec: the QEMU
  * process takes this process's place, so a supervisor sees QEMU itself.
  * A diff snapshot is flattened first (doc/restore.md) and restored as
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "chunks.h"
 #include "error.h"
 #include "relaunch.h"
 #include "restore-disks.h"
@@ -42,22 +44,46 @@ flat_is_current(VmsSnapshot *diff, const char *flat_dir)
   return flat != NULL && vms_chain_is_flattening(diff, flat);
 }
 
+/* The memory checks of a restore (doc/format.md "Who checks what"): every
+ * diff of the chain of @dir (a flatten made now has checked everything);
+ * with @verify also the base's memory and the mapped flattening's. */
+static gboolean
+check_memory(VmsSnapshot *s, const char *full, gboolean flattened_now, gboolean verify,
+             GError **error)
+{
+  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
+    return !verify || vms_snapshot_verify_chunks(s, error);
+  if (flattened_now)
+    return TRUE;
+  if (!vms_chain_verify_diffs(s->path, verify, error))
+    return FALSE;
+  if (!verify)
+    return TRUE;
+  g_autoptr(VmsSnapshot) flat = vms_snapshot_open(full, error);
+  return flat != NULL && vms_snapshot_verify_chunks(flat, error);
+}
+
 /* The FULL snapshot to restore: @dir itself, or its flattening (made now
  * unless @dry_run or already there). Returns the directory (caller frees);
- * *@ret_ready is FALSE when a dry run left the flattening unmade. */
+ * *@ret_ready is FALSE when a dry run left the flattening unmade. The
+ * memory is checked as check_memory says, unless @dry_run. */
 static char *
-full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gboolean *ret_ready,
-                  GError **error)
+full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gboolean verify,
+                  gboolean *ret_ready, GError **error)
 {
   g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, error);
 
   *ret_ready = TRUE;
   if (s == NULL)
     return NULL;
-  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
+  if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF) {
+    if (!dry_run && !check_memory(s, dir, FALSE, verify, error))
+      return NULL;
     return g_strdup(dir);
+  }
   g_autofree char *flat = flatten_to != NULL ? g_strdup(flatten_to) : default_flat_dir(dir);
-  if (flat_is_current(s, flat)) {
+  gboolean current = flat_is_current(s, flat);
+  if (current) {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; using its flattening %s\n", dir, flat);
   } else if (dry_run) {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; would flatten it into %s\n", dir, flat);
@@ -67,6 +93,8 @@ full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gbo
     if (!vms_chain_flatten(dir, flat, NULL, error))
       return NULL;
   }
+  if (!dry_run && !check_memory(s, flat, !current, verify, error))
+    return NULL;
   return g_steal_pointer(&flat);
 }
 
@@ -152,7 +180,8 @@ note_identity(const VmsCloneIdentity *c, const VmsManifest *m)
 
 static char **
 restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char *rdir,
-             const char *plugin, char **extra, CloneOptions *co, GError **error)
+             const char *plugin, char **extra, const char *ram, gboolean paused, CloneOptions *co,
+             GError **error)
 {
   const char *dir = s->path;
 
@@ -164,9 +193,21 @@ restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char 
                 "qemu_argv: %s records no QEMU command line to restore with", dir);
     return NULL;
   }
+  g_autoptr(VmsSnapshot) state_snap = vms_snapshot_open(target, error);
+  if (state_snap == NULL)
+    return NULL;
+  g_autoptr(GError) local = NULL;
+  g_autofree char *placeholder = vms_cli_restore_placeholder(
+      ram, state_snap, s->manifest, (const char *const *)extra, rdir, &local);
+  if (local != NULL) {
+    g_propagate_error(error, g_steal_pointer(&local));
+    return NULL;
+  }
   g_autofree char **argv = g_new0(char *, s->manifest->n_qemu_argv + 1);
   memcpy(argv, s->manifest->qemu_argv, s->manifest->n_qemu_argv * sizeof(char *));
   VmsRelaunchOptions opts = {
+    .overlay_placeholder = placeholder,
+    .paused = paused,
     .snapshot_dir = target,
     .memory_path = memory,
     .runtime_dir = rdir,
@@ -184,17 +225,23 @@ restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char 
 int
 vms_cli_restore(int argc, char **argv)
 {
-  g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL;
+  g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL, *ram = NULL;
   g_autofree char *disk_dir = NULL, *vmgenid = NULL;
-  gboolean dry_run = FALSE;
+  gboolean dry_run = FALSE, paused = FALSE, verify = FALSE;
   const GOptionEntry entries[] = {
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "print the QEMU command line, run nothing", NULL },
+    { "verify", 0, 0, G_OPTION_ARG_NONE, &verify,
+      "also check every chunk of the base memory (the diffs of a chain are always checked)", NULL },
     { "flatten-to", 0, 0, G_OPTION_ARG_FILENAME, &flatten_to,
       "where a diff snapshot is flattened (default: DIR.flat beside it)", "DIR2" },
     { "runtime-dir", 0, 0, G_OPTION_ARG_FILENAME, &rdir_opt,
       "put the clone's sockets and chardev files here (default: a new directory)", "RDIR" },
     { "plugin", 0, 0, G_OPTION_ARG_FILENAME, &plugin,
       "load this libvmsnap.so instead of the recorded one", "PATH" },
+    { "paused", 0, 0, G_OPTION_ARG_NONE, &paused,
+      "load the state and wait paused (a warm clone: `cont` on QMP starts it)", NULL },
+    { "ram", 0, 0, G_OPTION_ARG_STRING, &ram,
+      "auto (default): the RAM overlay where possible, else private; overlay; private", "MODE" },
     { "disk-dir", 0, 0, G_OPTION_ARG_FILENAME, &disk_dir,
       "put the clone's disk overlays here (default: the runtime directory)", "DDIR" },
     { "vm-generation-id", 0, 0, G_OPTION_ARG_STRING, &vmgenid,
@@ -206,16 +253,19 @@ vms_cli_restore(int argc, char **argv)
 
   if (!vms_cli_parse(&argc, &argv, entries, "DIR [-- EXTRA QEMU ARGS]",
                      "Start QEMU from snapshot DIR with the command line recorded in its\n"
-                     "manifest: memory mapped copy-on-write (share=off) from DIR/memory.bin,\n"
+                     "manifest: memory mapped copy-on-write from DIR/memory.bin (as the RAM\n"
+                     "overlay, so diff saves skip the RAM stream, or share=off),\n"
                      "-S -incoming defer, the plugin in restore mode, sockets in a runtime\n"
                      "directory of their own so the clone runs beside the original.\n"
-                     "A diff snapshot is flattened first."))
+                     "A diff snapshot is flattened first. Every diff of the chain is checked\n"
+                     "against its memory digests; --verify checks the base memory too."))
     return 1;
   if (argc != 2)
     return vms_cli_error(argc < 2 ? "missing DIR (see --help)" : "too many arguments (see --help)");
 
   gboolean ready = TRUE;
-  g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, &ready, &error);
+  g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, verify, &ready,
+                                            &error);
   if (full == NULL)
     return vms_cli_error("%s", error->message);
   /* A dry run of an unflattened diff reads the diff's own manifest. */
@@ -231,8 +281,8 @@ vms_cli_restore(int argc, char **argv)
   g_auto(VmsCloneIdentity) clone = { 0 };
   CloneOptions co = { .disk_dir = disk_dir, .vmgenid = vmgenid, .dry_run = dry_run,
                       .clone = &clone };
-  g_auto(GStrv) qemu = restore_argv(s, diff ? argv[1] : full, flat_mem, rdir, plugin, extra, &co,
-                                    &error);
+  g_auto(GStrv) qemu = restore_argv(s, diff ? argv[1] : full, flat_mem, rdir, plugin, extra,
+                                    ram, paused, &co, &error);
   if (qemu == NULL) {
     if (rdir_opt == NULL && !dry_run)
       (void)rmdir(rdir); /* the empty directory made for this run */

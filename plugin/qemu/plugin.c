@@ -9,11 +9,15 @@
 #include "qemu-plugin.h"
 
 #include "error.h"
+#include "ram-overlay.h"
 #include "restore.h"
 #include "service.h"
 #include "vcpus.h"
 
-QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+/* The API version meson chose (-Dqemu_plugin_api); QEMU refuses a module
+ * outside its own [minimum, current] range. */
+G_STATIC_ASSERT(VMSNAP_QEMU_PLUGIN_API <= QEMU_PLUGIN_VERSION);
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = VMSNAP_QEMU_PLUGIN_API;
 
 /* Kept for the atexit callback; the service lives as long as QEMU. */
 static VmsService *plugin_service;
@@ -49,10 +53,11 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   else if (strcmp(key, "monitor") == 0) slot = &opts->monitor;
   else if (strcmp(key, "mem") == 0) slot = &opts->mem;
   else if (strcmp(key, "restore") == 0) slot = &opts->restore;
+  else if (strcmp(key, "overlay") == 0) slot = &opts->overlay;
   if (slot == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "unknown argument %s= (known: qmp, control, monitor, mem, restore, "
-                       "resume)", key), FALSE;
+                       "resume, overlay, vcpu-events)", key), FALSE;
   if (*value == '\0')
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "bad argument %s=: the value is empty", key), FALSE;
@@ -63,20 +68,31 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   return TRUE;
 }
 
+/* vcpu-events= is the vCPU module's (vcpus.h); the rest is the service's. */
 static gboolean
-parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
+parse_args(int argc, char **argv, VmsPluginOptions *opts, VmsVcpuEvents *ret_events,
+           GError **error)
 {
-  gboolean resume_seen = FALSE;
+  gboolean resume_seen = FALSE, events_seen = FALSE;
 
   opts->resume = TRUE;
+  *ret_events = VMS_VCPU_EVENTS_AUTO;
   for (int i = 0; i < argc; i++) {
     g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
 
     if (kv[0] == NULL || kv[1] == NULL)
       return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                          "bad argument '%s': expected KEY=VALUE", argv[i]), FALSE;
-    if (!parse_one(opts, kv[0], kv[1], &resume_seen, error))
+    if (strcmp(kv[0], "vcpu-events") == 0) {
+      if (events_seen)
+        return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                           "argument vcpu-events= given twice"), FALSE;
+      events_seen = TRUE;
+      if (!vms_vcpu_events_parse(kv[1], ret_events, error))
+        return FALSE;
+    } else if (!parse_one(opts, kv[0], kv[1], &resume_seen, error)) {
       return FALSE;
+    }
   }
   if (opts->qmp == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
@@ -85,6 +101,9 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, GError **error)
   if (resume_seen && opts->restore == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "argument resume= only applies with restore=DIR"), FALSE;
+  if (opts->overlay != NULL && opts->restore == NULL)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                       "argument overlay= only applies with restore=DIR"), FALSE;
   return TRUE;
 }
 
@@ -100,23 +119,26 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
 {
   g_auto(VmsPluginOptions) opts = { 0 };
   g_autoptr(GError) error = NULL;
+  VmsVcpuEvents vcpu_events;
 
   if (!info->system_emulation) {
     fprintf(stderr, "vmsnap: only system emulation (qemu-system-*) is supported\n");
     return -1;
   }
-  if (!parse_args(argc, argv, &opts, &error)) {
+  if (!parse_args(argc, argv, &opts, &vcpu_events, &error)) {
     fprintf(stderr, "vmsnap: %s\n", error->message);
     return -1;
   }
+  /* The memory backend exists by now; the board, ROMs and vCPUs do not. */
   if (opts.restore != NULL &&
-      !vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
-                            &error)) {
+      (!vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
+                             opts.overlay, &error) ||
+       (opts.overlay != NULL && !vms_ram_overlay_install(opts.overlay, &error)))) {
     fprintf(stderr, "vmsnap: restore: %s\n", error->message);
     fflush(stderr);
     exit(1);
   }
-  vms_vcpus_register(id, (guint)info->system.smp_vcpus);
+  vms_vcpus_register(id, (guint)info->system.smp_vcpus, vcpu_events);
   plugin_service = vms_service_start(&opts, info->target_name, &error);
   if (plugin_service == NULL) {
     fprintf(stderr, "vmsnap: %s\n", error->message);

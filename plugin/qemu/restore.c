@@ -33,9 +33,8 @@
 #define QMP_TIMEOUT_MS 30000u
 #define MIGRATION_TIMEOUT_MS 300000u
 
-/* QEMU's command line, from /proc/self/cmdline (NULL if unreadable). */
-static char **
-read_own_cmdline(void)
+char **
+vms_restore_read_cmdline(void)
 {
   g_autofree char *text = NULL;
   gsize len = 0;
@@ -77,13 +76,15 @@ snapshot_memory_path(VmsSnapshot *s, const char *mapped, GError **error)
   return g_strdup(mapped);
 }
 
-/* Checks the memory backend on QEMU's command line before QEMU maps it. A
- * command line we cannot read or without a memory-backend-file is left to
- * the mapping check of vms_restore_run(). */
+/* Checks the memory backend on QEMU's command line: it maps the snapshot's
+ * memory share=off, or, with @overlay, it is a share=on placeholder and
+ * @overlay is the snapshot's memory. A command line we cannot read or
+ * without a memory-backend-file is left to the mapping check of
+ * vms_restore_run(). */
 static gboolean
-check_cmdline_memory(VmsSnapshot *s, GError **error)
+check_cmdline_memory(VmsSnapshot *s, const char *overlay, GError **error)
 {
-  g_auto(GStrv) argv = read_own_cmdline();
+  g_auto(GStrv) argv = vms_restore_read_cmdline();
   g_autofree char *mem_path = NULL;
   g_autofree char *snap_mem = NULL;
   guint64 size = 0;
@@ -92,14 +93,15 @@ check_cmdline_memory(VmsSnapshot *s, GError **error)
   if (argv == NULL ||
       !vms_relaunch_find_memory((const char *const *)argv, &mem_path, &size, &share, NULL))
     return TRUE;
-  snap_mem = snapshot_memory_path(s, mem_path, error);
+  const char *mapped = overlay != NULL ? overlay : mem_path;
+  snap_mem = snapshot_memory_path(s, mapped, error);
   if (snap_mem == NULL)
     return FALSE;
-  if (!same_file(mem_path, snap_mem)) {
+  if (!same_file(mapped, snap_mem)) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
                 "memory: this VM maps %s, not the snapshot's memory %s (restore maps the "
                 "snapshot's memory.bin with share=off; `vmsnap restore` builds the command line)",
-                mem_path, snap_mem);
+                mapped, snap_mem);
     return FALSE;
   }
   if (size != s->manifest->memory_size_bytes) {
@@ -108,7 +110,13 @@ check_cmdline_memory(VmsSnapshot *s, GError **error)
                 s->manifest->memory_size_bytes, size);
     return FALSE;
   }
-  if (share) {
+  if (overlay != NULL && !share) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                "overlay=%s needs the guest RAM backend share=on with an empty placeholder "
+                "mem-path (%s is share=off)", overlay, mem_path);
+    return FALSE;
+  }
+  if (overlay == NULL && share) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
                 "memory share=on: the snapshot's memory %s must be mapped with share=off (the "
                 "guest would change the snapshot)", snap_mem);
@@ -140,7 +148,7 @@ open_full_snapshot(const char *dir, GError **error)
 static gboolean
 check_incoming_defer(GError **error)
 {
-  g_auto(GStrv) argv = read_own_cmdline();
+  g_auto(GStrv) argv = vms_restore_read_cmdline();
 
   for (guint i = 0; argv != NULL && argv[i] != NULL && argv[i + 1] != NULL; i++) {
     if ((g_str_equal(argv[i], "-incoming") || g_str_equal(argv[i], "--incoming")) &&
@@ -155,7 +163,8 @@ check_incoming_defer(GError **error)
 }
 
 gboolean
-vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus, GError **error)
+vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus,
+                     const char *overlay, GError **error)
 {
   g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
 
@@ -168,7 +177,7 @@ vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus
     return FALSE;
   if (!vms_snapshot_verify(s, error))
     return FALSE;
-  return check_cmdline_memory(s, error) && check_incoming_defer(error);
+  return check_cmdline_memory(s, overlay, error) && check_incoming_defer(error);
 }
 
 /* The mapping QEMU made must be the snapshot's memory file, private, with
@@ -206,7 +215,7 @@ check_mapping(VmsSnapshot *s, const VmsMemInfo *mem, GError **error)
 static gboolean
 check_autostart(gboolean resume, GError **error)
 {
-  g_auto(GStrv) argv = read_own_cmdline();
+  g_auto(GStrv) argv = vms_restore_read_cmdline();
 
   if (resume || argv == NULL || g_strv_contains((const char *const *)argv, "-S"))
     return TRUE;

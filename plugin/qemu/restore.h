@@ -13,12 +13,20 @@
 
 G_BEGIN_DECLS
 
-/* At qemu_plugin_install (QEMU's main thread; memory not mapped yet): reads
- * the manifest of @dir and checks what can be checked now — the snapshot is
- * committed, version, architecture against @target_name, VP count against
- * @smp_vcpus, state.bin size and SHA-256. Errors name the field. */
+/* QEMU's command line, from /proc/self/cmdline (NULL if unreadable;
+ * g_strfreev). */
+char **vms_restore_read_cmdline(void);
+
+/* At qemu_plugin_install (QEMU's main thread; the memory backend exists,
+ * nothing has touched it): reads the manifest of @dir and checks what can
+ * be checked now — the snapshot is committed, version, architecture against
+ * @target_name, VP count against @smp_vcpus, state.bin size and SHA-256,
+ * the memory backend on QEMU's command line. With @overlay (nullable: the
+ * overlay= argument, ram-overlay.h) the snapshot's memory is @overlay and
+ * the backend must be share=on (a placeholder); without it the backend must
+ * map the snapshot's memory share=off. Errors name the field. */
 gboolean vms_restore_precheck(const char *dir, const char *target_name, guint32 smp_vcpus,
-                              GError **error);
+                              const char *overlay, GError **error);
 
 /* On a worker thread of the plugin's service, once QMP is connected and the
  * guest memory mapping @mem is known: checks memory size and page size

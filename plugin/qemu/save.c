@@ -7,7 +7,8 @@
  * switch to overlays: save-disks.c) ->
  * memory (link, copy, or diff: save-diff.c) -> then=resume lets the guest run -> strip
  * (a private mapping's guest RAM out of state.bin: state-strip.c) -> commit
- * (manifest.bin last) -> then=pause arms invalidation for link snapshots.
+ * (manifest.bin last) -> then=pause arms invalidation for link snapshots ->
+ * digests (memory.chunks, bound to the committed manifest: chunks.h).
  * Only stop..then is downtime; everything that need not hold the guest is
  * outside it.
  */
@@ -16,6 +17,7 @@
 #include <fcntl.h>
 #include <string.h>
 
+#include "chunks.h"
 #include "copy.h"
 #include "error.h"
 #include "manifest.h"
@@ -48,6 +50,8 @@ typedef struct {
   guint64 memory_written;
   Vmsnap__V1__MemoryCapture capture;
   gint64 last_progress;
+  gint64 digests_us;       /* time the memory digests took, after the commit */
+  gboolean digests;        /* memory.chunks was written */
 } SaveCtx;
 
 static void
@@ -165,7 +169,7 @@ step_stop(SaveCtx *ctx, GError **error)
 
 /* A private mapping's raw stream holds the guest RAM; it stays staged under
  * this name until step_strip turns it into state.bin after the downtime. */
-#define RAW_STREAM_NAME "state.stream"
+#define RAW_STREAM_NAME VMS_STATE_STREAM_FILE
 
 static gboolean
 step_state(SaveCtx *ctx, GError **error)
@@ -299,8 +303,10 @@ step_strip(SaveCtx *ctx, GError **error)
 {
   if (ctx->mem.shared)
     return TRUE;
+  /* The stream's own page size, else QEMU's from the migration just done. */
   return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, ctx->mem.size,
-                                ctx->svc->target_name, ctx->state_sha256, &ctx->state_size, error);
+                                vms_save_query_target_page_size(ctx->svc->qmp),
+                                ctx->state_sha256, &ctx->state_size, error);
 }
 
 static gboolean
@@ -348,6 +354,8 @@ save_result(SaveCtx *ctx)
   json_object_set_int_member(ret, "disks", vms_save_disks_count(ctx->disks));
   json_object_set_double_member(ret, "downtime-ms", (double)(ctx->t_down_end - ctx->t_stop) / 1000.0);
   json_object_set_double_member(ret, "total-ms", (double)(now - ctx->t_start) / 1000.0);
+  json_object_set_boolean_member(ret, "memory-digests", ctx->digests);
+  json_object_set_double_member(ret, "digests-ms", (double)ctx->digests_us / 1000.0);
   return ret;
 }
 
@@ -366,6 +374,23 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
   json_object_set_string_member(data, "dir", ctx->dir);
   json_object_set_string_member(data, "desc", (*error)->message);
   vms_service_emit(ctx->svc, "VMSNAP_SNAPSHOT_FAILED", data);
+}
+
+/* After the commit (outside the downtime; with then=pause the VM is still
+ * paused, so a linked memory.bin cannot change meanwhile): the chunk
+ * digests of the memory. A failure here leaves a committed snapshot
+ * without digests, which verify reports as such; the save still succeeded. */
+static void
+save_digests(SaveCtx *ctx)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 t0 = g_get_monotonic_time();
+  g_autoptr(VmsSnapshot) s = vms_snapshot_open(vms_snap_writer_get_path(ctx->writer), &error);
+
+  ctx->digests = s != NULL && vms_snapshot_write_chunks(s, &error);
+  ctx->digests_us = g_get_monotonic_time() - t0;
+  if (!ctx->digests)
+    g_warning("snapshot-save %s: committed without memory digests: %s", ctx->dir, error->message);
 }
 
 typedef gboolean (*SaveStep)(SaveCtx *ctx, GError **error);
@@ -416,6 +441,7 @@ vms_save_run(VmsService *svc, const char *dir, VmsSaveMemory memory, VmsSaveThen
   }
   if (memory == VMS_SAVE_MEMORY_LINK && then == VMS_SAVE_THEN_PAUSE)
     vms_service_arm_invalidation(svc, vms_snap_writer_get_path(ctx.writer));
+  save_digests(&ctx);
   ret = save_result(&ctx);
   vms_service_emit(svc, "VMSNAP_SNAPSHOT_COMPLETED", json_object_ref(ret));
   save_ctx_clear(&ctx);

@@ -26,6 +26,7 @@ vms_plugin_options_clear(VmsPluginOptions *opts)
   g_clear_pointer(&opts->monitor, g_free);
   g_clear_pointer(&opts->mem, g_free);
   g_clear_pointer(&opts->restore, g_free);
+  g_clear_pointer(&opts->overlay, g_free);
 }
 
 void
@@ -122,13 +123,7 @@ startup_connect(VmsService *svc, VmsMemInfo *ret_mem, GError **error)
   g_mutex_lock(&svc->lock);
   svc->running = running;
   g_mutex_unlock(&svc->lock);
-  /* Every vCPU is created with the machine, before QMP answers: a
-   * difference from the install info is worth a line (manifests record the
-   * vCPUs that exist). */
-  if (vms_vcpus_count() != vms_vcpus_expected())
-    fprintf(stderr, "vmsnap: warning: %u vCPUs initialised, QEMU announced %u (-smp)\n",
-            vms_vcpus_count(), vms_vcpus_expected());
-  return query_ram_size(svc, &ram_size, error) &&
+  return vms_vcpus_attach(svc->qmp, error) && query_ram_size(svc, &ram_size, error) &&
          vms_memfile_find(NULL, svc->opts.mem, ram_size, ret_mem, error);
 }
 
@@ -312,6 +307,8 @@ vms_service_query(VmsService *svc)
 
   json_object_set_string_member(ret, "version", VMSNAP_VERSION);
   json_object_set_int_member(ret, "vcpus", vms_vcpus_count());
+  json_object_set_boolean_member(ret, "vcpu-events", vms_vcpus_use_events());
+  json_object_set_string_member(ret, "accelerator", vms_vcpus_accelerator());
   json_object_set_boolean_member(ret, "running", svc->running);
   if (svc->ready) {
     JsonObject *mem = json_object_new();

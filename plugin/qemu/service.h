@@ -20,6 +20,7 @@ typedef struct {
   char *monitor;    /* nullable */
   char *mem;        /* nullable: find the memory by size */
   char *restore;    /* nullable */
+  char *overlay;    /* nullable: the memory file mapped over a share=on placeholder (ram-overlay.h) */
   gboolean resume;  /* default TRUE */
 } VmsPluginOptions;
 

@@ -312,15 +312,18 @@ relocate(Relaunch *r, const char *old_path)
 static char *
 rewrite_ram_object(Relaunch *r, const char *value)
 {
+  const char *placeholder = r->opts->overlay_placeholder;
+  const char *mem_path = placeholder != NULL ? placeholder : r->mem_file;
+
   if (value[0] != '{') {
-    g_autofree char *a = vms_qemu_opt_set(value, "mem-path", r->mem_file);
-    g_autofree char *b = vms_qemu_opt_set(a, "share", "off");
+    g_autofree char *a = vms_qemu_opt_set(value, "mem-path", mem_path);
+    g_autofree char *b = vms_qemu_opt_set(a, "share", placeholder != NULL ? "on" : "off");
     g_autofree char *c = vms_qemu_opt_set(b, "prealloc", NULL);
     return vms_qemu_opt_set(c, "discard-data", NULL);
   }
   g_autoptr(JsonObject) o = parse_json_object(value);
-  json_object_set_string_member(o, "mem-path", r->mem_file);
-  json_object_set_boolean_member(o, "share", FALSE);
+  json_object_set_string_member(o, "mem-path", mem_path);
+  json_object_set_boolean_member(o, "share", placeholder != NULL);
   json_object_remove_member(o, "prealloc");
   json_object_remove_member(o, "discard-data");
   g_autoptr(JsonNode) node = json_node_init_object(json_node_alloc(), o);
@@ -380,7 +383,11 @@ rewrite_plugin(Relaunch *r, const char *value)
   }
   g_autofree char *mem = vms_qemu_opt_get(out, "mem", NULL);
   g_autofree char *with_mem = mem != NULL ? vms_qemu_opt_set(out, "mem", r->mem_file) : g_strdup(out);
-  g_autofree char *with_restore = vms_qemu_opt_set(with_mem, "restore", r->snap_dir);
+  g_autofree char *with_dir = vms_qemu_opt_set(with_mem, "restore", r->snap_dir);
+  g_autofree char *with_overlay = vms_qemu_opt_set(
+      with_dir, "overlay", r->opts->overlay_placeholder != NULL ? r->mem_file : NULL);
+  g_autofree char *with_restore = vms_qemu_opt_set(with_overlay, "resume",
+                                                   r->opts->paused ? "off" : NULL);
   if (r->opts->plugin_path == NULL)
     return g_steal_pointer(&with_restore);
   g_autoptr(GPtrArray) elems = opts_split(with_restore);

@@ -9,7 +9,10 @@
  *   - `-incoming defer` and `-S` are present (the plugin loads state.bin,
  *     then lets the guest run if resume=on); any other -incoming is dropped;
  *   - the vmsnap plugin argument carries restore=DIR (replacing any restore=)
- *     and, if it had mem=, mem=DIR/memory.bin;
+ *     and, if it had mem=, mem=DIR/memory.bin; overlay= and resume= as the
+ *     options say (a recorded one is dropped);
+ *   - with the RAM overlay, the backend maps an empty placeholder share=on
+ *     instead, and the plugin maps the memory over it (overlay.h);
  *   - every unix socket path (-chardev socket,path=; -qmp/-monitor/-serial/
  *     -parallel unix:PATH; the plugin's qmp=, control=, monitor=) and every
  *     -chardev file,path= output is
@@ -47,6 +50,10 @@ typedef struct {
   const char *runtime_dir;       /* where sockets and chardev files go; must exist */
   const char *plugin_path;       /* nullable: replaces the recorded path of libvmsnap.so */
   const char *const *extra_args; /* nullable, NULL-terminated: appended as given */
+  const char *overlay_placeholder; /* nullable: the RAM overlay (overlay.h) — the backend maps
+                                  * this empty placeholder share=on and the plugin gets
+                                  * overlay=MEMORY; NULL: the backend maps MEMORY share=off */
+  gboolean paused;               /* the plugin gets resume=off (a warm clone) */
   const VmsRelaunchDisk *disks;  /* @n_disks writable disks to point at their overlays */
   gsize n_disks;
   const char *vmgenid;           /* nullable: the guid= given to -device vmgenid */

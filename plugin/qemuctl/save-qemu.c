@@ -108,6 +108,22 @@ vms_save_qmp_simple(VmsQmpClient *qmp, const char *command, GError **error)
   return ret != NULL;
 }
 
+guint32
+vms_save_query_target_page_size(VmsQmpClient *qmp)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-migrate", NULL, -1,
+                                                   QMP_TIMEOUT_MS, NULL);
+  JsonObject *ram = NULL;
+
+  if (ret != NULL && JSON_NODE_HOLDS_OBJECT(ret) &&
+      json_object_has_member(json_node_get_object(ret), "ram"))
+    ram = json_object_get_object_member(json_node_get_object(ret), "ram");
+  if (ram == NULL)
+    return 0;
+  gint64 size = json_object_get_int_member_with_default(ram, "page-size", 0);
+  return size > 0 && size <= G_MAXUINT32 ? (guint32)size : 0;
+}
+
 /* The migration settings a save changes. QEMU keeps them after the save,
  * and a later real migration by a management layer would inherit them —
  * x-ignore-shared would leave the guest RAM behind — so the save puts back

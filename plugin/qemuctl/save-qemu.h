@@ -23,6 +23,11 @@ gboolean vms_save_query_facts(VmsQmpClient *qmp, VmsSaveFacts *ret_facts, gboole
 /* Runs @command without arguments and ignores its return value. */
 gboolean vms_save_qmp_simple(VmsQmpClient *qmp, const char *command, GError **error);
 
+/* QEMU's target page size (4096 on x86_64 and aarch64 here), as
+ * query-migrate reports it in "ram" "page-size" once a migration has run
+ * (it says nothing before the first); 0 when it does not say. */
+guint32 vms_save_query_target_page_size(VmsQmpClient *qmp);
+
 /* Saves the VM's device state into @fd (not consumed): capabilities
  * x-ignore-shared and events on and max-bandwidth unthrottled, getfd with a
  * unique name, migrate "fd:NAME", then waits for the MIGRATION event

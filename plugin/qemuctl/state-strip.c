@@ -35,7 +35,8 @@ typedef struct {
   const guint8 *data;
   gsize len, pos;
   const char *bad;          /* why the stream is not understood; NULL while fine */
-  guint64 page_size;
+  guint64 page_size;        /* QEMU's target page size; 0 while unknown */
+  guint64 stream_page_size; /* what the stream's configuration says; 0 if silent */
   guint64 ram_size;
   gboolean ignore_shared;   /* x-ignore-shared: the block list carries addresses */
   char ram_block[256];      /* idstr of the guest RAM block; "" until found */
@@ -114,7 +115,7 @@ parse_configuration(Stream *s)
       guint64 bits = be(s, 4);
       if (bits < 10 || bits > 20)
         s->bad = "unexpected target-page-bits";
-      s->page_size = G_GUINT64_CONSTANT(1) << bits;
+      s->stream_page_size = G_GUINT64_CONSTANT(1) << bits;
     } else if (g_str_equal(sub, "configuration/capabilities")) {
       guint64 count = be(s, 4);
       for (guint64 i = 0; i < count && s->bad == NULL; i++) {
@@ -223,6 +224,23 @@ parse_section(Stream *s)
   return s->bad == NULL;
 }
 
+/* QEMU writes configuration/target-page-bits only when the target's page
+ * size is above its minimum (aarch64: 4 KiB above 1 KiB); x86's 4 KiB is its
+ * only size, so the caller's (QEMU's own, query-migrate) must serve. Both
+ * given must agree. */
+static void
+settle_page_size(Stream *s)
+{
+  if (s->bad != NULL)
+    return;
+  if (s->stream_page_size != 0 && s->page_size != 0 && s->stream_page_size != s->page_size)
+    s->bad = "the stream's target page size differs from QEMU's";
+  else if (s->stream_page_size != 0)
+    s->page_size = s->stream_page_size;
+  else if (s->page_size == 0)
+    s->bad = "the target page size is not in the stream and not known otherwise";
+}
+
 static gboolean
 parse(Stream *s)
 {
@@ -232,6 +250,7 @@ parse(Stream *s)
     take(s, 1);
     parse_configuration(s);
   }
+  settle_page_size(s);
   while (parse_section(s))
     ;
   if (s->bad == NULL && s->ram_block[0] == '\0')
@@ -287,7 +306,7 @@ vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 target_pag
 }
 
 /* The staged raw stream kept as state.bin: the stream was not understood
- * (or the target's page size is not known here). */
+ * (or the target's page size is known neither from it nor from QEMU). */
 static gboolean
 keep_stream(VmsSnapWriter *w, const char *stream_tmp, guint8 ret_sha256[32], guint64 *ret_size,
             GError **error)
@@ -302,7 +321,7 @@ keep_stream(VmsSnapWriter *w, const char *stream_tmp, guint8 ret_sha256[32], gui
 
 gboolean
 vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, guint64 ram_size,
-                       const char *target_name, guint8 ret_sha256[32], guint64 *ret_size,
+                       guint32 target_page_size, guint8 ret_sha256[32], guint64 *ret_size,
                        GError **error)
 {
   g_autofree char *stream_tmp = g_strconcat(stream_name, ".tmp", NULL);
@@ -310,16 +329,13 @@ vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, guint64 ram_si
   g_autoptr(GError) local = NULL;
   guint64 dropped = 0;
 
-  /* The target page size is known for x86; elsewhere the stream is kept. */
-  if (!g_str_equal(target_name, "x86_64") && !g_str_equal(target_name, "i386"))
-    return keep_stream(w, stream_tmp, ret_sha256, ret_size, error);
   vms_autofd src = vms_openat_regular(dirfd, stream_tmp, O_RDONLY, 0, error);
   if (src < 0)
     return FALSE;
   vms_autofd dst = vms_snap_writer_stage(w, VMS_STATE_FILE, error);
   if (dst < 0)
     return FALSE;
-  if (!vms_state_strip_ram(src, dst, ram_size, 4096, &dropped, &local)) {
+  if (!vms_state_strip_ram(src, dst, ram_size, target_page_size, &dropped, &local)) {
     (void)unlinkat(dirfd, VMS_STATE_FILE ".tmp", 0);
     if (!g_error_matches(local, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED)) {
       g_propagate_prefixed_error(error, g_steal_pointer(&local), "%s/%s: ",

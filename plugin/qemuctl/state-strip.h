@@ -26,8 +26,11 @@ G_BEGIN_DECLS
 /* Reads the migration stream in @src_fd (from offset 0, to its end) and
  * writes it to @dst_fd (an empty file, from offset 0) without the page
  * records (PAGE and ZERO) of the one RAM block whose used length is
- * @ram_size bytes. @target_page_size is QEMU's target page size (4096 on
- * x86) unless the stream's configuration names another. *@ret_dropped
+ * @ram_size bytes. The target page size is the one the stream's
+ * configuration names (QEMU writes it when it is above the target's
+ * minimum, as on aarch64), else @target_page_size (QEMU's own, from
+ * query-migrate; 0: unknown); when both are given they must agree. No
+ * target is special. *@ret_dropped
  * receives the number of page records left out. Fails with
  * VMS_ERROR_NOT_SUPPORTED (nothing written) on a stream it does not
  * understand, VMS_ERROR_IO on I/O errors. Any thread. */
@@ -40,14 +43,14 @@ typedef struct _VmsSnapWriter VmsSnapWriter;
  * the guest may run again: QEMU's raw stream was written to the staged
  * file @stream_name.tmp of @w (not finished: hashing or fsyncing ~RAM-size
  * bytes would be downtime). Writes state.bin as that stream without the
- * guest RAM (vms_state_strip_ram with the guest RAM size @ram_size), or, for
- * a stream that is not understood or a target other than x86_64/i386
- * (@target_name; its page size is not known here), as the stream itself;
+ * guest RAM (vms_state_strip_ram with the guest RAM size @ram_size and
+ * QEMU's target page size @target_page_size, 0 if unknown), or, for a
+ * stream that is not understood, as the stream itself;
  * finishes state.bin (fsync, rename) and puts its SHA-256 and size into
  * @ret_sha256 and *@ret_size; removes the raw stream. FALSE only on I/O
  * errors. The save's worker thread. */
 gboolean vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, guint64 ram_size,
-                                const char *target_name, guint8 ret_sha256[32],
+                                guint32 target_page_size, guint8 ret_sha256[32],
                                 guint64 *ret_size, GError **error);
 
 G_END_DECLS

@@ -137,9 +137,12 @@ vms_vm_build_argv(VmsVm *vm)
     add(argv, "socket,id=vmsnap-qmp,path=%s,server=on,wait=off", vm->qmp_path);
     add(argv, "-mon");
     add(argv, "chardev=vmsnap-qmp,mode=control");
+    /* VMSNAP_TEST_PLUGIN_ARGS: for a whole run (meson test --setup qmpvcpus). */
+    const char *run_extra = g_getenv("VMSNAP_TEST_PLUGIN_ARGS");
     add(argv, "-plugin");
-    add(argv, "%s,qmp=%s,control=%s,monitor=%s%s%s", vms_test_plugin(), vm->qmp_path,
-        vm->control_path, vm->monitor_path, vm->plugin_extra != NULL ? "," : "",
+    add(argv, "%s,qmp=%s,control=%s,monitor=%s%s%s%s%s", vms_test_plugin(), vm->qmp_path,
+        vm->control_path, vm->monitor_path, run_extra != NULL ? "," : "",
+        run_extra != NULL ? run_extra : "", vm->plugin_extra != NULL ? "," : "",
         vm->plugin_extra != NULL ? vm->plugin_extra : "");
   }
   if (vm->incoming_defer) {

@@ -8,6 +8,8 @@
  *   VMSNAP_CLI          the vmsnap tool
  *   VMSNAP_TEST_TMPDIR  where per-test directories go (default /dev/shm)
  *   VMSNAP_TEST_KEEP    if set, per-test directories are kept (debugging)
+ *   VMSNAP_TEST_PLUGIN_ARGS  appended to every -plugin argument, e.g.
+ *                       "vcpu-events=off" (meson test --setup qmpvcpus)
  *
  * Safety net: every QEMU is started with PR_SET_PDEATHSIG(SIGKILL), is
  * registered for an atexit() kill, and is killed by vms_vm_free(); use

@@ -92,6 +92,12 @@ test_idle(Fixture *f, gconstpointer data)
   g_assert_true(map_has_page(list, VMS_GUEST_STATE_ADDR));
   g_assert_cmpuint(vms_extents_total(list), <=, (GUEST_OWN_PAGES + SLACK_PAGES) * PAGE);
   g_assert_cmpuint((guint64)st.st_blocks * 512, <=, (GUEST_OWN_PAGES + SLACK_PAGES) * PAGE);
+  /* state.bin without guest RAM (state-strip.h): as small as the base's,
+   * saved from share=on RAM that x-ignore-shared leaves out */
+  g_autoptr(VmsSnapshot) b = vms_snapshot_open(base, &error);
+  g_assert_no_error(error);
+  g_assert_cmpuint((guint64)json_object_get_int_member(r, "state-bytes"), <=,
+                   b->manifest->state_size + 64 * 1024);
 }
 
 /* After a diff with then=resume the guest runs on; a second diff of the

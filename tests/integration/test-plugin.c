@@ -28,6 +28,10 @@ test_query(Fixture *f, gconstpointer data)
   g_assert_true(json_object_has_member(json_object_get_object_member(version, "qemu"), "major"));
   g_assert_true(g_str_has_prefix(json_object_get_string_member(version, "package"), "vmsnap "));
   g_assert_cmpint(json_object_get_int_member(o, "vcpus"), ==, 2);
+  /* TCG here; the qmpvcpus setup (tests/meson.build) must reach the QMP path */
+  g_assert_cmpstr(json_object_get_string_member(o, "accelerator"), ==, "tcg");
+  g_assert_cmpint(json_object_get_boolean_member(o, "vcpu-events"), ==,
+                  g_strcmp0(g_getenv("VMSNAP_TEST_PLUGIN_ARGS"), "vcpu-events=off") != 0);
   g_assert_true(json_object_get_boolean_member(o, "running"));
   g_assert_true(json_object_get_null_member(o, "restored-from"));
   g_assert_nonnull(json_object_get_string_member(o, "version"));
@@ -330,6 +334,8 @@ test_bad_args(void)
   check_bad_args(",qmp=/tmp/q.sock,bogus=1", "bogus=");
   check_bad_args(",qmp=/tmp/q.sock,resume=maybe,restore=/nonexistent", "resume=maybe");
   check_bad_args(",qmp=/tmp/q.sock,mem=", "mem=");
+  check_bad_args(",qmp=/tmp/q.sock,vcpu-events=maybe", "vcpu-events=maybe");
+  check_bad_args(",qmp=/tmp/q.sock,vcpu-events=on,vcpu-events=off", "vcpu-events= given twice");
   check_bad_args(",qmp=/tmp/q.sock,justaword", "justaword");
   check_bad_args(",qmp=/tmp/q.sock,control=/nonexistent-dir/c.sock", "control=");
 }

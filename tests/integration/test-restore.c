@@ -168,7 +168,8 @@ test_cli_dry_run(Fixture *f, gconstpointer data)
   g_autofree char *out = NULL, *err = NULL;
 
   g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
-  const char *const args[] = { "restore", snap, "--dry-run", "--runtime-dir", rdir, "--", "-name", "dry", NULL };
+  /* The private mapping; the RAM overlay's command line is test-overlay.c's. */
+  const char *const args[] = { "restore", snap, "--dry-run", "--ram", "private", "--runtime-dir", rdir, "--", "-name", "dry", NULL };
   g_assert_cmpint(run_cli(args, &out, &err), ==, 0);
   g_test_message("dry run: %s", out);
   g_autofree char *mem = g_strdup_printf("mem-path=%s/memory.bin,share=off", snap);
@@ -299,7 +300,7 @@ test_cli_diff(Fixture *f, gconstpointer data)
   g_assert_cmpstr(c3, ==, "ok C 102 6 90");
 
   g_autofree char *out = NULL, *err = NULL;
-  const char *const dry[] = { "restore", diff, "--dry-run", "--runtime-dir", rdir, NULL };
+  const char *const dry[] = { "restore", diff, "--dry-run", "--ram", "private", "--runtime-dir", rdir, NULL };
   g_assert_cmpint(run_cli(dry, &out, &err), ==, 0);
   g_assert_nonnull(strstr(err, "using its flattening"));
   /* A diff is restored as itself (so the clone's next diff names it as

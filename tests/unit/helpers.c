@@ -1,5 +1,6 @@
 /* vmsnap unit tests: shared fixtures (see helpers.h). */
 #include "helpers.h"
+#include "chunks.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -107,6 +108,7 @@ vms_test_make_full_snapshot(const char *dir, const char *memory_path, guint64 me
   g_assert_no_error(error);
   g_assert_true(vms_snap_writer_commit(w, m, &error));
   g_assert_no_error(error);
+  vms_test_add_digests(dir);
   return g_steal_pointer(&m);
 }
 
@@ -178,7 +180,19 @@ vms_test_make_diff_snapshot(const char *dir, const char *parent, const guint8 pa
   m->diff_extents = list->len;
   g_assert_true(vms_snap_writer_commit(w, m, &error));
   g_assert_no_error(error);
+  vms_test_add_digests(dir);
   return g_steal_pointer(&m);
+}
+
+void
+vms_test_add_digests(const char *dir)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, &error);
+
+  g_assert_no_error(error);
+  g_assert_true(vms_snapshot_write_chunks(s, &error));
+  g_assert_no_error(error);
 }
 
 void

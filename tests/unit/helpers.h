@@ -38,6 +38,10 @@ VmsManifest *vms_test_make_full_snapshot(const char *dir, const char *memory_pat
 VmsManifest *vms_test_make_diff_snapshot(const char *dir, const char *parent,
                                          const guint8 parent_sha256[32], guint64 memory_size);
 
+/* Writes the memory digests (memory.chunks) of the committed snapshot @dir,
+ * as a save does after its commit. The make_* helpers above call it. */
+void vms_test_add_digests(const char *dir);
+
 /* What one run of the built `vmsnap` (path in $VMSNAP_BIN, set by meson)
  * gave: exit status, stdout, stderr. */
 typedef struct {

@@ -90,6 +90,7 @@ make_diff(const char *dir, const char *parent_rel, const guint8 *parent_sha,
   m->diff_extents = stats.extents;
   g_assert_true(vms_snap_writer_commit(w, m, &error));
   g_assert_no_error(error);
+  vms_test_add_digests(dir);
 }
 
 /* Changes @pages (page numbers, -1 ends) of @mem: odd ones to @byte, even

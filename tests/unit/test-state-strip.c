@@ -1,6 +1,8 @@
-/* Unit tests for plugin/qemu/state-strip.c: QEMU migration streams built
+/* Unit tests for plugin/qemuctl/state-strip.c: QEMU migration streams built
  * here record by record, the way QEMU 7.2 writes them, and the stream that
- * must come out (every record but the guest RAM block's pages). */
+ * must come out (every record but the guest RAM block's pages). Shapes: x86
+ * (4 KiB pages, no target-page-bits in the stream) and aarch64-like (the
+ * stream's configuration says target-page-bits, 12 or 16). */
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -10,12 +12,15 @@
 #include "state-strip.h"
 #include "util.h"
 
-#define RAM_SIZE 65536u
+#define RAM_SIZE (1024u * 1024u)
 #define PG 4096u
+#define PG_MAX 65536u
 
 typedef struct {
   GByteArray *in;    /* the stream QEMU wrote */
   GByteArray *want;  /* the stream without the guest RAM's page records */
+  guint page_bits;   /* target-page-bits in the configuration; 0: none (x86) */
+  guint pg;          /* the page size the records use */
 } Streams;
 
 static void
@@ -47,13 +52,13 @@ put_name(Streams *s, gboolean kept, const char *name)
 static void
 put_page(Streams *s, gboolean kept, const char *block, guint64 addr, gboolean zero, guint8 fill)
 {
-  guint8 page[PG];
+  static guint8 page[PG_MAX];
 
   put_be(s, kept, addr | (zero ? 0x02 : 0x08) | (block == NULL ? 0x20 : 0), 8);
   if (block != NULL)
     put_name(s, kept, block);
-  memset(page, fill, sizeof(page));
-  put(s, kept, page, zero ? 1 : PG);
+  memset(page, fill, s->pg);
+  put(s, kept, page, zero ? 1 : s->pg);
 }
 
 static void
@@ -62,8 +67,18 @@ put_header(Streams *s)
   put_be(s, TRUE, 0x5145564d, 4);
   put_be(s, TRUE, 3, 4);
   put_be(s, TRUE, 0x07, 1);
-  put_be(s, TRUE, 13, 4);
-  put(s, TRUE, "pc-i440fx-7.2", 13);
+  if (s->page_bits != 0) {
+    /* virt's configuration: target-page-bits comes first (migration/savevm.c) */
+    put_be(s, TRUE, 8, 4);
+    put(s, TRUE, "virt-7.2", 8);
+    put_be(s, TRUE, 0x05, 1);
+    put_name(s, TRUE, "configuration/target-page-bits");
+    put_be(s, TRUE, 1, 4);
+    put_be(s, TRUE, s->page_bits, 4);
+  } else {
+    put_be(s, TRUE, 13, 4);
+    put(s, TRUE, "pc-i440fx-7.2", 13);
+  }
   put_be(s, TRUE, 0x05, 1);
   put_name(s, TRUE, "configuration/capabilities");
   put_be(s, TRUE, 1, 4);
@@ -80,12 +95,12 @@ put_ram_start(Streams *s)
   put_name(s, TRUE, "ram");
   put_be(s, TRUE, 0, 4);
   put_be(s, TRUE, 4, 4);
-  put_be(s, TRUE, (RAM_SIZE + 2 * PG) | 0x04, 8);
+  put_be(s, TRUE, (RAM_SIZE + 2 * s->pg) | 0x04, 8);
   put_name(s, TRUE, "ram0");
   put_be(s, TRUE, RAM_SIZE, 8);
   put_be(s, TRUE, 0, 8);
-  put_name(s, TRUE, "vga.vram");
-  put_be(s, TRUE, 2 * PG, 8);
+  put_name(s, TRUE, s->page_bits != 0 ? "virt.flash0" : "vga.vram");
+  put_be(s, TRUE, 2 * s->pg, 8);
   put_be(s, TRUE, 0xfd000000, 8);
   put_be(s, TRUE, 0x10, 8);
   put_be(s, TRUE, 0x7e, 1);
@@ -112,17 +127,20 @@ put_section_end(Streams *s)
 static void
 build_stream(Streams *s)
 {
+  const char *other = s->page_bits != 0 ? "virt.flash0" : "vga.vram";
+  guint pg = s->pg;
+
   put_header(s);
   put_ram_start(s);
   put_section(s, 0x02);
   put_page(s, FALSE, "ram0", 0, FALSE, 0x11);
-  put_page(s, FALSE, NULL, PG, TRUE, 0);
-  put_page(s, TRUE, "vga.vram", 0, FALSE, 0x22);
-  put_page(s, TRUE, NULL, PG, TRUE, 0);
-  put_page(s, FALSE, "ram0", 2 * PG, FALSE, 0x33);
+  put_page(s, FALSE, NULL, pg, TRUE, 0);
+  put_page(s, TRUE, other, 0, FALSE, 0x22);
+  put_page(s, TRUE, NULL, pg, TRUE, 0);
+  put_page(s, FALSE, "ram0", 2 * pg, FALSE, 0x33);
   put_section_end(s);
   put_section(s, 0x03);
-  put_page(s, FALSE, NULL, 3 * PG, FALSE, 0x44);
+  put_page(s, FALSE, NULL, 3 * pg, FALSE, 0x44);
   put_section_end(s);
   put_be(s, TRUE, 0x04, 1);
   put_be(s, TRUE, 3, 4);
@@ -160,22 +178,64 @@ file_bytes(int fd)
   return out;
 }
 
-static void
-test_strips_guest_ram(void)
+/* One shape: the stream's target-page-bits (0: none) and the page size
+ * QEMU reports (0: unknown). */
+typedef struct {
+  guint page_bits;
+  guint32 qemu_page_size;
+} Shape;
+
+/* Builds the stream of @shape into @s and strips it; *@ret_out gets what
+ * was written. */
+static gboolean
+strip_shape(const Shape *shape, Streams *s, GByteArray **ret_out, guint64 *dropped,
+            GError **error)
 {
-  Streams s = { g_byte_array_new(), g_byte_array_new() };
+  s->in = g_byte_array_new();
+  s->want = g_byte_array_new();
+  s->page_bits = shape->page_bits;
+  s->pg = shape->page_bits != 0 ? 1u << shape->page_bits : PG;
+  build_stream(s);
+  vms_autofd src = file_with(s->in);
+  vms_autofd dst = file_with(NULL);
+  gboolean ok = vms_state_strip_ram(src, dst, RAM_SIZE, shape->qemu_page_size, dropped, error);
+  *ret_out = file_bytes(dst);
+  return ok;
+}
+
+static void
+test_strips_guest_ram(gconstpointer data)
+{
+  Streams s;
   g_autoptr(GError) error = NULL;
+  g_autoptr(GByteArray) got = NULL;
   guint64 dropped = 0;
 
-  build_stream(&s);
-  vms_autofd src = file_with(s.in);
-  vms_autofd dst = file_with(NULL);
-  g_assert_true(vms_state_strip_ram(src, dst, RAM_SIZE, PG, &dropped, &error));
+  g_assert_true(strip_shape(data, &s, &got, &dropped, &error));
   g_assert_no_error(error);
   g_assert_cmpuint(dropped, ==, 4);
-  g_autoptr(GByteArray) got = file_bytes(dst);
   g_assert_cmpmem(got->data, got->len, s.want->data, s.want->len);
-  g_assert_cmpuint(got->len, <, s.in->len - 3 * PG);
+  g_assert_cmpuint(got->len, <, s.in->len - 3 * s.pg);
+  g_byte_array_unref(s.in);
+  g_byte_array_unref(s.want);
+}
+
+/* A page size nobody states, or two that disagree, is refused: reading
+ * records with the wrong size would cut pages at the wrong place. */
+static void
+test_refuses_page_size(gconstpointer data)
+{
+  Streams s;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GByteArray) got = NULL;
+  guint64 dropped = 7;
+
+  g_assert_false(strip_shape(data, &s, &got, &dropped, &error));
+  g_assert_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED);
+  g_test_message("%s", error->message);
+  g_assert_nonnull(strstr(error->message, "page size"));
+  g_assert_cmpuint(dropped, ==, 7);
+  g_assert_cmpuint(got->len, ==, 0);
   g_byte_array_unref(s.in);
   g_byte_array_unref(s.want);
 }
@@ -185,7 +245,7 @@ static void
 test_refuses(gconstpointer data)
 {
   const char *what = data;
-  Streams s = { g_byte_array_new(), g_byte_array_new() };
+  Streams s = { g_byte_array_new(), g_byte_array_new(), 0, PG };
   g_autoptr(GError) error = NULL;
   guint64 dropped = 7, ram_size = RAM_SIZE;
 
@@ -223,7 +283,21 @@ int
 main(int argc, char **argv)
 {
   g_test_init(&argc, &argv, NULL);
-  g_test_add_func("/state-strip/guest-ram", test_strips_guest_ram);
+  static const Shape x86 = { 0, PG }, a64 = { 12, 0 }, a64_qemu = { 12, PG },
+                     a64_64k = { 16, 0 }, a64_64k_qemu = { 16, 65536 }, unknown = { 0, 0 },
+                     disagree = { 16, PG };
+
+  g_test_add_data_func("/state-strip/guest-ram/x86", &x86, test_strips_guest_ram);
+  g_test_add_data_func("/state-strip/guest-ram/aarch64-4k", &a64, test_strips_guest_ram);
+  g_test_add_data_func("/state-strip/guest-ram/aarch64-4k-qemu", &a64_qemu,
+                       test_strips_guest_ram);
+  g_test_add_data_func("/state-strip/guest-ram/aarch64-64k", &a64_64k, test_strips_guest_ram);
+  g_test_add_data_func("/state-strip/guest-ram/aarch64-64k-qemu", &a64_64k_qemu,
+                       test_strips_guest_ram);
+  g_test_add_data_func("/state-strip/refuses/page-size-unknown", &unknown,
+                       test_refuses_page_size);
+  g_test_add_data_func("/state-strip/refuses/page-size-disagrees", &disagree,
+                       test_refuses_page_size);
   g_test_add_data_func("/state-strip/refuses/truncated", "truncated", test_refuses);
   g_test_add_data_func("/state-strip/refuses/xbzrle", "xbzrle", test_refuses);
   g_test_add_data_func("/state-strip/refuses/no-block", "no-block", test_refuses);

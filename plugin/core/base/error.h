@@ -23,6 +23,7 @@ typedef enum {
   VMS_ERROR_IO,               /* a system call failed; message ends with strerror */
   VMS_ERROR_BUSY,             /* another operation is in progress */
   VMS_ERROR_QMP,              /* QEMU answered a QMP command with an error */
+  VMS_ERROR_NO_DIGESTS,       /* a snapshot has no memory digests: it cannot be verified */
 } VmsErrorCode;
 
 GQuark vms_error_quark(void);

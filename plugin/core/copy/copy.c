@@ -244,6 +244,14 @@ vms_apply_diff_fd(int base_fd, int diff_fd, const GArray *list,
   if (!S_ISREG(base_st.st_mode) || !S_ISREG(diff_st.st_mode))
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "base and diff must be regular files"), FALSE;
+  /* Writing in place through a hard link changes every other name of the
+   * file: another snapshot's memory.bin, or a live VM's memory file. */
+  if (base_st.st_nlink > 1)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                       "the base has %" G_GUINT64_FORMAT " hard links; applying a diff in place "
+                       "would change the other links too (another snapshot's memory.bin or a "
+                       "VM's memory file); apply onto a copy (cp --reflink=auto)",
+                       (guint64)base_st.st_nlink), FALSE;
   if (base_st.st_size != diff_st.st_size)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
                        "diff size (%" G_GUINT64_FORMAT ") doesn't match base size (%" G_GUINT64_FORMAT ")",

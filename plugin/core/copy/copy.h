@@ -64,7 +64,9 @@ gboolean vms_copy_extents(const VmsCopySource *src, int dst_fd, const GArray *li
                           const VmsCopyOptions *opts, VmsCopyStats *ret_stats, GError **error);
 
 /* apply_diff (doc/spec.md section 6): both files must exist; @base_path opened
- * read-write, @diff_path read-only; sizes must match (else an error with both
+ * read-write, @diff_path read-only; a base with more than one hard link is
+ * refused (VMS_ERROR_INVALID_ARGUMENT naming the link count: writing it
+ * would change the other links); sizes must match (else an error with both
  * sizes); the extents come from @map_path (a memory.map) when given, else
  * from the diff's SEEK_DATA/SEEK_HOLE; no fsync unless opts->fsync. */
 gboolean vms_apply_diff(const char *base_path, const char *diff_path, const char *map_path,

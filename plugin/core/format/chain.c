@@ -5,8 +5,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
+#include "chunks.h"
 #include "error.h"
 #include "extents.h"
 #include "util.h"
@@ -114,22 +117,47 @@ vms_chain_resolve(const char *dir, GPtrArray **ret_chain, GError **error)
   return TRUE;
 }
 
-gboolean
-vms_chain_verify(const char *dir, GError **error)
+/* Every chunk digest of chain members [@first, len), newest first so a
+ * broken diff is named before its base is read. */
+static gboolean
+verify_members_chunks(GPtrArray *chain, guint first, GError **error)
 {
-  g_autoptr(GPtrArray) chain = NULL;
-
-  if (!vms_chain_resolve(dir, &chain, error))
-    return FALSE;
-  for (guint i = 0; i < chain->len; i++) {
-    VmsSnapshot *s = chain->pdata[i];
-    if (!vms_snapshot_verify(s, error)) {
-      if (i + 1 < chain->len)
+  for (guint i = chain->len; i > first; i--) {
+    VmsSnapshot *s = chain->pdata[i - 1];
+    if (!vms_snapshot_verify_chunks(s, error)) {
+      if (i < chain->len)
         g_prefix_error(error, "parent %s: ", s->path);
       return FALSE;
     }
   }
   return TRUE;
+}
+
+gboolean
+vms_chain_verify_diffs(const char *dir, gboolean with_base, GError **error)
+{
+  g_autoptr(GPtrArray) chain = NULL;
+  guint first = with_base ? 0 : 1;
+
+  if (!vms_chain_resolve(dir, &chain, error))
+    return FALSE;
+  /* Newest first, and the chunks before the whole-file checks, so that a
+   * corrupt byte is reported with its file and offset. */
+  for (guint i = chain->len; i > first; i--) {
+    VmsSnapshot *s = chain->pdata[i - 1];
+    if (!vms_snapshot_verify_chunks(s, error) || !vms_snapshot_verify(s, error)) {
+      if (i < chain->len)
+        g_prefix_error(error, "parent %s: ", s->path);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+gboolean
+vms_chain_verify(const char *dir, GError **error)
+{
+  return vms_chain_verify_diffs(dir, TRUE, error);
 }
 
 /* Applies the diff snapshot @s onto @mem_fd through its page map, checking
@@ -250,26 +278,109 @@ flat_manifest(VmsSnapshot *newest, gboolean reflinked, GError **error)
   return g_steal_pointer(&m);
 }
 
+/* The files a flattening holds, for taking a private one away again. */
+static const char *const flat_files[] = {
+  VMS_MANIFEST_FILE, VMS_MEMORY_FILE, VMS_STATE_FILE, VMS_CHUNKS_FILE,
+};
+
+static void
+remove_flat_dir(const char *path)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS(flat_files); i++) {
+    g_autofree char *f = g_build_filename(path, flat_files[i], NULL);
+    (void)unlink(f);
+  }
+  (void)rmdir(path);
+}
+
+/* A new private directory beside @outdir (OUTDIR.XXXXXX.tmp, 0700), its
+ * parents made if missing. */
+static char *
+private_sibling(const char *outdir, GError **error)
+{
+  g_autofree char *abs = g_canonicalize_filename(outdir, NULL);
+  g_autofree char *parent = g_path_get_dirname(abs);
+  g_autofree char *tmpl = g_strconcat(abs, ".XXXXXX.tmp", NULL);
+
+  if (g_mkdir_with_parents(parent, 0700) < 0)
+    return vms_set_error_errno(error, errno, "failed to create directory %s", parent), NULL;
+  if (g_mkdtemp_full(tmpl, 0700) == NULL)
+    return vms_set_error_errno(error, errno, "failed to create a directory beside %s", abs), NULL;
+  return g_steal_pointer(&tmpl);
+}
+
+/* Writes the flattening of @chain into the empty directory @tmp. */
+static gboolean
+flatten_into(GPtrArray *chain, const char *tmp, const VmsCopyOptions *opts, GError **error)
+{
+  VmsSnapshot *newest = chain->pdata[chain->len - 1];
+  gboolean reflinked = FALSE;
+  g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(tmp, error);
+
+  if (w == NULL || !flatten_memory(chain, w, opts, &reflinked, error) ||
+      !flatten_state(newest, w, error))
+    return FALSE;
+  g_autoptr(VmsManifest) m = flat_manifest(newest, reflinked, error);
+  if (m == NULL || !vms_snap_writer_commit(w, m, error))
+    return FALSE;
+  g_autoptr(VmsSnapshot) flat = vms_snapshot_open(tmp, error);
+  return flat != NULL && vms_snapshot_write_chunks(flat, error);
+}
+
+/* Renames the finished @tmp onto @outdir. If another flatten of the same
+ * diff got there first, its result is as good as ours: ours goes. */
+static gboolean
+publish_flat(VmsSnapshot *newest, const char *tmp, const char *outdir, GError **error)
+{
+  g_autofree char *parent = NULL;
+  int err;
+
+  if (rename(tmp, outdir) == 0) {
+    parent = g_path_get_dirname(tmp);
+    vms_autofd pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = pfd >= 0 ? vms_fsync_dir(pfd) : -errno;
+    if (r < 0)
+      return vms_set_error_errno(error, -r, "failed to fsync directory %s", parent);
+    return TRUE;
+  }
+  err = errno;
+  g_autoptr(VmsSnapshot) other = vms_snapshot_open(outdir, NULL);
+  remove_flat_dir(tmp);
+  if (other != NULL && vms_chain_is_flattening(newest, other))
+    return TRUE;
+  if (err == ENOTEMPTY || err == EEXIST)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_EXISTS,
+                       "%s already exists and is not a flattening of %s; remove it or flatten "
+                       "elsewhere", outdir, newest->path), FALSE;
+  return vms_set_error_errno(error, err, "failed to rename %s to %s", tmp, outdir);
+}
+
 gboolean
 vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opts, GError **error)
 {
   g_autoptr(GPtrArray) chain = NULL;
-  gboolean reflinked = FALSE;
+  g_autofree char *manifest = g_build_filename(outdir, VMS_MANIFEST_FILE, NULL);
+  g_autofree char *tmp = NULL;
 
   if (!vms_chain_resolve(dir, &chain, error))
     return FALSE;
-  VmsSnapshot *newest = chain->pdata[chain->len - 1];
-  g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(outdir, error);
-  if (w == NULL)
+  /* Every byte flatten reads is checked first (doc/format.md). */
+  if (!verify_members_chunks(chain, 0, error))
     return FALSE;
-  if (!flatten_memory(chain, w, opts, &reflinked, error))
+  if (g_file_test(manifest, G_FILE_TEST_EXISTS))
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_EXISTS,
+                       "%s already holds a committed snapshot (%s); flattening into it is "
+                       "refused", outdir, VMS_MANIFEST_FILE), FALSE;
+  /* Built in a private directory and renamed into place: flattens of one
+   * diff started at the same time never share a temporary file. */
+  tmp = private_sibling(outdir, error);
+  if (tmp == NULL)
     return FALSE;
-  if (!flatten_state(newest, w, error))
+  if (!flatten_into(chain, tmp, opts, error)) {
+    remove_flat_dir(tmp);
     return FALSE;
-  g_autoptr(VmsManifest) m = flat_manifest(newest, reflinked, error);
-  if (m == NULL)
-    return FALSE;
-  return vms_snap_writer_commit(w, m, error);
+  }
+  return publish_flat(chain->pdata[chain->len - 1], tmp, outdir, error);
 }
 
 gboolean

@@ -19,13 +19,22 @@ G_BEGIN_DECLS
  * "parent" and the directory. */
 gboolean vms_chain_resolve(const char *dir, GPtrArray **ret_chain, GError **error);
 
-/* vms_chain_resolve plus vms_snapshot_verify of every member. */
+/* vms_chain_resolve plus vms_snapshot_verify and every chunk digest
+ * (vms_snapshot_verify_chunks) of every member. A member without digests
+ * fails with VMS_ERROR_NO_DIGESTS naming it. */
 gboolean vms_chain_verify(const char *dir, GError **error);
 
-/* Writes a FULL snapshot to @outdir equivalent to @dir: the base's memory is
+/* The same for the diffs of @dir's chain only (what a restore from an
+ * existing flattening checks), and the base too when @with_base. */
+gboolean vms_chain_verify_diffs(const char *dir, gboolean with_base, GError **error);
+
+/* Writes a FULL snapshot to @outdir equivalent to @dir, after checking every
+ * chunk digest of every member (a member without digests is refused with
+ * VMS_ERROR_NO_DIGESTS): the base's memory is
  * copied (reflink where possible, else sparse), each diff applied in order
  * through its page map, state.bin copied from @dir, and a manifest that is
- * @dir's with kind FULL, capture COPY (or REFLINK) and no parent. */
+ * @dir's with kind FULL, capture COPY (or REFLINK) and no parent; then the
+ * flattening's own memory.chunks. */
 gboolean vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opts,
                            GError **error);
 

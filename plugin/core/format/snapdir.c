@@ -1,8 +1,8 @@
 /* vmsnap core: snapshot directories — the writer with its commit protocol,
  * opening files safely inside a snapshot, and the reader. Verification of a
- * committed snapshot is at the end. See snapdir.h. */
+ * committed snapshot is in snapdir-verify.c. See snapdir.h. */
 #include "snapdir.h"
-#include "disk-record.h"
+#include "snapdir-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +26,8 @@ struct _VmsSnapWriter {
 
 /* Names the writer may leave staged; removed when a new writer starts. */
 static const char *const staged_names[] = {
-  VMS_STATE_FILE ".tmp", VMS_MEMORY_FILE ".tmp", VMS_DIFF_FILE ".tmp",
-  VMS_MAP_FILE ".tmp", VMS_MANIFEST_FILE ".tmp",
+  VMS_STATE_FILE ".tmp", VMS_STATE_STREAM_FILE ".tmp", VMS_MEMORY_FILE ".tmp",
+  VMS_DIFF_FILE ".tmp", VMS_MAP_FILE ".tmp", VMS_CHUNKS_TMP_FILE, VMS_MANIFEST_FILE ".tmp",
 };
 
 static const char *
@@ -126,9 +126,12 @@ make_dirs(const char *dir, GPtrArray *created, GError **error)
       continue;
     g_string_append_c(prefix, '/');
     g_string_append(prefix, parts[i]);
-    if (mkdir(prefix->str, 0755) == 0)
+    if (mkdir(prefix->str, VMS_SNAPSHOT_DIR_MODE) == 0) {
       g_ptr_array_add(created, g_strdup(prefix->str));
-    else if (errno != EEXIST)
+      /* The mode whatever the umask: guest memory holds secrets. */
+      if (chmod(prefix->str, VMS_SNAPSHOT_DIR_MODE) < 0)
+        return vms_set_error_errno(error, errno, "failed to chmod directory %s", prefix->str);
+    } else if (errno != EEXIST)
       return vms_set_error_errno(error, errno, "failed to create directory %s", prefix->str);
   }
   return TRUE;
@@ -219,16 +222,21 @@ vms_snap_writer_stage(VmsSnapWriter *w, const char *name, GError **error)
   int fd;
 
   g_return_val_if_fail(w != NULL && !w->committed, -1);
-  fd = vms_openat_regular(w->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644, error);
-  if (fd >= 0)
-    remember_created(w, tmp);
+  fd = vms_openat_regular(w->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC, VMS_SNAPSHOT_FILE_MODE,
+                          error);
+  if (fd < 0)
+    return -1;
+  remember_created(w, tmp);
+  if (fchmod(fd, VMS_SNAPSHOT_FILE_MODE) < 0) {
+    vms_set_error_errno(error, errno, "failed to chmod %s/%s", w->path, tmp);
+    return vms_close_fdp(&fd), -1;
+  }
   return fd;
 }
 
-/* SHA-256 and length of the whole of @fd, read from offset 0. */
-static gboolean
-hash_fd(int fd, const char *what, guint8 ret_sha256[VMS_SHA256_LEN], guint64 *ret_size,
-        GError **error)
+gboolean
+vms_snapdir_hash_fd(int fd, const char *what, guint8 ret_sha256[VMS_SHA256_LEN],
+                    guint64 *ret_size, GError **error)
 {
   g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
   g_autofree guint8 *buf = g_malloc(1 << 20);
@@ -266,7 +274,7 @@ vms_snap_writer_finish(VmsSnapWriter *w, const char *name,
   if (fsync(fd) < 0)
     return vms_set_error_errno(error, errno, "failed to fsync %s/%s", w->path, tmp);
   if ((ret_sha256 != NULL || ret_size != NULL) &&
-      !hash_fd(fd, name, digest, &size, error))
+      !vms_snapdir_hash_fd(fd, name, digest, &size, error))
     return FALSE;
   if (renameat(w->dirfd, tmp, w->dirfd, name) < 0)
     return vms_set_error_errno(error, errno, "failed to rename %s/%s to %s", w->path, tmp, name);
@@ -294,6 +302,17 @@ link_error(VmsSnapWriter *w, int err, const char *memory_path, GError **error)
                              memory_path, w->path, VMS_MEMORY_FILE);
 }
 
+/* A linked memory.bin is the VM's backing file itself: it gets the mode of
+ * every snapshot file too (guest RAM must not be readable by others). */
+static gboolean
+private_memory(VmsSnapWriter *w, const char *memory_path, GError **error)
+{
+  if (fchmodat(w->dirfd, VMS_MEMORY_FILE, VMS_SNAPSHOT_FILE_MODE, 0) < 0)
+    return vms_set_error_errno(error, errno, "failed to chmod %s/%s (the memory backing file %s)",
+                               w->path, VMS_MEMORY_FILE, memory_path);
+  return TRUE;
+}
+
 gboolean
 vms_snap_writer_link_memory(VmsSnapWriter *w, const char *memory_path, GError **error)
 {
@@ -313,7 +332,7 @@ vms_snap_writer_link_memory(VmsSnapWriter *w, const char *memory_path, GError **
    * link exists and must not be touched — nor removed on failure. */
   if (fstatat(w->dirfd, VMS_MEMORY_FILE, &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
       dst.st_dev == src.st_dev && dst.st_ino == src.st_ino)
-    return TRUE;
+    return private_memory(w, memory_path, error);
   /* Link under a temp name and rename over memory.bin, so that a different
    * existing memory.bin is replaced atomically. */
   unlinkat(w->dirfd, tmp, 0);
@@ -325,7 +344,7 @@ vms_snap_writer_link_memory(VmsSnapWriter *w, const char *memory_path, GError **
                                w->path, tmp, VMS_MEMORY_FILE);
   forget_created(w, tmp);
   remember_created(w, VMS_MEMORY_FILE);
-  return TRUE;
+  return private_memory(w, memory_path, error);
 }
 
 /* rename that refuses to replace an existing manifest.bin (another save
@@ -356,10 +375,13 @@ vms_snap_writer_commit(VmsSnapWriter *w, const VmsManifest *m, GError **error)
     return FALSE;
   bytes = vms_manifest_encode(m);
   data = g_bytes_get_data(bytes, &len);
-  fd = vms_openat_regular(w->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, error);
+  fd = vms_openat_regular(w->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC, VMS_SNAPSHOT_FILE_MODE,
+                          error);
   if (fd < 0)
     return FALSE;
   remember_created(w, tmp);
+  if (fchmod(fd, VMS_SNAPSHOT_FILE_MODE) < 0)
+    return vms_set_error_errno(error, errno, "failed to chmod %s/%s", w->path, tmp);
   r = vms_pwrite_full(fd, data, len, 0);
   if (r < 0)
     return vms_set_error_errno(error, -r, "failed to write %s/%s", w->path, tmp);
@@ -474,123 +496,5 @@ vms_snapshot_invalidate(const char *dir, GError **error)
   r = vms_fsync_dir(dirfd);
   if (r < 0)
     return vms_set_error_errno(error, -r, "failed to fsync directory %s", dir);
-  return TRUE;
-}
-
-/* ---- verifying ---- */
-
-static gboolean
-digest_mismatch(GError **error, const char *what, const guint8 *got, const guint8 *want)
-{
-  char got_hex[65], want_hex[65];
-
-  vms_sha256_hex(got, got_hex);
-  vms_sha256_hex(want, want_hex);
-  g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
-              "%s SHA-256 (%s) doesn't match the manifest (%s)", what, got_hex, want_hex);
-  return FALSE;
-}
-
-gboolean
-vms_snapshot_verify_state(VmsSnapshot *s, GError **error)
-{
-  vms_autofd fd = -1;
-  struct stat st;
-  guint8 digest[VMS_SHA256_LEN];
-  guint64 size;
-  g_autofree char *what = g_strdup_printf("%s/%s", s->path, VMS_STATE_FILE);
-
-  fd = vms_snapshot_open_file(s, VMS_STATE_FILE, O_RDONLY, error);
-  if (fd < 0) {
-    g_prefix_error(error, "state: ");
-    return FALSE;
-  }
-  if (fstat(fd, &st) < 0)
-    return vms_set_error_errno(error, errno, "failed to stat %s", what);
-  if ((guint64)st.st_size != s->manifest->state_size) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                "state file %s is %" G_GINT64_FORMAT " bytes, the manifest's state_size is %"
-                G_GUINT64_FORMAT, what, (gint64)st.st_size, s->manifest->state_size);
-    return FALSE;
-  }
-  if (!hash_fd(fd, what, digest, &size, error))
-    return FALSE;
-  if (memcmp(digest, s->manifest->state_sha256.data, VMS_SHA256_LEN) != 0) {
-    g_autofree char *label = g_strdup_printf("state file %s", what);
-    return digest_mismatch(error, label, digest, s->manifest->state_sha256.data);
-  }
-  return TRUE;
-}
-
-/* memory.map of a DIFF: its SHA-256 is the manifest's, it fits the memory
- * size and page size, and the data it names hashes to diff_data_sha256. */
-static gboolean
-verify_diff_map(VmsSnapshot *s, int mem_fd, GError **error)
-{
-  const VmsManifest *m = s->manifest;
-  g_autoptr(GArray) list = NULL;
-  g_autofree char *what = g_strdup_printf("%s/%s", s->path, VMS_MAP_FILE);
-  vms_autofd fd = vms_snapshot_open_file(s, VMS_MAP_FILE, O_RDONLY, error);
-  guint8 digest[VMS_SHA256_LEN];
-  guint32 page_size = 0;
-
-  if (fd < 0)
-    return FALSE;
-  if (!vms_pagemap_file_read(fd, m->memory_size_bytes, &list, &page_size, digest, error)) {
-    g_prefix_error(error, "%s: ", what);
-    return FALSE;
-  }
-  if (memcmp(digest, m->page_map_sha256.data, VMS_SHA256_LEN) != 0)
-    return digest_mismatch(error, what, digest, m->page_map_sha256.data);
-  if (page_size != m->page_size) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                "%s page size (%u) doesn't match the manifest's page size (%u)",
-                what, page_size, m->page_size);
-    return FALSE;
-  }
-  if (m->diff_data_sha256.len != VMS_SHA256_LEN)
-    return TRUE;
-  g_free(what);
-  what = g_strdup_printf("%s/%s", s->path, vms_snapshot_memory_file(s));
-  if (!vms_hash_extents(mem_fd, list, digest, error)) {
-    g_prefix_error(error, "%s: ", what);
-    return FALSE;
-  }
-  if (memcmp(digest, m->diff_data_sha256.data, VMS_SHA256_LEN) != 0) {
-    g_autofree char *label = g_strdup_printf("diff data of %s", what);
-    return digest_mismatch(error, label, digest, m->diff_data_sha256.data);
-  }
-  return TRUE;
-}
-
-gboolean
-vms_snapshot_verify(VmsSnapshot *s, GError **error)
-{
-  const VmsManifest *m = s->manifest;
-  const char *mem_name = vms_snapshot_memory_file(s);
-  vms_autofd fd = -1;
-  struct stat st;
-
-  if (m->version != VMS_MANIFEST_VERSION) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_MISMATCH,
-                "%s: unsupported manifest version %u (this vmsnap reads version %u)",
-                s->path, m->version, VMS_MANIFEST_VERSION);
-    return FALSE;
-  }
-  if (!vms_snapshot_verify_state(s, error) || !vms_snapshot_verify_disks(s->path, m, error))
-    return FALSE;
-  fd = vms_snapshot_open_file(s, mem_name, O_RDONLY, error);
-  if (fd < 0)
-    return FALSE;
-  if (fstat(fd, &st) < 0)
-    return vms_set_error_errno(error, errno, "failed to stat %s/%s", s->path, mem_name);
-  if ((guint64)st.st_size != m->memory_size_bytes) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                "memory file %s/%s is %" G_GINT64_FORMAT " bytes, the manifest's memory size is %"
-                G_GUINT64_FORMAT, s->path, mem_name, (gint64)st.st_size, m->memory_size_bytes);
-    return FALSE;
-  }
-  if (m->kind == VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF)
-    return verify_diff_map(s, fd, error);
   return TRUE;
 }

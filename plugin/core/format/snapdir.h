@@ -24,6 +24,15 @@ G_BEGIN_DECLS
 #define VMS_DIFF_FILE "memory.diff"
 #define VMS_MAP_FILE "memory.map"
 #define VMS_INVALID_SUFFIX ".invalid"
+/* A private mapping's raw migration stream, staged until it is stripped
+ * into state.bin (state-strip.h). Only ever staged: STATE_STREAM.tmp. */
+#define VMS_STATE_STREAM_FILE "state.stream"
+/* memory.chunks while it is written (chunks.h). */
+#define VMS_CHUNKS_TMP_FILE "memory.chunks.tmp"
+/* Modes of what a save creates, whatever the umask: guest memory holds
+ * secrets (doc/spec.md section 10). */
+#define VMS_SNAPSHOT_DIR_MODE 0700
+#define VMS_SNAPSHOT_FILE_MODE 0600
 /* A chain of diffs deeper than this is refused. */
 #define VMS_CHAIN_MAX_DEPTH 64
 
@@ -38,9 +47,11 @@ int vms_openat_regular(int dirfd, const char *name, int flags, mode_t mode, GErr
 
 typedef struct _VmsSnapWriter VmsSnapWriter;
 
-/* Creates @dir and its parents (0755) and opens it. Refuses a directory that
- * already holds manifest.bin (VMS_ERROR_EXISTS: a committed snapshot is never
- * overwritten). Stale NAME.tmp files of an earlier failed save are removed. */
+/* Creates @dir and its missing parents (0700 whatever the umask) and opens
+ * it. Refuses a directory that already holds manifest.bin (VMS_ERROR_EXISTS:
+ * a committed snapshot is never overwritten). Stale NAME.tmp files of an
+ * earlier failed save (every name a writer stages, including the raw
+ * state stream and memory.chunks.tmp) are removed. */
 VmsSnapWriter *vms_snap_writer_new(const char *dir, GError **error);
 
 /* Frees @w. If the snapshot was not committed, removes every file this writer
@@ -52,8 +63,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsSnapWriter, vms_snap_writer_free)
 const char *vms_snap_writer_get_path(VmsSnapWriter *w);
 int vms_snap_writer_get_dirfd(VmsSnapWriter *w);
 
-/* Creates the staged file @name.tmp (O_RDWR|O_CREAT|O_TRUNC, 0644) and
- * returns its fd; the caller owns the fd. -1 on failure. */
+/* Creates the staged file @name.tmp (O_RDWR|O_CREAT|O_TRUNC, 0600 whatever
+ * the umask) and returns its fd; the caller owns the fd. -1 on failure. */
 int vms_snap_writer_stage(VmsSnapWriter *w, const char *name, GError **error);
 
 /* Finishes a staged file: fsync of @name.tmp, rename to @name. If
