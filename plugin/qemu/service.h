@@ -50,6 +50,7 @@ typedef struct {
   char *restored_from;
   guint8 restored_manifest_sha256[32]; /* of restored_from's manifest.bin, as the restore read it */
   GPtrArray *armed;        /* dirs of link snapshots to invalidate on RESUME */
+  char *vm_generation_id;  /* the vmgenid GUID after start-up; NULL: no vmgenid device */
 } VmsService;
 
 /* Creates the listening sockets (so a bad path stops QEMU at start), then
