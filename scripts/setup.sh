@@ -15,6 +15,13 @@ packages=(
   # disks: qemu-img for overlays; the Linux test guest (tests/linux-guest/build-guest.sh)
   # is built with apt-get download + dpkg-deb, cpio and mkfs.ext4, checked with e2fsck.
   qemu-utils cpio e2fsprogs
+  # push/pull (plugin/registry) and its tests and benchmark
+  libcurl4-openssl-dev libzstd-dev docker-registry apache2-utils skopeo zstd
+  # tests/libvirt: a private session-mode libvirtd; vmsnap's --libvirt
+  # commands drive virsh and edit domain XML with libxml2 (doc/libvirt.md).
+  libvirt-daemon-system libvirt-clients libxml2-dev
+  # the Debian package (debian/), built and installed by CI
+  debhelper dpkg-dev fakeroot
 )
 
 missing=()

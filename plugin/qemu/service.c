@@ -228,7 +228,8 @@ startup_thread(gpointer user_data)
 
   if ((!startup_connect(svc, &mem, &error) ||
        (svc->opts.restore != NULL &&
-        !vms_restore_run(svc->opts.restore, svc->opts.resume, svc->qmp, &mem, restored_sha,
+        !vms_restore_run(svc->opts.restore, svc->opts.resume, svc->opts.libvirt, svc->qmp, &mem,
+                         restored_sha,
                          &error))) &&
       svc->opts.restore != NULL)
     restore_failed(error);
