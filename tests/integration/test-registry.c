@@ -3,6 +3,7 @@
  * here are written by the test (random, patterned, zero and hole chunks);
  * test-registry-restore.c restores pulled snapshots of a real guest. */
 #include "registry-fixture.h"
+#include "token-server.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -483,6 +484,40 @@ test_unreachable(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(e2, "is the registry running"));
 }
 
+/* The Bearer flow: the registry sends vmsnap to a token server, which
+ * wants the auth file's credential; with the wrong one the error says
+ * which token was refused and for whom. */
+static void
+test_bearer(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tdir = g_build_filename(f->dir, "token", NULL);
+  g_assert_cmpint(g_mkdir_with_parents(tdir, 0700), ==, 0);
+  g_autoptr(VmsTestTokenServer) ts = vms_test_token_server_start(tdir, "alice", "secret");
+  g_autofree char *rdir = g_build_filename(f->dir, "tokreg", NULL);
+  g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
+  vms_test_registry_free(f->reg);
+  f->reg = vms_test_registry_start_token(rdir, vms_test_token_server_realm(ts), VMS_TEST_TOKEN_SERVICE,
+                                         VMS_TEST_TOKEN_ISSUER, vms_test_token_server_cert(ts),
+                                         "alice", "secret");
+  g_autofree char *snap = make_full(f, "snap", 16, 2);
+  g_autofree char *ref = vms_test_registry_ref(f->reg, "vm/tok:v1");
+  g_autofree char *target = g_build_filename(f->dir, "pulled", NULL);
+
+  g_autofree char *o1 = RUN_OK(f, "push", "--insecure", snap, ref);
+  g_autofree char *o2 = RUN_OK(f, "pull", "--insecure", ref, target);
+  g_assert_cmpuint(vms_test_token_server_issued(ts), ==, 2);
+  g_autofree char *v = RUN_OK(f, "verify", target);
+
+  g_autofree char *b64 = g_base64_encode((const guchar *)"alice:wrong", 11);
+  g_autofree char *bad = g_strdup_printf("{\"auths\": {\"%s\": {\"auth\": \"%s\"}}}", f->reg->host, b64);
+  g_assert_true(g_file_set_contents(f->reg->auth_file, bad, -1, &error));
+  g_autofree char *err = RUN_FAIL(f, "push", "--insecure", snap, ref);
+  g_assert_nonnull(strstr(err, "a token for repository:vm/tok:pull,push"));
+  g_assert_nonnull(strstr(err, "401"));
+  g_assert_nonnull(strstr(err, "user 'alice'"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -494,5 +529,6 @@ main(int argc, char **argv)
   g_test_add("/registry/interrupted", Fixture, NULL, setup, test_interrupted, teardown);
   g_test_add("/registry/credentials", Fixture, "wrong", setup, test_credentials, teardown);
   g_test_add("/registry/unreachable", Fixture, NULL, setup, test_unreachable, teardown);
+  g_test_add("/registry/bearer-token", Fixture, NULL, setup, test_bearer, teardown);
   return g_test_run();
 }
