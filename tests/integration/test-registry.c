@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -518,6 +519,29 @@ test_bearer(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(err, "user 'alice'"));
 }
 
+/* A pull that runs out of space fails naming it and leaves nothing that
+ * looks committed. The target is a 4 MiB tmpfs (root can mount one here and
+ * in CI; elsewhere the test cannot run). */
+static void
+test_disk_full(Fixture *f, gconstpointer data)
+{
+  g_autofree char *snap = make_full(f, "snap", 16, 8);
+  g_autofree char *ref = vms_test_registry_ref(f->reg, "vm/full:v1");
+  g_autofree char *mnt = g_build_filename(f->dir, "small", NULL);
+  g_autofree char *target = g_build_filename(mnt, "pulled", NULL);
+  g_autofree char *manifest = g_build_filename(target, VMS_MANIFEST_FILE, NULL);
+  g_autofree char *o = RUN_OK(f, "push", "--insecure", snap, ref);
+
+  g_assert_cmpint(g_mkdir_with_parents(mnt, 0700), ==, 0);
+  if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m") != 0)
+    vms_test_cannot_run("cannot mount a small tmpfs for the disk-full pull (needs root)");
+  g_autofree char *err = RUN_FAIL(f, "pull", "--insecure", ref, target);
+  gboolean committed = g_file_test(manifest, G_FILE_TEST_EXISTS);
+  g_assert_cmpint(umount2(mnt, MNT_DETACH), ==, 0);
+  g_assert_nonnull(strstr(err, "No space left on device"));
+  g_assert_false(committed);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -530,5 +554,6 @@ main(int argc, char **argv)
   g_test_add("/registry/credentials", Fixture, "wrong", setup, test_credentials, teardown);
   g_test_add("/registry/unreachable", Fixture, NULL, setup, test_unreachable, teardown);
   g_test_add("/registry/bearer-token", Fixture, NULL, setup, test_bearer, teardown);
+  g_test_add("/registry/disk-full", Fixture, NULL, setup, test_disk_full, teardown);
   return g_test_run();
 }
