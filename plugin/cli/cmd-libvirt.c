@@ -1,0 +1,164 @@
+/* vmsnap CLI: libvirt — running virsh, and `vmsnap restore DIR --libvirt
+ * NAME [--connect URI]` (libvirt.h, doc/libvirt.md).
+ *
+ * The clone is a new persistent domain: its XML is the saved domain's
+ * (libvirt-domain.xml in the snapshot) changed by vms_libvirt_clone_xml(),
+ * defined, then started. The plugin inside the clone's QEMU maps the
+ * snapshot's memory over the RAM file libvirt made (overlay=) and loads its
+ * state (restore=, libvirt=on); libvirt sees an ordinary domain start. */
+#include "cli.h"
+#include "libvirt.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "snapdir.h"
+
+gboolean
+vms_virsh(const char *uri, char **ret_out, GError **error, ...)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new();
+  g_autofree char *out = NULL, *err = NULL;
+  int status = 0;
+  va_list ap;
+
+  g_ptr_array_add(argv, (char *)"virsh");
+  g_ptr_array_add(argv, (char *)"-q");
+  if (uri != NULL) {
+    g_ptr_array_add(argv, (char *)"-c");
+    g_ptr_array_add(argv, (char *)uri);
+  }
+  va_start(ap, error);
+  for (const char *a = va_arg(ap, const char *); a != NULL; a = va_arg(ap, const char *))
+    g_ptr_array_add(argv, (char *)a);
+  va_end(ap);
+  g_ptr_array_add(argv, NULL);
+  g_autofree char *cmd = g_strjoinv(" ", (char **)argv->pdata);
+  if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err,
+                    &status, error)) {
+    g_prefix_error(error, "%s: ", cmd);
+    return FALSE;
+  }
+  if (!g_spawn_check_wait_status(status, NULL)) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_FAILED, "%s: %s", cmd,
+                err != NULL && *g_strstrip(err) != '\0' ? err : "failed");
+    return FALSE;
+  }
+  if (ret_out != NULL)
+    *ret_out = g_steal_pointer(&out);
+  return TRUE;
+}
+
+static char *
+read_kept_xml(const char *dir, GError **error)
+{
+  g_autofree char *path = g_build_filename(dir, VMS_LIBVIRT_XML_FILE, NULL);
+  char *xml = NULL;
+
+  if (!g_file_get_contents(path, &xml, NULL, error)) {
+    g_prefix_error(error, "%s was not saved with `vmsnap save --libvirt`: ", dir);
+    return NULL;
+  }
+  return xml;
+}
+
+/* --runtime-dir, or NAME beside the original's socket directory. */
+static char *
+clone_runtime_dir(const char *given, const char *xml, const char *name, GError **error)
+{
+  if (given != NULL)
+    return g_canonicalize_filename(given, NULL);
+  g_autofree char *control = vms_libvirt_control_socket(xml, error);
+  if (control == NULL)
+    return NULL;
+  g_autofree char *sockdir = g_path_get_dirname(control);
+  g_autofree char *parent = g_path_get_dirname(sockdir);
+  return g_build_filename(parent, name, NULL);
+}
+
+/* Makes @rdir (if missing) for the clone's QEMU: as root, owned like the
+ * snapshot directory, which QEMU's user created. */
+static gboolean
+make_runtime_dir(const char *rdir, const char *snapshot_dir, GError **error)
+{
+  struct stat st;
+
+  if (mkdir(rdir, 0700) < 0 && errno != EEXIST)
+    return vms_set_error_errno(error, errno, "failed to create %s", rdir);
+  if (geteuid() != 0)
+    return TRUE;
+  if (stat(snapshot_dir, &st) < 0)
+    return vms_set_error_errno(error, errno, "failed to stat %s", snapshot_dir);
+  if (chown(rdir, st.st_uid, st.st_gid) < 0)
+    return vms_set_error_errno(error, errno, "failed to chown %s", rdir);
+  return TRUE;
+}
+
+/* Defines and starts @name from @xml_path; a domain that does not start is
+ * undefined again, so nothing half-made stays. */
+static gboolean
+define_and_start(const char *uri, const char *name, const char *xml_path, GError **error)
+{
+  if (!vms_virsh(uri, NULL, error, "define", xml_path, NULL))
+    return FALSE;
+  if (vms_virsh(uri, NULL, error, "start", name, NULL))
+    return TRUE;
+  (void)vms_virsh(uri, NULL, NULL, "undefine", name, NULL);
+  return FALSE;
+}
+
+static gboolean
+restore_libvirt(const char *dir, const char *memory, const char *name, const char *uri,
+                const char *rdir_opt, gboolean dry_run, GError **error)
+{
+  g_autofree char *xml = read_kept_xml(dir, error);
+  if (xml == NULL)
+    return FALSE;
+  if (!dry_run) {
+    g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, error);
+    if (s == NULL || !vms_snapshot_verify(s, error))
+      return FALSE;
+  }
+  g_autofree char *rdir = clone_runtime_dir(rdir_opt, xml, name, error);
+  if (rdir == NULL)
+    return FALSE;
+  g_autofree char *snap = g_canonicalize_filename(dir, NULL);
+  g_autofree char *mem = g_canonicalize_filename(memory, NULL);
+  VmsCloneSpec spec = { .name = name, .snapshot_dir = snap, .memory = mem, .runtime_dir = rdir };
+  gboolean genid = FALSE;
+  g_autofree char *clone = vms_libvirt_clone_xml(xml, &spec, &genid, error);
+  if (clone == NULL)
+    return FALSE;
+  if (dry_run) {
+    fputs(clone, stdout);
+    return TRUE;
+  }
+  if (!genid)
+    fprintf(stderr, "vmsnap: the domain has no <genid/>: its clones share their random number "
+            "generator state (doc/libvirt.md)\n");
+  g_autofree char *xml_path = g_strdup_printf("%s/%s.xml", rdir, name);
+  if (!make_runtime_dir(rdir, snap, error) ||
+      !g_file_set_contents_full(xml_path, clone, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, error) ||
+      !define_and_start(uri, name, xml_path, error))
+    return FALSE;
+  fprintf(stderr, "vmsnap: domain %s runs a clone of %s; its sockets are in %s\n", name, dir, rdir);
+  return TRUE;
+}
+
+int
+vms_cli_restore_libvirt(const char *dir, const char *memory, const char *name,
+                        const char *uri, const char *runtime_dir, gboolean dry_run)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (*name == '\0' || strchr(name, '/') != NULL)
+    return vms_cli_error("--libvirt '%s': not a domain name", name);
+  if (!restore_libvirt(dir, memory, name, uri, runtime_dir, dry_run, &error))
+    return vms_cli_error("%s", error->message);
+  return 0;
+}

@@ -1,0 +1,61 @@
+/* vmsnap CLI: libvirt domains (doc/libvirt.md).
+ *
+ * vmsnap drives `virsh` rather than linking libvirt: the tool keeps no
+ * dependency on libvirt0 (a management host has virsh anyway), --connect
+ * URI is virsh's -c, and virsh's own error messages reach the user. Domain
+ * XML is read and edited with libxml2.
+ *
+ * A vmsnap-enabled domain loads the plugin through <qemu:commandline>
+ * (`-plugin .../libvmsnap.so,qmp=...,control=...,libvirt=on`); its RAM is
+ * file-backed (<memoryBacking><source type='file'/>).
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* The name of the file beside manifest.bin that keeps the domain XML. */
+#define VMS_LIBVIRT_XML_FILE "libvirt-domain.xml"
+
+/* What makes a clone's domain XML. */
+typedef struct {
+  const char *name;         /* the clone's domain name */
+  const char *snapshot_dir; /* absolute: the plugin's restore= */
+  const char *memory;       /* absolute: the plugin's overlay= (the snapshot's memory, or
+                             * for a diff its flattening's) */
+  const char *runtime_dir;  /* absolute: the clone's sockets and chardev files go here */
+} VmsCloneSpec;
+
+/* Runs `virsh -q [-c @uri] ARGS...` (NULL-terminated, after @error). On
+ * success *@ret_out (nullable) receives its stdout. On failure the error
+ * holds virsh's stderr. */
+gboolean vms_virsh(const char *uri, char **ret_out, GError **error, ...) G_GNUC_NULL_TERMINATED;
+
+/* The plugin's control= socket in domain XML @xml (the -plugin argument of
+ * its <qemu:commandline> that loads libvmsnap.so). Fails naming the domain
+ * element that is missing. Caller frees. */
+char *vms_libvirt_control_socket(const char *xml, GError **error);
+
+/* The XML of a new domain that runs a clone of the snapshot of @xml's
+ * domain (doc/libvirt.md, "What the clone's XML changes"): @spec's name, no
+ * uuid, a new <genid/> if the domain had one (*@ret_genid says so), the
+ * plugin with restore=, overlay= and libvirt=on, every socket and
+ * file of the plugin, -chardev and serial/console/channel devices moved
+ * into @spec's runtime dir, and `-incoming defer`. Refuses a domain whose
+ * RAM is not file-backed and shared (libvirt's file becomes the RAM
+ * overlay's placeholder), that loads no plugin, or that has a writable disk
+ * (a clone never shares a writable image). Caller frees. */
+char *vms_libvirt_clone_xml(const char *xml, const VmsCloneSpec *spec, gboolean *ret_genid,
+                            GError **error);
+
+/* Writes @xml as @dir/libvirt-domain.xml: a temp file, mode 0600, renamed
+ * into place. */
+gboolean vms_libvirt_keep_xml(const char *dir, const char *xml, GError **error);
+
+/* `vmsnap restore DIR --libvirt NAME`: see cmd-libvirt.c. Returns the exit
+ * status. */
+int vms_cli_restore_libvirt(const char *dir, const char *memory, const char *name,
+                            const char *uri, const char *runtime_dir, gboolean dry_run);
+
+G_END_DECLS
