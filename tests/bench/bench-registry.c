@@ -505,7 +505,7 @@ main(int argc, char **argv)
   g_autofree char *tmpl = g_build_filename(dir, "vmsnap-bench-registry-XXXXXX", NULL);
   check(g_mkdtemp(tmpl) != NULL, tmpl);
   b.root = tmpl;
-  b.skopeo = g_find_program_in_path("skopeo") != NULL;
+  b.skopeo = vms_test_have_program("skopeo");
   load_pool((gsize)mib / 4 * MIB); /* every run of real data is different */
   g_autofree char *base = make_base(tmpl, (guint)mib);
   g_autofree char *diff = g_build_filename(tmpl, "diff", NULL);

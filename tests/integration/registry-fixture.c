@@ -14,6 +14,14 @@
 #include <sys/stat.h>
 #include <string.h>
 
+gboolean
+vms_test_have_program(const char *name)
+{
+  g_autofree char *path = g_find_program_in_path(name);
+
+  return path != NULL;
+}
+
 static guint16
 free_port(void)
 {
@@ -36,7 +44,7 @@ write_htpasswd(const char *user, const char *password, const char *path)
   int status = -1;
   const char *argv[] = { "htpasswd", "-Bbn", user, password, NULL };
 
-  if (g_find_program_in_path("htpasswd") == NULL)
+  if (!vms_test_have_program("htpasswd"))
     vms_test_cannot_run("htpasswd (apache2-utils) is not installed");
   g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
                              NULL, &status, &error));
@@ -112,7 +120,7 @@ start(const char *dir, const char *auth_yaml, const char *user, const char *file
   g_autoptr(GString) yml = g_string_new(NULL);
   g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
 
-  if (g_find_program_in_path("docker-registry") == NULL)
+  if (!vms_test_have_program("docker-registry"))
     vms_test_cannot_run("docker-registry is not installed (scripts/setup.sh)");
   r->dir = g_strdup(dir);
   r->store = g_build_filename(dir, "store", NULL);

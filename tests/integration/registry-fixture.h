@@ -47,6 +47,9 @@ char *vms_test_registry_blob_path(VmsTestRegistry *r, const char *digest);
 int vms_test_registry_cliv(VmsTestRegistry *r, const char *const *args, char **ret_out,
                            char **ret_err);
 
+/* TRUE if @name is a program in PATH. */
+gboolean vms_test_have_program(const char *name);
+
 /* The number after @key in @text ("... 3 blobs uploaded ..." with key
  * " blobs uploaded" gives 3), asserted present. */
 guint64 vms_test_number_before(const char *text, const char *key);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "registry-fixture.h"
 
 struct _VmsTestTokenServer {
   GSocketListener *listener;
@@ -143,7 +144,7 @@ make_key(VmsTestTokenServer *t, const char *dir)
   int status = -1;
   FILE *f;
 
-  if (g_find_program_in_path("openssl") == NULL)
+  if (!vms_test_have_program("openssl"))
     vms_test_cannot_run("openssl is not installed");
   g_autofree char *err = NULL;
   g_assert_true(g_spawn_command_line_sync(cmd, NULL, &err, &status, NULL));
