@@ -553,6 +553,24 @@ push_member(Push *p, VmsSnapshot *s, const char *parent_digest, const char *tag,
   return tag == NULL || put_manifest(p, json, tag, error);
 }
 
+/* Disk images are not part of the artifact yet: a snapshot with disks is
+ * refused whole, never pushed without them. */
+static gboolean
+refuse_disks(GPtrArray *chain, GError **error)
+{
+  for (guint i = 0; i < chain->len; i++) {
+    VmsSnapshot *s = g_ptr_array_index(chain, i);
+    if (s->manifest->n_disks == 0)
+      continue;
+    g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+                "%s records %zu disk(s) (the first: device '%s'); push and pull carry memory and "
+                "device state only, so a snapshot with disks is not pushed",
+                s->path, s->manifest->n_disks, s->manifest->disks[0]->device);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 gboolean
 vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions *opts,
              VmsRegStats *ret_stats, GError **error)
@@ -574,7 +592,7 @@ vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions 
                 "push needs a tag, not a digest: %s (the digest is the result of the push)", ref_text);
     return FALSE;
   }
-  if (!vms_chain_resolve(dir, &chain, error))
+  if (!vms_chain_resolve(dir, &chain, error) || !refuse_disks(chain, error))
     return FALSE;
   client = vms_reg_client_open(ref, &copts, error);
   if (client == NULL)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "disk-record.h"
 #include "helpers.h"
 #include "snapdir.h"
 #include "util.h"
@@ -542,6 +543,39 @@ test_disk_full(Fixture *f, gconstpointer data)
   g_assert_false(committed);
 }
 
+/* A snapshot that records a disk is refused by name: push never sends a
+ * snapshot without the disks it needs. */
+static void
+test_disks_refused(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_build_filename(f->dir, "withdisk", NULL);
+  g_autofree char *mem = g_build_filename(dir, VMS_MEMORY_FILE, NULL);
+  g_autofree char *ref = vms_test_registry_ref(f->reg, "vm/disk:v1");
+  g_autoptr(VmsManifest) m = vms_test_manifest_full(16 * MIB);
+  guint8 state[4096] = { 1 };
+  guint8 sha[32];
+
+  g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
+  write_memory(mem, 16, 2);
+  g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(dir, &error);
+  vms_autofd fd = vms_snap_writer_stage(w, VMS_STATE_FILE, &error);
+  g_assert_cmpint(vms_pwrite_full(fd, state, sizeof state, 0), ==, 0);
+  g_assert_true(vms_snap_writer_finish(w, VMS_STATE_FILE, sha, &m->state_size, &error));
+  vms_manifest_set_bytes(&m->state_sha256, sha, 32);
+  g_assert_true(vms_snap_writer_link_memory(w, mem, &error));
+  VmsDiskRecord *d = vms_disk_record_new();
+  vms_manifest_set_string(&d->device, "drive0");
+  vms_manifest_add_disk(m, d);
+  g_assert_true(vms_snap_writer_commit(w, m, &error));
+  g_assert_no_error(error);
+
+  g_autofree char *err = RUN_FAIL(f, "push", "--insecure", dir, ref);
+  g_assert_nonnull(strstr(err, "device 'drive0'"));
+  g_assert_nonnull(strstr(err, "not pushed"));
+  g_assert_cmpuint(vms_test_registry_stored_bytes(f->reg), ==, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -555,5 +589,6 @@ main(int argc, char **argv)
   g_test_add("/registry/unreachable", Fixture, NULL, setup, test_unreachable, teardown);
   g_test_add("/registry/bearer-token", Fixture, NULL, setup, test_bearer, teardown);
   g_test_add("/registry/disk-full", Fixture, NULL, setup, test_disk_full, teardown);
+  g_test_add("/registry/disks-refused", Fixture, NULL, setup, test_disks_refused, teardown);
   return g_test_run();
 }
