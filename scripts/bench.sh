@@ -87,3 +87,21 @@ if [ "${VMSNAP_BENCH_DIFF:-1}" != 0 ]; then
     "$build_dir/tests/bench/bench-diff" --dir /dev/shm --show-qemu-log \
       --reps "${VMSNAP_BENCH_DIFF_REPS:-3}" 2>"${VMSNAP_BENCH_DIFF_LOG:-/dev/null}"
 fi
+
+# Fleet costs (issue 15): diff save of restored 2 GiB and 4 GiB VMs at 0.1, 1
+# and 10% dirty, RAM overlay against today's private mapping, with a CPU hog
+# beside the guest; PSS of 1, 4, 16 clones of a 512 MiB snapshot beside
+# QEMU's own restore; warm-clone start; 16 clones at once against 16 in a
+# row (tests/bench/bench-fleet*.c; doc/performance.md "Fleet"). Needs about
+# 12 GiB free in /dev/shm. VMSNAP_BENCH_FLEET=0 skips it;
+# VMSNAP_BENCH_FLEET_REPS overrides the runs. Takes 5-10 minutes.
+if [ "${VMSNAP_BENCH_FLEET:-1}" != 0 ]; then
+  meson compile -C "$build_dir" >/dev/null
+  echo
+  echo "<!-- fleet: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+  VMSNAP_PLUGIN="$build_dir/plugin/qemu/libvmsnap.so" \
+  VMSNAP_GUEST="$build_dir/tests/guest/guest.elf" \
+    "$build_dir/tests/bench/bench-fleet" --dir /dev/shm --sizes 2048,4096 --dirty 0.1,1,10 \
+      --density-mib 512 --clones 1,4,16 --fleet 16 --reps "${VMSNAP_BENCH_FLEET_REPS:-3}"
+  echo "<!-- fleet end: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+fi

@@ -22,6 +22,8 @@ static const Command commands[] = {
   { "flatten", vms_cli_flatten, "turn a diff snapshot and its chain into a full snapshot" },
   { "save", vms_cli_save, "ask a running VM's plugin for a snapshot" },
   { "restore", vms_cli_restore, "start QEMU from a snapshot" },
+  { "push", vms_cli_push, "send a snapshot to an OCI registry" },
+  { "pull", vms_cli_pull, "fetch a snapshot from an OCI registry" },
 };
 
 /* --json anywhere among a command's options: errors are JSON too. */

@@ -56,6 +56,16 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean seen[2], GErr
     return parse_flag(key, value, &seen[0], &opts->resume, error);
   if (strcmp(key, "libvirt") == 0)
     return parse_flag(key, value, &seen[1], &opts->libvirt, error);
+  if (strcmp(key, "allow-uids") == 0)
+    return vms_peer_policy_parse_uids(&opts->access, value, error) ||
+           (g_prefix_error(error, "bad argument allow-uids=%s: ", value), FALSE);
+  if (strcmp(key, "allow-gid") == 0) {
+    if (opts->access.gid >= 0)
+      return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                         "argument allow-gid= given twice"), FALSE;
+    return vms_peer_policy_parse_gid(&opts->access, value, error) ||
+           (g_prefix_error(error, "bad argument allow-gid=%s: ", value), FALSE);
+  }
   if (strcmp(key, "qmp") == 0) slot = &opts->qmp;
   else if (strcmp(key, "control") == 0) slot = &opts->control;
   else if (strcmp(key, "monitor") == 0) slot = &opts->monitor;
@@ -65,7 +75,7 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean seen[2], GErr
   if (slot == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "unknown argument %s= (known: qmp, control, monitor, mem, restore, "
-                       "resume, overlay, vcpu-events, libvirt)", key), FALSE;
+                       "resume, overlay, vcpu-events, libvirt, allow-uids, allow-gid)", key), FALSE;
   if (*value == '\0')
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "bad argument %s=: the value is empty", key), FALSE;
@@ -85,6 +95,7 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, VmsVcpuEvents *ret_eve
 
   opts->resume = TRUE;
   *ret_events = VMS_VCPU_EVENTS_AUTO;
+  opts->access.gid = -1;
   for (int i = 0; i < argc; i++) {
     g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
 
@@ -130,6 +141,17 @@ libvirt_restores_itself(void)
   return incoming > 1;
 }
 
+/* doc/spec.md section 11: a refused peer is named on QEMU's stderr. */
+static void
+on_peer_refused(const char *path, guint32 uid, gpointer user_data)
+{
+  if (uid == G_MAXUINT32)
+    fprintf(stderr, "vmsnap: %s: refused a peer whose uid the kernel did not give\n", path);
+  else
+    fprintf(stderr, "vmsnap: %s: refused a peer of uid %u (allow-uids= and allow-gid= let "
+            "other users in)\n", path, uid);
+}
+
 static void
 on_atexit(qemu_plugin_id_t id, void *userdata)
 {
@@ -167,6 +189,7 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     fflush(stderr);
     exit(1);
   }
+  opts.access.refused = on_peer_refused;
   vms_vcpus_register(id, (guint)info->system.smp_vcpus, vcpu_events);
   plugin_service = vms_service_start(&opts, info->target_name, &error);
   if (plugin_service == NULL) {

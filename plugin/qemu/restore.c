@@ -26,6 +26,7 @@
 #include "chain.h"
 #include "error.h"
 #include "relaunch.h"
+#include "save-qemu.h"
 #include "snapdir.h"
 #include "util.h"
 
@@ -225,42 +226,13 @@ check_autostart(gboolean resume, GError **error)
   return FALSE;
 }
 
+/* vms_qmp_client_execute's error already names the command ("QMP cont: ..."). */
 static gboolean
 qmp_do(VmsQmpClient *qmp, const char *command, JsonObject *args, int fd, GError **error)
 {
   g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, command, args, fd, QMP_TIMEOUT_MS, error);
 
-  if (ret == NULL) {
-    g_prefix_error(error, "QMP %s: ", command);
-    return FALSE;
-  }
-  return TRUE;
-}
-
-static JsonObject *
-capability(const char *name, gboolean on)
-{
-  JsonObject *c = json_object_new();
-  json_object_set_string_member(c, "capability", name);
-  json_object_set_boolean_member(c, "state", on);
-  return c;
-}
-
-/* x-ignore-shared and events on for loading state.bin, or off again after:
- * a later migration of the restored VM by a management layer must not
- * inherit x-ignore-shared (it would leave shared guest RAM behind). With
- * @libvirt, events is left alone: libvirt turns it on and relies on it. */
-static gboolean
-set_load_capabilities(VmsQmpClient *qmp, gboolean on, gboolean libvirt, GError **error)
-{
-  g_autoptr(JsonObject) caps_args = json_object_new();
-  JsonArray *caps = json_array_new();
-
-  json_array_add_object_element(caps, capability("x-ignore-shared", on));
-  if (!libvirt)
-    json_array_add_object_element(caps, capability("events", on));
-  json_object_set_array_member(caps_args, "capabilities", caps);
-  return qmp_do(qmp, "migrate-set-capabilities", caps_args, -1, error);
+  return ret != NULL;
 }
 
 static gboolean
@@ -327,14 +299,10 @@ wait_migration_end(VmsQmpClient *qmp, guint64 seq, gboolean libvirt, GError **er
   return ev != NULL ? g_strdup(json_object_get_string_member_with_default(ev, "status", "")) : NULL;
 }
 
-/* x-ignore-shared (+ events), getfd, migrate-incoming, wait for the end,
- * capabilities off again. */
+/* getfd, migrate-incoming, wait for the end (@libvirt: see wait_migration_end). */
 static gboolean
-load_state(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
+load_stream(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
 {
-  if (!set_load_capabilities(qmp, TRUE, libvirt, error))
-    return FALSE;
-
   vms_autofd fd = vms_snapshot_open_file(s, VMS_STATE_FILE, O_RDONLY, error);
   if (fd < 0)
     return FALSE;
@@ -354,12 +322,40 @@ load_state(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
     return FALSE;
   }
   if (!g_str_equal(status, "completed")) {
-    g_autofree char *why = migration_error(qmp);
+    g_autofree char *why = vms_migration_error_desc(qmp);
     g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "state: QEMU could not load %s/%s: %s",
                 s->path, VMS_STATE_FILE, why);
     return FALSE;
   }
-  return set_load_capabilities(qmp, FALSE, libvirt, error);
+  return TRUE;
+}
+
+/* x-ignore-shared and events on for loading state.bin, then exactly the
+ * capabilities and parameters QEMU had before, also on failure: a later
+ * migration by a management layer must not inherit x-ignore-shared (it
+ * would leave shared guest RAM behind), and libvirt relies on `events`
+ * staying on if it set it. With @libvirt, `events` is not touched at all:
+ * libvirt may turn it on only after the load began. */
+static gboolean
+load_state(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
+{
+  VmsMigrationSettings prior, load;
+  g_autoptr(GError) put_back = NULL;
+  gboolean ok;
+
+  if (!vms_migration_settings_query(qmp, &prior, error))
+    return FALSE;
+  prior.leave_events = libvirt;
+  load = prior;
+  load.ignore_shared = TRUE;
+  load.events = TRUE;
+  ok = vms_migration_settings_apply(qmp, &load, error) && load_stream(s, qmp, libvirt, error);
+  if (!vms_migration_settings_apply(qmp, &prior, &put_back) && ok) {
+    g_propagate_prefixed_error(error, g_steal_pointer(&put_back),
+                               "cannot put back QEMU's migration settings: ");
+    ok = FALSE;
+  }
+  return ok;
 }
 
 gboolean

@@ -489,6 +489,8 @@ vms_relaunch_argv(const char *const *argv, const VmsRelaunchOptions *opts, GErro
                 "-plugin: the recorded command line does not load %s", PLUGIN_NAME);
     return NULL;
   }
+  if (!vms_relaunch_disks(out, opts, error))
+    return NULL;
   g_ptr_array_add(out, g_strdup("-S"));
   g_ptr_array_add(out, g_strdup("-incoming"));
   g_ptr_array_add(out, g_strdup("defer"));

@@ -18,7 +18,11 @@
  *     -chardev file,path= output is
  *     moved into a runtime directory, the same old path always to the same
  *     new path, so a clone runs beside the original;
- *   - -daemonize, -pidfile FILE and -loadvm NAME are dropped.
+ *   - -daemonize, -pidfile FILE and -loadvm NAME are dropped;
+ *   - each disk (relaunch-disks.c) opens the clone's overlay: the -drive
+ *     with id=DEVICE gets file=OVERLAY,format=qcow2; a -blockdev format node
+ *     named DEVICE becomes driver=qcow2 and its file node (or inline
+ *     file.filename) points at OVERLAY; -device vmgenid gets guid=VMGENID.
  * QEMU option strings are understood in both the dotted "key=value,..."
  * syntax (",," is a literal comma) and, for -object, the JSON syntax.
  *
@@ -29,6 +33,14 @@
 #include <glib.h>
 
 G_BEGIN_DECLS
+
+/* One disk of a clone (doc/spec.md section 8): the device recorded in the
+ * manifest and the clone's own new qcow2 overlay on the frozen image. */
+typedef struct {
+  const char *device;     /* DiskRecord.device: a -drive id, or a -blockdev node-name */
+  const char *node_name;  /* DiskRecord.node_name at save time */
+  const char *overlay;    /* absolute path of the clone's overlay */
+} VmsRelaunchDisk;
 
 typedef struct {
   const char *snapshot_dir;      /* the snapshot to restore (restore=); made absolute */
@@ -42,6 +54,9 @@ typedef struct {
                                   * this empty placeholder share=on and the plugin gets
                                   * overlay=MEMORY; NULL: the backend maps MEMORY share=off */
   gboolean paused;               /* the plugin gets resume=off (a warm clone) */
+  const VmsRelaunchDisk *disks;  /* @n_disks writable disks to point at their overlays */
+  gsize n_disks;
+  const char *vmgenid;           /* nullable: the guid= given to -device vmgenid */
 } VmsRelaunchOptions;
 
 /* Returns the rewritten command line (NULL-terminated, caller frees with
@@ -76,5 +91,12 @@ char *vms_qemu_opt_set(const char *opts, const char *key, const char *value);
  * or "iB"); without a suffix the number is in @default_unit bytes. */
 gboolean vms_qemu_parse_size(const char *text, guint64 default_unit, guint64 *ret_bytes,
                              GError **error);
+
+/* The disk and vmgenid part of vms_relaunch_argv(), applied in place to the
+ * option/value pairs of @argv (a GPtrArray of strings, argv[0] first, no
+ * NULL terminator yet). Fails (VMS_ERROR_INVALID_ARGUMENT) naming the disk
+ * when a disk has no -drive/-blockdev to rewrite, or when the vmgenid to set
+ * has no -device vmgenid to go to. */
+gboolean vms_relaunch_disks(GPtrArray *argv, const VmsRelaunchOptions *opts, GError **error);
 
 G_END_DECLS

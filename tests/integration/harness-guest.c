@@ -65,7 +65,9 @@ vms_vm_read_phys(VmsVm *vm, guint64 addr, gsize len, GError **error)
 
   ret = vms_test_qmp_executef(vm->qmp, "pmemsave", error,
                               "{\"val\": %" G_GUINT64_FORMAT ", \"size\": %" G_GSIZE_FORMAT
-                              ", \"filename\": \"%s\"}", addr, len, path);
+                              ", \"filename\": \"%s\"}",
+                              addr + (vms_vm_is_aarch64(vm) ? VMS_GUEST_RAM_BASE_AARCH64 : 0),
+                              len, path);
   if (ret == NULL)
     return NULL;
   gboolean ok = g_file_get_contents(path, &data, &got, error);

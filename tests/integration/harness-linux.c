@@ -70,6 +70,10 @@ vms_linux_vm_setup(VmsVm *vm, const VmsLinuxGuest *guest)
   g_free(vm->append);
   vm->append = g_strdup(guest->cmdline);
   g_ptr_array_add(vm->extra_args, g_strdup("-no-reboot"));
+  /* An entropy source: without one the guest's CRNG is not ready under TCG,
+   * and a vmgenid change cannot reseed it. */
+  g_ptr_array_add(vm->extra_args, g_strdup("-device"));
+  g_ptr_array_add(vm->extra_args, g_strdup("virtio-rng-pci"));
 }
 
 void

@@ -32,7 +32,8 @@ typedef struct {
  * The result is owned by the harness and lives until exit. */
 const VmsLinuxGuest *vms_linux_guest(GError **error);
 
-/* Makes @vm boot @guest: -kernel/-initrd/-append, 256 MiB, -no-reboot.
+/* Makes @vm boot @guest: -kernel/-initrd/-append, 256 MiB, -no-reboot,
+ * -device virtio-rng-pci (the entropy that makes the guest's CRNG ready).
  * Adds no disk (see vms_linux_add_disk). */
 void vms_linux_vm_setup(VmsVm *vm, const VmsLinuxGuest *guest);
 

@@ -25,6 +25,7 @@ vms_vm_new(const char *dir)
   vm->smp = 1;
   vm->share = TRUE;
   vm->with_plugin = TRUE;
+  vm->arch = vms_test_arch();
   vm->extra_args = g_ptr_array_new_with_free_func(g_free);
   vm->dir = g_strdup(dir);
   vm->mem_path = g_build_filename(dir, "guest.ram", NULL);
@@ -88,6 +89,45 @@ add(GPtrArray *argv, const char *format, ...)
   va_end(ap);
 }
 
+/* The machine, the guest and its debug console (tests/guest/guest-abi.h). */
+static void
+add_target(GPtrArray *argv, VmsVm *vm)
+{
+  gboolean arm = vms_vm_is_aarch64(vm);
+
+  add(argv, "-machine");
+  add(argv, "%s,memory-backend=ram0", arm ? "virt" : "pc");
+  if (arm) {
+    add(argv, "-cpu");
+    add(argv, "cortex-a57");
+  }
+  add(argv, "-kernel");
+  add(argv, "%s", vm->kernel != NULL ? vm->kernel : vms_test_guest());
+  if (vm->initrd != NULL) {
+    add(argv, "-initrd");
+    add(argv, "%s", vm->initrd);
+  }
+  if (vm->append != NULL) {
+    add(argv, "-append");
+    add(argv, "%s", vm->append);
+  }
+  add(argv, "-chardev");
+  add(argv, "file,id=dbg,path=%s", vm->debugcon_path);
+  if (arm) {
+    add(argv, "-semihosting-config");
+    add(argv, "enable=on,target=native,chardev=dbg");
+  } else {
+    add(argv, "-device");
+    add(argv, "isa-debugcon,iobase=0xe9,chardev=dbg");
+  }
+}
+
+gboolean
+vms_vm_is_aarch64(const VmsVm *vm)
+{
+  return g_str_equal(vm->arch, "aarch64");
+}
+
 GPtrArray *
 vms_vm_build_argv(VmsVm *vm)
 {
@@ -110,22 +150,7 @@ vms_vm_build_argv(VmsVm *vm)
   else
     add(argv, "memory-backend-file,id=ram0,size=%uM,mem-path=%s,share=%s", vm->mem_mib,
         vm->mem_path, vm->share ? "on" : "off");
-  add(argv, "-machine");
-  add(argv, "pc,memory-backend=ram0");
-  add(argv, "-kernel");
-  add(argv, "%s", vm->kernel != NULL ? vm->kernel : vms_test_guest());
-  if (vm->initrd != NULL) {
-    add(argv, "-initrd");
-    add(argv, "%s", vm->initrd);
-  }
-  if (vm->append != NULL) {
-    add(argv, "-append");
-    add(argv, "%s", vm->append);
-  }
-  add(argv, "-chardev");
-  add(argv, "file,id=dbg,path=%s", vm->debugcon_path);
-  add(argv, "-device");
-  add(argv, "isa-debugcon,iobase=0xe9,chardev=dbg");
+  add_target(argv, vm);
   add(argv, "-chardev");
   add(argv, "socket,id=ser0,path=%s,server=on,wait=off", vm->serial_path);
   add(argv, "-serial");

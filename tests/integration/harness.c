@@ -31,6 +31,16 @@ vms_test_qemu(void)
 }
 
 const char *
+vms_test_arch(void)
+{
+  const char *arch = vms_harness_env_or("VMSNAP_TEST_ARCH", "x86_64");
+
+  if (!g_str_equal(arch, "x86_64") && !g_str_equal(arch, "aarch64"))
+    g_error("VMSNAP_TEST_ARCH=%s: expected x86_64 or aarch64", arch);
+  return arch;
+}
+
+const char *
 vms_test_plugin(void)
 {
   return vms_harness_env_or("VMSNAP_PLUGIN", "libvmsnap.so");

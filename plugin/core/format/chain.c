@@ -1,5 +1,6 @@
 /* vmsnap core: diff chains — resolve, verify and flatten (see chain.h). */
 #include "chain.h"
+#include "disk-record.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -270,6 +271,7 @@ flat_manifest(VmsSnapshot *newest, gboolean reflinked, GError **error)
   vms_manifest_set_bytes(&m->page_map_sha256, NULL, 0);
   vms_manifest_set_bytes(&m->diff_data_sha256, NULL, 0);
   vms_manifest_set_string(&m->memory_file, "");
+  vms_disks_refer_to(m, newest->path); /* disk layers stay where they are */
   vms_manifest_set_string(&m->id, id);
   m->diff_data_bytes = 0;
   m->diff_extents = 0;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "copy.h"
+#include "disk-record.h"
 #include "error.h"
 #include "extents.h"
 #include "util.h"
@@ -114,7 +115,7 @@ vms_snapshot_verify(VmsSnapshot *s, GError **error)
                 s->path, m->version, VMS_MANIFEST_VERSION);
     return FALSE;
   }
-  if (!vms_snapshot_verify_state(s, error))
+  if (!vms_snapshot_verify_state(s, error) || !vms_snapshot_verify_disks(s->path, m, error))
     return FALSE;
   fd = vms_snapshot_open_file(s, mem_name, O_RDONLY, error);
   if (fd < 0)

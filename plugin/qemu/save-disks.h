@@ -1,0 +1,52 @@
+/* vmsnap plugin: the disks of a save (doc/spec.md sections 8 and 9).
+ *
+ * prepare (VM running, outside the downtime): query-block; each writable
+ * disk's top image is hard-linked into the snapshot directory as
+ * disk-<ID>.<format> (another filesystem: referenced by absolute path) and,
+ * when the VM will run on, its new overlay path is chosen beside the image
+ * (<image stem>-<snapshot name>.qcow2; an existing file there is refused).
+ * freeze (VM stopped): one QMP transaction switches every writable disk onto
+ * its overlay (none for then=quit: QEMU never runs again), and the frozen
+ * images become mode 0400. record (commit): the manifest's disk records,
+ * with identities taken after the migration flushed the images, and the
+ * vmgenid GUID.
+ * Worker thread of the save.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "manifest.h"
+#include "qmp.h"
+#include "snapdir.h"
+
+G_BEGIN_DECLS
+
+typedef struct _VmsSaveDisks VmsSaveDisks;
+
+/* Plans the disks of a save into @writer's directory; @switch_overlays says
+ * whether the VM runs on after the save. Fails (nothing changed, links made
+ * here removed) naming the disk. Never NULL on success, also for no disks. */
+VmsSaveDisks *vms_save_disks_new(VmsQmpClient *qmp, VmsSnapWriter *writer,
+                                 gboolean switch_overlays, GError **error);
+
+/* The freeze, inside the stop window. On failure no disk switched, overlay
+ * files created for this save are removed and the error names "disk". */
+gboolean vms_save_disks_freeze(VmsSaveDisks *sd, GError **error);
+
+/* Adds the disk records and vm_generation_id to @m. */
+gboolean vms_save_disks_record(VmsSaveDisks *sd, VmsManifest *m, GError **error);
+
+/* Number of disks frozen (writable ones). */
+guint vms_save_disks_count(VmsSaveDisks *sd);
+
+/* After a committed save: keeps the links. */
+void vms_save_disks_keep(VmsSaveDisks *sd);
+
+/* Frees @sd. Unless kept, removes the links it made in the snapshot
+ * directory; a VM already switched stays on its overlays (they hold its
+ * writes since the freeze). NULL is allowed. */
+void vms_save_disks_free(VmsSaveDisks *sd);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsSaveDisks, vms_save_disks_free)
+
+G_END_DECLS

@@ -1,0 +1,60 @@
+/* vmsnap integration tests: what the disk tests share (test-disks.c,
+ * test-disks-chain.c) — Linux guests with a root disk and the history
+ * writer, clones made with `vmsnap restore`, and the checks of a disk after
+ * shutdown. Test-thread only; helpers assert instead of returning errors. */
+#pragma once
+
+#include "harness-linux.h"
+
+G_BEGIN_DECLS
+
+#define DISK_MAX_VMS 6
+
+typedef struct {
+  char *dir;                 /* per-test scratch */
+  const VmsLinuxGuest *guest; /* NULL: the test could not run (already reported) */
+  VmsVm *vms[DISK_MAX_VMS];  /* reaped at teardown */
+} DiskFixture;
+
+void disk_setup(DiskFixture *f, gconstpointer data);
+void disk_teardown(DiskFixture *f, gconstpointer data);
+
+/* Boots the Linux guest in @f->dir/@name with the plugin, a root disk (a
+ * fresh raw copy of root.ext4 in that directory, drive id "root") and, if
+ * @vmgenid, -device vmgenid. Waits for the agent. Stored in @f->vms[@slot]. */
+VmsVm *disk_boot(DiskFixture *f, guint slot, const char *name, gboolean vmgenid);
+
+/* Starts the writer with tag @tag and waits until the history has @lines lines. */
+void disk_start_writer(VmsVm *vm, const char *tag, guint lines);
+/* Lines in the guest's /data/history now. */
+guint disk_history_lines(VmsVm *vm);
+/* Sets the writer's tag and waits until @more lines carry it. */
+void disk_tag_and_wait(VmsVm *vm, const char *tag, guint more);
+
+/* snapshot-save on @vm's control socket; asserts success; reply (caller unrefs). */
+JsonObject *disk_save(VmsVm *vm, const char *snap, const char *memory, const char *then);
+/* snapshot-save expected to fail; returns the error message (caller frees). */
+char *disk_save_fails(VmsVm *vm, const char *snap, const char *memory, const char *then);
+
+/* Restores @snap with `vmsnap restore --runtime-dir @f->dir/@name
+ * --disk-dir @f->dir/@name [@extra...]` into @f->vms[@slot]; connects QMP. */
+VmsVm *disk_clone(DiskFixture *f, guint slot, const char *name, const char *snap,
+                  const char *const *extra);
+
+/* The top image of @vm's drive "root" from query-block (caller frees). */
+char *disk_top_image(VmsVm *vm);
+
+/* Halts @vm cleanly; then checks the image @image (any format): e2fsck -fn
+ * passes on a raw copy, and returns /data/history from it (caller frees). */
+char *disk_halt_and_check(VmsVm *vm, const char *image, const char *scratch);
+
+/* Checks a history: lines "N TAG" numbered 1.. without a gap or a foreign
+ * byte; TAGs are @first_tag for lines 1..k (k >= @min_first) and @then_tag
+ * (NULL: none allowed) after. Returns k. */
+guint disk_assert_history(const char *history, const char *first_tag, guint min_first,
+                          const char *then_tag);
+
+/* `vmsnap ARGS...`: exit status, output in *@ret_out/*@ret_err (nullable). */
+int disk_cli(const char *const *args, char **ret_out, char **ret_err);
+
+G_END_DECLS
