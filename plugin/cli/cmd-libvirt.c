@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "restore-disks.h"
 #include "snapdir.h"
 
 gboolean
@@ -112,40 +113,87 @@ define_and_start(const char *uri, const char *name, const char *xml_path, GError
   return FALSE;
 }
 
+/* The clone's disks from its overlays (@c): each paired with the image the
+ * saved XML names (the record's identity path). As root the overlays go to
+ * QEMU's user, like the runtime dir. */
+static GArray *
+clone_disks(const VmsManifest *m, const VmsCloneIdentity *c, const char *snap, GError **error)
+{
+  GArray *disks = g_array_new(FALSE, TRUE, sizeof(VmsLibvirtDisk));
+  struct stat st;
+
+  for (guint i = 0; i < c->disks->len; i++) {
+    const VmsRelaunchDisk *d = &g_array_index(c->disks, VmsRelaunchDisk, i);
+    for (size_t j = 0; j < m->n_disks; j++) {
+      const Vmsnap__V1__DiskRecord *r = m->disks[j];
+      if (g_str_equal(r->device, d->device) && r->identity != NULL) {
+        VmsLibvirtDisk ld = { .image = r->identity->path, .overlay = d->overlay };
+        g_array_append_val(disks, ld);
+      }
+    }
+    if (geteuid() == 0 && stat(snap, &st) == 0 && access(d->overlay, F_OK) == 0 &&
+        chown(d->overlay, st.st_uid, st.st_gid) < 0) {
+      vms_set_error_errno(error, errno, "failed to chown %s", d->overlay);
+      g_array_unref(disks);
+      return NULL;
+    }
+  }
+  return disks;
+}
+
+static void
+remove_overlays(const VmsCloneIdentity *c)
+{
+  for (guint i = 0; c->disks != NULL && i < c->disks->len; i++)
+    (void)unlink(g_array_index(c->disks, VmsRelaunchDisk, i).overlay);
+}
+
+/* Writes the clone's XML into @rdir, defines and starts it. */
+static gboolean
+launch(const char *uri, const char *name, const char *rdir, const char *clone, GError **error)
+{
+  g_autofree char *xml_path = g_strdup_printf("%s/%s.xml", rdir, name);
+
+  return g_file_set_contents_full(xml_path, clone, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                  error) &&
+         define_and_start(uri, name, xml_path, error);
+}
+
 static gboolean
 restore_libvirt(const char *dir, const char *memory, const char *name, const char *uri,
                 const char *rdir_opt, gboolean dry_run, GError **error)
 {
   g_autofree char *xml = read_kept_xml(dir, error);
-  if (xml == NULL)
+  g_autoptr(VmsSnapshot) s = xml != NULL ? vms_snapshot_open(dir, error) : NULL;
+  if (s == NULL || (!dry_run && !vms_snapshot_verify(s, error)))
     return FALSE;
-  if (!dry_run) {
-    g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, error);
-    if (s == NULL || !vms_snapshot_verify(s, error))
-      return FALSE;
-  }
   g_autofree char *rdir = clone_runtime_dir(rdir_opt, xml, name, error);
   if (rdir == NULL)
     return FALSE;
   g_autofree char *snap = g_canonicalize_filename(dir, NULL);
   g_autofree char *mem = g_canonicalize_filename(memory, NULL);
-  VmsCloneSpec spec = { .name = name, .snapshot_dir = snap, .memory = mem, .runtime_dir = rdir };
-  gboolean genid = FALSE;
-  g_autofree char *clone = vms_libvirt_clone_xml(xml, &spec, &genid, error);
-  if (clone == NULL)
+  g_auto(VmsCloneIdentity) ci = { 0 };
+  if ((!dry_run && !make_runtime_dir(rdir, snap, error)) ||
+      !vms_clone_identity_prepare(snap, s->manifest, rdir, NULL, NULL, dry_run, &ci, error))
     return FALSE;
-  if (dry_run) {
+  g_autoptr(GArray) disks = clone_disks(s->manifest, &ci, snap, error);
+  VmsCloneSpec spec = { .name = name, .snapshot_dir = snap, .memory = mem, .runtime_dir = rdir,
+                        .disks = disks != NULL ? (VmsLibvirtDisk *)(void *)disks->data : NULL,
+                        .n_disks = disks != NULL ? disks->len : 0 };
+  gboolean genid = FALSE;
+  g_autofree char *clone = disks != NULL ? vms_libvirt_clone_xml(xml, &spec, &genid, error) : NULL;
+  if (clone != NULL && dry_run) {
     fputs(clone, stdout);
     return TRUE;
+  }
+  if (clone == NULL || !launch(uri, name, rdir, clone, error)) {
+    if (!dry_run)
+      remove_overlays(&ci);
+    return FALSE;
   }
   if (!genid)
     fprintf(stderr, "vmsnap: the domain has no <genid/>: its clones share their random number "
             "generator state (doc/libvirt.md)\n");
-  g_autofree char *xml_path = g_strdup_printf("%s/%s.xml", rdir, name);
-  if (!make_runtime_dir(rdir, snap, error) ||
-      !g_file_set_contents_full(xml_path, clone, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, error) ||
-      !define_and_start(uri, name, xml_path, error))
-    return FALSE;
   fprintf(stderr, "vmsnap: domain %s runs a clone of %s; its sockets are in %s\n", name, dir, rdir);
   return TRUE;
 }

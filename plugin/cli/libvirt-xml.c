@@ -261,21 +261,6 @@ check_memory(xmlXPathContext *ctx, GError **error)
   return FALSE;
 }
 
-static gboolean
-refuse_writable_disks(xmlXPathContext *ctx, GError **error)
-{
-  g_autoptr(xmlXPathObject) disks =
-      xpath(ctx, "/domain/devices/disk[not(readonly) and not(shareable) and "
-                 "(@device='disk' or not(@device))]/target");
-  if (xpath_count(disks) == 0)
-    return TRUE;
-  g_autofree char *dev = prop(disks->nodesetval->nodeTab[0], "dev");
-  g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
-              "disk %s: the domain has a writable disk, and a clone never shares a writable "
-              "image with the original (per-clone disk overlays: doc/libvirt.md)", dev);
-  return FALSE;
-}
-
 static void
 remove_nodes(xmlXPathContext *ctx, const char *expr)
 {
@@ -284,6 +269,58 @@ remove_nodes(xmlXPathContext *ctx, const char *expr)
     xmlUnlinkNode(nodes->nodesetval->nodeTab[i]);
     xmlFreeNode(nodes->nodesetval->nodeTab[i]);
   }
+}
+
+static const VmsLibvirtDisk *
+find_disk(const VmsCloneSpec *spec, const char *image)
+{
+  for (gsize i = 0; image != NULL && i < spec->n_disks; i++)
+    if (g_str_equal(spec->disks[i].image, image))
+      return &spec->disks[i];
+  return NULL;
+}
+
+/* Each writable disk onto its overlay; one without an overlay is refused. */
+static gboolean
+clone_disks(xmlXPathContext *ctx, const VmsCloneSpec *spec, GError **error)
+{
+  g_autoptr(xmlXPathObject) disks =
+      xpath(ctx, "/domain/devices/disk[not(readonly) and not(shareable) and "
+                 "(@device='disk' or not(@device))]");
+
+  for (int i = 0; i < xpath_count(disks); i++) {
+    xmlNode *disk = disks->nodesetval->nodeTab[i];
+    ctx->node = disk;
+    g_autoptr(xmlXPathObject) source = xmlXPathEvalExpression(BAD_CAST "source[@file]", ctx);
+    g_autoptr(xmlXPathObject) target = xmlXPathEvalExpression(BAD_CAST "target", ctx);
+    g_autoptr(xmlXPathObject) driver = xmlXPathEvalExpression(BAD_CAST "driver", ctx);
+    xmlNode *src = xpath_count(source) > 0 ? source->nodesetval->nodeTab[0] : NULL;
+    g_autofree char *file = src != NULL ? prop(src, "file") : NULL;
+    g_autofree char *dev = xpath_count(target) > 0 ? prop(target->nodesetval->nodeTab[0], "dev")
+                                                   : g_strdup("?");
+    const VmsLibvirtDisk *d = find_disk(spec, file);
+    if (d == NULL) {
+      g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+                  "disk %s: the snapshot holds no frozen image of %s, and a clone never shares "
+                  "a writable image with the original", dev, file != NULL ? file : "(no file)");
+      return FALSE;
+    }
+    xmlSetProp(src, BAD_CAST "file", BAD_CAST d->overlay);
+    if (xpath_count(driver) > 0)
+      xmlSetProp(driver->nodesetval->nodeTab[0], BAD_CAST "type", BAD_CAST "qcow2");
+    else
+      xmlSetProp(xmlNewChild(disk, NULL, BAD_CAST "driver", NULL), BAD_CAST "type", BAD_CAST "qcow2");
+    /* libvirt probes the chain from the overlay (its backing: the frozen image). */
+    for (xmlNode *c = disk->children, *next; c != NULL; c = next) {
+      next = c->next;
+      if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST "backingStore")) {
+        xmlUnlinkNode(c);
+        xmlFreeNode(c);
+      }
+    }
+  }
+  ctx->node = NULL;
+  return TRUE;
 }
 
 /* Name, uuid and id are the new domain's; an empty <genid/> makes libvirt
@@ -319,7 +356,7 @@ vms_libvirt_clone_xml(const char *xml, const VmsCloneSpec *spec, gboolean *ret_g
   Clone c = { .spec = spec, .moved = moved, .names = names };
   gboolean genid = FALSE;
 
-  if (!check_memory(ctx, error) || !refuse_writable_disks(ctx, error) ||
+  if (!check_memory(ctx, error) || !clone_disks(ctx, spec, error) ||
       !clone_commandline(&c, ctx, error))
     return NULL;
   clone_device_paths(&c, ctx);

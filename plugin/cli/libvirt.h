@@ -18,6 +18,13 @@ G_BEGIN_DECLS
 /* The name of the file beside manifest.bin that keeps the domain XML. */
 #define VMS_LIBVIRT_XML_FILE "libvirt-domain.xml"
 
+/* A writable disk of the clone: the image the saved domain's XML names and
+ * the clone's own qcow2 overlay on the snapshot's frozen copy of it. */
+typedef struct {
+  const char *image;   /* DiskRecord identity path: the <source file> saved */
+  const char *overlay; /* absolute */
+} VmsLibvirtDisk;
+
 /* What makes a clone's domain XML. */
 typedef struct {
   const char *name;         /* the clone's domain name */
@@ -25,6 +32,8 @@ typedef struct {
   const char *memory;       /* absolute: the plugin's overlay= (the snapshot's memory, or
                              * for a diff its flattening's) */
   const char *runtime_dir;  /* absolute: the clone's sockets and chardev files go here */
+  const VmsLibvirtDisk *disks; /* @n_disks writable disks */
+  gsize n_disks;
 } VmsCloneSpec;
 
 /* Runs `virsh -q [-c @uri] ARGS...` (NULL-terminated, after @error). On
@@ -44,8 +53,10 @@ char *vms_libvirt_control_socket(const char *xml, GError **error);
  * file of the plugin, -chardev and serial/console/channel devices moved
  * into @spec's runtime dir, and `-incoming defer`. Refuses a domain whose
  * RAM is not file-backed and shared (libvirt's file becomes the RAM
- * overlay's placeholder), that loads no plugin, or that has a writable disk
- * (a clone never shares a writable image). Caller frees. */
+ * overlay's placeholder) or that loads no plugin. Each writable file disk
+ * is pointed at its overlay in @spec (driver qcow2; libvirt reads the
+ * backing chain from the overlay); one without an overlay is refused (a
+ * clone never shares a writable image). Caller frees. */
 char *vms_libvirt_clone_xml(const char *xml, const VmsCloneSpec *spec, gboolean *ret_genid,
                             GError **error);
 

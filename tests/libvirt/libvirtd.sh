@@ -27,7 +27,7 @@ lv_cannot_run() {
 }
 
 lv_require() {
-  for prog in libvirtd virsh qemu-system-x86_64 setpriv socat; do
+  for prog in libvirtd virsh qemu-system-x86_64 qemu-img setpriv socat python3; do
     PATH=/usr/sbin:/sbin:$PATH command -v "$prog" >/dev/null ||
       lv_cannot_run "$prog not installed (scripts/setup.sh installs it)"
   done

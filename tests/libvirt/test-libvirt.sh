@@ -3,7 +3,7 @@
 # a domain that loads the plugin boots and its control socket answers;
 # `vmsnap save --libvirt` snapshots it; `vmsnap restore --libvirt` starts two
 # clone domains whose guests continue from the snapshot, with new VM
-# generation IDs and libvirt's migration settings intact; `virsh save`,
+# generation IDs, disks of their own and libvirt's migration settings intact; `virsh save`,
 # `virsh restore`, `virsh domstate` and `virsh destroy` manage a clone.
 #
 # Environment (set by meson): VMSNAP_PLUGIN, VMSNAP_GUEST, VMSNAP_CLI,
@@ -60,6 +60,11 @@ domain_xml() {
   </memoryBacking>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='$run/disk.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
     <serial type='unix'><source mode='bind' path='$run/com1.sock'/></serial>
     <video><model type='none'/></video>
     <memballoon model='none'/>
@@ -82,6 +87,7 @@ XML
 
 lv_setup
 lv_as mkdir "$LV_DIR/vm0"
+lv_as truncate -s 16M "$LV_DIR/vm0/disk.img"
 domain_xml vm0 > "$LV_DIR/vm0.xml"
 virsh_ define "$LV_DIR/vm0.xml" >/dev/null
 virsh_ start vm0 >/dev/null
@@ -160,7 +166,13 @@ for clone in clone1 clone2; do
 caps = {c["capability"]: c["state"] for c in json.loads(sys.argv[1])["return"]}
 sys.exit(0 if caps["events"] and not caps["x-ignore-shared"] else 1)' "$caps" ||
     fail "$clone: migration capabilities: $caps"
-  echo "ok: $clone continues from tick $saved_tick, genid $g"
+  # Its own disk: a qcow2 overlay in its runtime dir on the snapshot's frozen image.
+  disk=$(virsh_ domblklist "$clone" | awk '$1 == "vda" { print $2 }')
+  case "$disk" in "$LV_DIR/$clone/disk-"*.qcow2) ;; *) fail "$clone's vda is '$disk'" ;; esac
+  backing=$(lv_as qemu-img info -U --output=json "$disk" | python3 -c 'import json, sys
+print(json.load(sys.stdin)["backing-filename"])')
+  case "$backing" in "$LV_DIR/snap/disk-"*) ;; *) fail "$clone's overlay is backed by '$backing'" ;; esac
+  echo "ok: $clone continues from tick $saved_tick, genid $g, disk $disk"
 done
 [ "$g" != "$(genid_of clone1)" ] || fail "the clones share a genid"
 
