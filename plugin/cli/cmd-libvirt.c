@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <json-glib/json-glib.h>
+
 #include "error.h"
 #include "restore-disks.h"
 #include "snapdir.h"
@@ -148,15 +150,33 @@ remove_overlays(const VmsCloneIdentity *c)
     (void)unlink(g_array_index(c->disks, VmsRelaunchDisk, i).overlay);
 }
 
-/* Writes the clone's XML into @rdir, defines and starts it. */
+static gboolean
+write_xml(const char *path, const char *xml, GError **error)
+{
+  return g_file_set_contents_full(path, xml, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, error);
+}
+
+/* Writes the clone's XML into @rdir, defines and starts it; once it runs,
+ * its persistent definition boots instead of restoring (a later start must
+ * not put the snapshot's memory over disks the clone has written). */
 static gboolean
 launch(const char *uri, const char *name, const char *rdir, const char *clone, GError **error)
 {
   g_autofree char *xml_path = g_strdup_printf("%s/%s.xml", rdir, name);
+  g_autofree char *boot_path = g_strdup_printf("%s/%s.boot.xml", rdir, name);
+  g_autofree char *uuid = NULL, *boot = NULL;
+  g_autoptr(GError) boot_error = NULL;
 
-  return g_file_set_contents_full(xml_path, clone, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
-                                  error) &&
-         define_and_start(uri, name, xml_path, error);
+  if (!write_xml(xml_path, clone, error) || !define_and_start(uri, name, xml_path, error))
+    return FALSE;
+  if (!vms_virsh(uri, &uuid, &boot_error, "domuuid", name, NULL) ||
+      (boot = vms_libvirt_booting_xml(clone, g_strstrip(uuid), &boot_error)) == NULL ||
+      !write_xml(boot_path, boot, &boot_error) ||
+      !vms_virsh(uri, NULL, &boot_error, "define", boot_path, NULL))
+    fprintf(stderr, "vmsnap: warning: domain %s runs, but its definition for a later start was "
+            "not replaced, so a `virsh start` would restore the snapshot again over its disks "
+            "(`virsh define %s` does it): %s\n", name, boot_path, boot_error->message);
+  return TRUE;
 }
 
 static gboolean
@@ -209,4 +229,72 @@ vms_cli_restore_libvirt(const char *dir, const char *memory, const char *name,
   if (!restore_libvirt(dir, memory, name, uri, runtime_dir, dry_run, &error))
     return vms_cli_error("%s", error->message);
   return 0;
+}
+
+/* The file QEMU writes for the device @qdev now, from query-block @blocks. */
+static const char *
+current_file(JsonArray *blocks, const char *qdev)
+{
+  for (guint i = 0; i < json_array_get_length(blocks); i++) {
+    JsonObject *b = json_array_get_object_element(blocks, i);
+    JsonObject *in = json_object_get_object_member(b, "inserted");
+    if (in != NULL && g_strcmp0(json_object_get_string_member_with_default(b, "qdev", ""), qdev) == 0)
+      return json_object_get_string_member_with_default(in, "file", NULL);
+  }
+  return NULL;
+}
+
+static JsonNode *
+query_block(const char *domain, const char *uri, GError **error)
+{
+  g_autofree char *out = NULL;
+
+  if (!vms_virsh(uri, &out, error, "qemu-monitor-command", domain, "{\"execute\":\"query-block\"}",
+                 NULL))
+    return NULL;
+  JsonNode *node = json_from_string(out, error);
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT(node) ||
+      json_object_get_array_member(json_node_get_object(node), "return") == NULL) {
+    g_clear_pointer(&node, json_node_unref);
+    if (error != NULL && *error == NULL)
+      g_set_error(error, VMS_ERROR, VMS_ERROR_QMP, "query-block of %s: no list", domain);
+  }
+  return node;
+}
+
+gboolean
+vms_libvirt_follow_disks(const char *domain, const char *uri, const char *dir, GError **error)
+{
+  g_autoptr(VmsSnapshot) s = vms_snapshot_open(dir, error);
+  if (s == NULL)
+    return FALSE;
+  g_autoptr(GArray) disks = g_array_new(FALSE, TRUE, sizeof(VmsLibvirtDisk));
+  g_autoptr(JsonNode) blocks = NULL;
+  for (size_t i = 0; i < s->manifest->n_disks; i++) {
+    const Vmsnap__V1__DiskRecord *r = s->manifest->disks[i];
+    if (r->read_only || r->identity == NULL)
+      continue;
+    if (blocks == NULL && (blocks = query_block(domain, uri, error)) == NULL)
+      return FALSE;
+    const char *now = current_file(json_object_get_array_member(json_node_get_object(blocks),
+                                                                "return"), r->qdev);
+    if (now != NULL && !g_str_equal(now, r->identity->path)) {
+      VmsLibvirtDisk d = { .image = r->identity->path, .overlay = now };
+      g_array_append_val(disks, d);
+    }
+  }
+  if (disks->len == 0)
+    return TRUE;
+  g_autofree char *xml = NULL;
+  if (!vms_virsh(uri, &xml, error, "dumpxml", "--inactive", domain, NULL))
+    return FALSE;
+  g_autofree char *next = vms_libvirt_repoint_disks(xml, (VmsLibvirtDisk *)(void *)disks->data,
+                                                    disks->len, error);
+  g_autofree char *path = g_build_filename(dir, "libvirt-domain.next.xml", NULL);
+  gboolean ok = next != NULL &&
+                g_file_set_contents_full(path, next, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                         error) &&
+                vms_virsh(uri, NULL, error, "define", path, NULL);
+  (void)unlink(path);
+  return ok;
 }

@@ -173,6 +173,7 @@ sys.exit(0 if caps["events"] and not caps["x-ignore-shared"] else 1)' "$caps" ||
 print(json.load(sys.stdin)["backing-filename"])')
   case "$backing" in "$LV_DIR/snap/disk-"*) ;; *) fail "$clone's overlay is backed by '$backing'" ;; esac
   echo "ok: $clone continues from tick $saved_tick, genid $g, disk $disk"
+  [ "$clone" = clone2 ] && disk2=$disk
 done
 [ "$g" != "$(genid_of clone1)" ] || fail "the clones share a genid"
 
@@ -188,12 +189,34 @@ wait_continues clone1 "$before"
 grep -q "vmsnap: restore=$LV_DIR/snap skipped" "$LV_DIR/cache/libvirt/qemu/log/clone1.log" ||
   fail "the plugin did not step aside for libvirt's restore"
 echo "ok: virsh save / virsh restore of clone1 (was at tick $before)"
-# A clone domain started again restores the snapshot again.
+# A clone saved with vmsnap is cloned in turn (its own restore= and
+# -incoming in its XML are replaced).
+vmsnap_tick=$(last_tick "$LV_DIR/clone2/debugcon.log")
+lv_as "$VMSNAP_CLI" save --libvirt clone2 --connect "$uri" --memory copy --then resume \
+  "$LV_DIR/snap2" >/dev/null
+[ "$(virsh_ domstate clone2)" = "running" ] || fail "clone2 after save --then resume"
+lv_as "$VMSNAP_CLI" restore "$LV_DIR/snap2" --libvirt clone3 --connect "$uri"
+wait_continues clone3 "$vmsnap_tick"
+[ "$(virsh_ dumpxml clone3 | grep -c '<qemu:arg value=.-incoming.')" = 1 ] || fail "clone3's -incoming"
+echo "ok: clone2 saved and cloned as clone3"
+# Once a clone runs, its definition boots: a later start must not put the
+# snapshot's memory over the disks it wrote.
+virsh_ dumpxml clone2 | grep -q "restore=$LV_DIR/snap," || fail "clone2's live XML has no restore="
+if virsh_ dumpxml --inactive clone2 | grep -q 'restore=\|-incoming'; then
+  fail "clone2's persistent XML still restores"
+fi
 virsh_ destroy clone2 >/dev/null
 virsh_ start clone2 >/dev/null
-wait_continues clone2 "$saved_tick"
-echo "ok: virsh destroy / virsh start of clone2 restores the snapshot again"
-for dom in clone1 clone2; do
+wait_text "$LV_DIR/clone2/debugcon.log" "vmsnap-guest: ready" 60
+# The snap2 save froze clone2's overlay; vmsnap pointed clone2's definition
+# at the overlay QEMU went on writing, on top of the frozen one.
+vda=$(virsh_ domblklist clone2 | awk '$1 == "vda" { print $2 }')
+[ "$vda" != "$disk2" ] || fail "clone2 started again on its frozen overlay"
+[ "$(lv_as qemu-img info -U --output=json "$vda" | python3 -c 'import json, sys
+print(json.load(sys.stdin)["backing-filename"])')" = "$disk2" ] ||
+  fail "clone2's disk $vda is not on its frozen overlay $disk2"
+echo "ok: virsh destroy / virsh start of clone2 boots it on its own disk ($vda)"
+for dom in clone1 clone2 clone3; do
   virsh_ destroy "$dom" >/dev/null
   [ "$(virsh_ domstate "$dom")" = "shut off" ] || fail "$dom after destroy"
   virsh_ undefine "$dom" >/dev/null
