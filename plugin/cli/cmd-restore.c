@@ -23,6 +23,7 @@
 #include "chain.h"
 #include "chunks.h"
 #include "error.h"
+#include "libvirt.h"
 #include "relaunch.h"
 #include "restore-disks.h"
 #include "save-qemu.h"
@@ -298,6 +299,7 @@ vms_cli_restore(int argc, char **argv)
 {
   g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL, *ram = NULL;
   g_autofree char *disk_dir = NULL, *vmgenid = NULL;
+  g_autofree char *libvirt = NULL, *uri = NULL;
   gboolean dry_run = FALSE, paused = FALSE, verify = FALSE;
   const GOptionEntry entries[] = {
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "print the QEMU command line, run nothing", NULL },
@@ -317,6 +319,10 @@ vms_cli_restore(int argc, char **argv)
       "put the clone's disk overlays here (default: the runtime directory)", "DDIR" },
     { "vm-generation-id", 0, 0, G_OPTION_ARG_STRING, &vmgenid,
       "the clone's vmgenid GUID (default: a fresh one; \"saved\": the snapshot's)", "GUID" },
+    { "libvirt", 0, 0, G_OPTION_ARG_STRING, &libvirt,
+      "define and start a new libvirt domain NAME running the clone (doc/libvirt.md)", "NAME" },
+    { "connect", 0, 0, G_OPTION_ARG_STRING, &uri, "with --libvirt: the libvirt URI (virsh -c)",
+      "URI" },
     { NULL },
   };
   g_auto(GStrv) extra = take_extra_args(&argc, argv);
@@ -333,12 +339,22 @@ vms_cli_restore(int argc, char **argv)
     return 1;
   if (argc != 2)
     return vms_cli_error(argc < 2 ? "missing DIR (see --help)" : "too many arguments (see --help)");
+  if ((uri != NULL && libvirt == NULL) ||
+      (libvirt != NULL && (plugin != NULL || extra[0] != NULL || ram != NULL || paused)))
+    return vms_cli_error(libvirt == NULL ? "--connect needs --libvirt NAME"
+                                         : "--libvirt takes no --plugin, --ram, --paused or extra "
+                                           "QEMU arguments (the clone's domain XML is the saved one)");
 
   gboolean ready = TRUE;
   g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, verify, &ready,
                                             &error);
   if (full == NULL)
     return vms_cli_error("%s", error->message);
+  /* Under libvirt too, a diff is restored as itself over its flattening's memory. */
+  if (libvirt != NULL) {
+    g_autofree char *memory = g_build_filename(full, VMS_MEMORY_FILE, NULL);
+    return vms_cli_restore_libvirt(argv[1], memory, libvirt, uri, rdir_opt, dry_run);
+  }
   /* A dry run of an unflattened diff reads the diff's own manifest. */
   g_autoptr(VmsSnapshot) s = vms_snapshot_open(ready ? full : argv[1], &error);
   if (s == NULL)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <json-glib/json-glib.h>
 
+#include "libvirt.h"
 #include "qmp.h"
 
 /* A save of many GiB copies for a while; the plugin refuses nothing slowly. */
@@ -156,13 +157,37 @@ save_arguments(const char *dir, const char *memory, const char *then)
   return args;
 }
 
+/* --libvirt DOMAIN: its XML (what runs now) and the control socket in it. */
+static gboolean
+libvirt_control(const char *domain, const char *uri, char **ret_control, char **ret_xml)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *xml = NULL;
+
+  if (*ret_control != NULL)
+    return vms_cli_error("give --control SOCK or --libvirt DOMAIN, not both"), FALSE;
+  if (!vms_virsh(uri, &xml, &error, "dumpxml", "--migratable", domain, NULL))
+    return vms_cli_error("%s", error->message), FALSE;
+  *ret_control = vms_libvirt_control_socket(xml, &error);
+  if (*ret_control == NULL)
+    return vms_cli_error("domain %s: %s", domain, error->message), FALSE;
+  *ret_xml = g_steal_pointer(&xml);
+  return TRUE;
+}
+
 int
 vms_cli_save(int argc, char **argv)
 {
   g_autofree char *control = NULL, *memory = NULL, *then = NULL;
+  g_autofree char *domain = NULL, *uri = NULL, *domain_xml = NULL;
   gboolean json = FALSE;
   const GOptionEntry entries[] = {
     { "control", 'c', 0, G_OPTION_ARG_FILENAME, &control, "the plugin's control socket", "SOCK" },
+    { "libvirt", 0, 0, G_OPTION_ARG_STRING, &domain,
+      "save this libvirt domain (its control socket from its XML, which the snapshot keeps)",
+      "DOMAIN" },
+    { "connect", 0, 0, G_OPTION_ARG_STRING, &uri, "with --libvirt: the libvirt URI (virsh -c)",
+      "URI" },
     { "memory", 'm', 0, G_OPTION_ARG_STRING, &memory, "link (default), copy or diff", "M" },
     { "then", 't', 0, G_OPTION_ARG_STRING, &then, "pause (default), resume or quit", "T" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
@@ -181,11 +206,15 @@ vms_cli_save(int argc, char **argv)
   if (!vms_cli_parse(&argc, &argv, entries, "DIR",
                      "Ask a running VM's plugin (through its control socket) for a snapshot."))
     return 1;
-  if (control == NULL)
-    return vms_cli_error("missing --control SOCK (the plugin's control= socket)");
   if (argc != 2)
     return vms_cli_error(argc < 2 ? "missing snapshot directory (see --help)"
                                   : "too many arguments (see --help)");
+  if (domain != NULL && !libvirt_control(domain, uri, &control, &domain_xml))
+    return 1;
+  if (control == NULL)
+    return vms_cli_error(uri != NULL ? "--connect needs --libvirt DOMAIN"
+                                     : "missing --control SOCK (the plugin's control= socket) or "
+                                       "--libvirt DOMAIN");
   ctx = g_main_context_new();
   loop = g_main_loop_new(ctx, FALSE);
   client = vms_qmp_client_new(control, ctx, on_event, &ui);
@@ -212,5 +241,12 @@ vms_cli_save(int argc, char **argv)
     return vms_cli_error("%s", msg);
   }
   print_result(ret, json);
+  if (domain_xml != NULL && !vms_libvirt_keep_xml(argv[1], domain_xml, &error))
+    return vms_cli_error("the snapshot is committed, but the domain XML was not kept: %s",
+                         error->message);
+  if (domain_xml != NULL && g_strcmp0(then, "quit") != 0 &&
+      !vms_libvirt_follow_disks(domain, uri, argv[1], &error))
+    return vms_cli_error("the snapshot is committed, but domain %s's definition still names its "
+                         "frozen disk images: %s", domain, error->message);
   return 0;
 }

@@ -16,6 +16,7 @@
  * Everything in the snapshot is opened read-only; nothing is written.
  */
 #include "restore.h"
+#include "disk-guard.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include "chain.h"
 #include "error.h"
 #include "relaunch.h"
+#include "save-guard.h"
 #include "save-qemu.h"
 #include "snapdir.h"
 #include "util.h"
@@ -236,16 +238,72 @@ qmp_do(VmsQmpClient *qmp, const char *command, JsonObject *args, int fd, GError 
 }
 
 static gboolean
-match_migration_end(const char *event, JsonObject *data, gpointer user_data)
+is_migration_end(const char *status)
 {
-  const char *status = data != NULL ? json_object_get_string_member_with_default(data, "status", "") : "";
   return g_str_equal(status, "completed") || g_str_equal(status, "failed") ||
          g_str_equal(status, "cancelled");
 }
 
-/* getfd, migrate-incoming, wait for the end. */
 static gboolean
-load_stream(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
+match_migration_end(const char *event, JsonObject *data, gpointer user_data)
+{
+  return is_migration_end(data != NULL ? json_object_get_string_member_with_default(data, "status", "")
+                                        : "");
+}
+
+/* Why the incoming migration failed, from query-migrate (best effort). */
+static char *
+migration_error(VmsQmpClient *qmp)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-migrate", NULL, -1, QMP_TIMEOUT_MS, NULL);
+
+  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT(ret))
+    return g_strdup("no reason given");
+  return g_strdup(json_object_get_string_member_with_default(json_node_get_object(ret), "error-desc",
+                                                             "no reason given"));
+}
+
+/* Polls query-migrate until the incoming migration ends; its status. */
+static char *
+poll_migration_end(VmsQmpClient *qmp, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64)MIGRATION_TIMEOUT_MS * 1000;
+
+  for (;;) {
+    g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-migrate", NULL, -1,
+                                                     QMP_TIMEOUT_MS, error);
+    if (ret == NULL)
+      return NULL;
+    const char *status = JSON_NODE_HOLDS_OBJECT(ret)
+        ? json_object_get_string_member_with_default(json_node_get_object(ret), "status", "")
+        : "";
+    if (is_migration_end(status))
+      return g_strdup(status);
+    if (g_get_monotonic_time() >= deadline) {
+      g_set_error(error, VMS_ERROR, VMS_ERROR_FAILED, "still '%s' after %u ms", status,
+                  MIGRATION_TIMEOUT_MS);
+      return NULL;
+    }
+    g_usleep(5 * 1000);
+  }
+}
+
+/* The status that ended the incoming migration started after event @seq:
+ * from the MIGRATION event, or polled when the events capability is
+ * libvirt's (@libvirt: libvirt may turn it on only after the load began). */
+static char *
+wait_migration_end(VmsQmpClient *qmp, guint64 seq, gboolean libvirt, GError **error)
+{
+  if (libvirt)
+    return poll_migration_end(qmp, error);
+  g_autoptr(JsonObject) ev = vms_qmp_client_wait_event(qmp, seq, "MIGRATION", match_migration_end,
+                                                       NULL, MIGRATION_TIMEOUT_MS, error);
+  return ev != NULL ? g_strdup(json_object_get_string_member_with_default(ev, "status", "")) : NULL;
+}
+
+/* getfd, migrate-incoming, wait for the end (@libvirt: see wait_migration_end). */
+static gboolean
+load_stream(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
 {
   vms_autofd fd = vms_snapshot_open_file(s, VMS_STATE_FILE, O_RDONLY, error);
   if (fd < 0)
@@ -260,13 +318,12 @@ load_stream(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
   json_object_set_string_member(in_args, "uri", "fd:" RESTORE_FDNAME);
   if (!qmp_do(qmp, "migrate-incoming", in_args, -1, error))
     return FALSE;
-  g_autoptr(JsonObject) ev = vms_qmp_client_wait_event(qmp, seq, "MIGRATION", match_migration_end,
-                                                       NULL, MIGRATION_TIMEOUT_MS, error);
-  if (ev == NULL) {
+  g_autofree char *status = wait_migration_end(qmp, seq, libvirt, error);
+  if (status == NULL) {
     g_prefix_error(error, "state: waiting for QEMU to load %s/%s: ", s->path, VMS_STATE_FILE);
     return FALSE;
   }
-  if (!g_str_equal(json_object_get_string_member_with_default(ev, "status", ""), "completed")) {
+  if (!g_str_equal(status, "completed")) {
     g_autofree char *why = vms_migration_error_desc(qmp);
     g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "state: QEMU could not load %s/%s: %s",
                 s->path, VMS_STATE_FILE, why);
@@ -279,20 +336,23 @@ load_stream(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
  * capabilities and parameters QEMU had before, also on failure: a later
  * migration by a management layer must not inherit x-ignore-shared (it
  * would leave shared guest RAM behind), and libvirt relies on `events`
- * staying on if it set it. */
+ * staying on if it set it. With @libvirt, `events` is not touched at all:
+ * libvirt may turn it on only after the load began. */
 static gboolean
-load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
+load_state(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
 {
   VmsMigrationSettings prior, load;
   g_autoptr(GError) put_back = NULL;
   gboolean ok;
 
+  vms_save_test_hook("restore");
   if (!vms_migration_settings_query(qmp, &prior, error))
     return FALSE;
+  prior.leave_events = libvirt;
   load = prior;
   load.ignore_shared = TRUE;
   load.events = TRUE;
-  ok = vms_migration_settings_apply(qmp, &load, error) && load_stream(s, qmp, error);
+  ok = vms_migration_settings_apply(qmp, &load, error) && load_stream(s, qmp, libvirt, error);
   if (!vms_migration_settings_apply(qmp, &prior, &put_back) && ok) {
     g_propagate_prefixed_error(error, g_steal_pointer(&put_back),
                                "cannot put back QEMU's migration settings: ");
@@ -302,17 +362,18 @@ load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
 }
 
 gboolean
-vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp, const VmsMemInfo *mem,
-                guint8 ret_manifest_sha256[32], GError **error)
+vms_restore_run(const char *dir, gboolean resume, gboolean libvirt, VmsQmpClient *qmp,
+                const VmsMemInfo *mem, guint8 ret_manifest_sha256[32], GError **error)
 {
   g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
 
-  if (s == NULL || !check_mapping(s, mem, error) || !check_autostart(resume, error))
+  if (s == NULL || !check_mapping(s, mem, error) || !check_autostart(resume, error) ||
+      !vms_disk_guard_check(s, qmp, error))
     return FALSE;
   /* Again, just before loading it: state.bin may have changed since install. */
   if (!vms_snapshot_verify_state(s, error))
     return FALSE;
-  if (!load_state(s, qmp, error))
+  if (!load_state(s, qmp, libvirt, error))
     return FALSE;
   if (resume && !qmp_do(qmp, "cont", NULL, -1, error))
     return FALSE;

@@ -57,6 +57,9 @@ typedef struct {
   gint64 last_progress;
   gint64 digests_us;       /* time the memory digests took, after the commit */
   gboolean digests;        /* memory.chunks was written */
+  gboolean stream_known;   /* the two below were asked for */
+  char *ram_block;         /* the guest RAM's block name in state.bin; NULL: QEMU names none */
+  guint32 target_page_size; /* QEMU's, from the migration into state.bin; 0: unknown */
 } SaveCtx;
 
 static void
@@ -67,6 +70,20 @@ save_ctx_clear(SaveCtx *ctx)
   g_clear_pointer(&ctx->diff, vms_save_diff_free);
   g_clear_pointer(&ctx->disks, vms_save_disks_free);
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
+  g_clear_pointer(&ctx->ram_block, g_free);
+}
+
+/* What reading state.bin takes, from QEMU, once the migration into it is
+ * done (query-migrate reports the page size only after one): for the strip
+ * and for the manifest. After the downtime where the guest resumes. */
+static void
+learn_stream_facts(SaveCtx *ctx)
+{
+  if (ctx->stream_known)
+    return;
+  ctx->stream_known = TRUE;
+  ctx->ram_block = vms_save_query_ram_block(vms_service_get_qmp(ctx->svc));
+  ctx->target_page_size = vms_save_query_target_page_size(vms_service_get_qmp(ctx->svc));
 }
 
 gboolean
@@ -307,10 +324,13 @@ step_strip(SaveCtx *ctx, GError **error)
 {
   if (ctx->mem.shared)
     return TRUE;
+  learn_stream_facts(ctx);
   /* The stream's own page size, else QEMU's from the migration just done. */
-  return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, ctx->mem.size,
-                                vms_save_query_target_page_size(vms_service_get_qmp(ctx->svc)),
-                                ctx->state_sha256, &ctx->state_size, error);
+  VmsStripGuest guest = { .ram_size = ctx->mem.size, .ram_block = ctx->ram_block,
+                          .target_page_size = ctx->target_page_size };
+
+  return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, &guest, ctx->state_sha256,
+                                &ctx->state_size, error);
 }
 
 static gboolean
@@ -333,6 +353,10 @@ step_commit(SaveCtx *ctx, GError **error)
   vms_manifest_set_string(&m->machine_type, ctx->facts.machine_type);
   vms_manifest_set_argv(m, (const char *const *)ctx->facts.argv);
   vms_manifest_set_string(&m->memory_file, VMS_MEMORY_FILE);
+  learn_stream_facts(ctx);
+  m->target_page_size = ctx->target_page_size;
+  if (ctx->ram_block != NULL)
+    vms_manifest_set_string(&m->ram_block, ctx->ram_block);
   if (ctx->diff != NULL && !vms_save_diff_finish(ctx->diff, ctx->writer, m, error))
     return FALSE;
   if (!vms_save_disks_record(ctx->disks, m, error) || !still_held(ctx, error) ||
@@ -383,6 +407,10 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
   }
   g_clear_pointer(&ctx->disks, vms_save_disks_free); /* its links, before the directory goes */
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
+  if (vms_qmp_client_is_closed(vms_service_get_qmp(ctx->svc)))
+    g_prefix_error(error, "QEMU is going away (it closed its QMP connection to the plugin), so "
+                          "nothing was committed; a later save into %s removes what this one "
+                          "staged: ", ctx->dir);
   g_prefix_error(error, "snapshot-save %s failed at step '%s': ", ctx->dir, step);
   json_object_set_string_member(data, "dir", ctx->dir);
   json_object_set_string_member(data, "desc", (*error)->message);

@@ -24,6 +24,7 @@ typedef struct {
   char *overlay;    /* nullable: the memory file mapped over a share=on placeholder (ram-overlay.h) */
   gboolean resume;  /* default TRUE */
   VmsPeerPolicy access; /* allow-uids=, allow-gid= (doc/spec.md section 11) */
+  gboolean libvirt; /* libvirt=on: libvirt runs this QEMU (doc/libvirt.md) */
 } VmsPluginOptions;
 
 void vms_plugin_options_clear(VmsPluginOptions *opts);

@@ -148,6 +148,23 @@ vms_save_query_target_page_size(VmsQmpClient *qmp)
   return size > 0 && size <= G_MAXUINT32 ? (guint32)size : 0;
 }
 
+char *
+vms_save_query_ram_block(VmsQmpClient *qmp)
+{
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(JsonObject) args = json_object_new();
+
+  json_object_set_string_member(args, "path", "/machine");
+  json_object_set_string_member(args, "property", "memory-backend");
+  ret = vms_qmp_client_execute(qmp, "qom-get", args, -1, QMP_TIMEOUT_MS, NULL);
+  if (ret == NULL || json_node_get_value_type(ret) != G_TYPE_STRING)
+    return NULL;
+  /* 7.2 answers with the object's path, "/objects/ram0"; the block is "ram0" */
+  const char *id = strrchr(json_node_get_string(ret), '/');
+  id = id != NULL ? id + 1 : json_node_get_string(ret);
+  return *id != '\0' ? g_strdup(id) : NULL;
+}
+
 /* The migration settings a save changes. QEMU keeps them after the save,
  * and a later real migration by a management layer would inherit them —
  * x-ignore-shared would leave the guest RAM behind — so the save puts back
@@ -208,6 +225,8 @@ vms_migration_settings_apply(VmsQmpClient *qmp, const VmsMigrationSettings *s, G
   JsonArray *list = json_array_new();
 
   for (guint i = 0; i < G_N_ELEMENTS(caps); i++) {
+    if (s->leave_events && g_str_equal(caps[i].name, "events"))
+      continue;
     JsonObject *cap = json_object_new();
     json_object_set_string_member(cap, "capability", caps[i].name);
     json_object_set_boolean_member(cap, "state", caps[i].on);

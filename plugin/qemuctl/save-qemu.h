@@ -43,6 +43,7 @@ typedef struct {
   gboolean events;        /* capability events: QEMU sends MIGRATION events (libvirt needs it) */
   gint64 max_bandwidth;   /* parameter max-bandwidth, bytes/s */
   gint64 downtime_limit;  /* parameter downtime-limit, ms */
+  gboolean leave_events;  /* apply does not set `events` (under libvirt, which owns it) */
 } VmsMigrationSettings;
 
 /* Reads the settings above (query-migrate-capabilities/-parameters). */
@@ -56,6 +57,11 @@ gboolean vms_migration_settings_apply(VmsQmpClient *qmp, const VmsMigrationSetti
  * words, e.g. the ENOSPC of a full filesystem), or "QEMU gave no reason".
  * Caller frees. */
 char *vms_migration_error_desc(VmsQmpClient *qmp);
+/* The id of the machine's memory-backend (qom-get /machine memory-backend,
+ * which 7.2 answers with its path "/objects/ID"), which is also its RAM
+ * block's name in the migration stream; NULL when the
+ * machine names none (-numa memdev=, plain -m) or QMP fails. Caller frees. */
+char *vms_save_query_ram_block(VmsQmpClient *qmp);
 
 /* Saves the VM's device state into @fd (not consumed): capabilities
  * x-ignore-shared and events on and max-bandwidth unthrottled, getfd with a

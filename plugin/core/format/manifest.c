@@ -260,6 +260,7 @@ check_strings_utf8(const VmsManifest *m, GError **error)
     { "hypervisor_version", m->hypervisor_version }, { "architecture", m->architecture },
     { "parent", m->parent }, { "machine_type", m->machine_type },
     { "plugin_version", m->plugin_version }, { "id", m->id }, { "memory_file", m->memory_file },
+    { "ram_block", m->ram_block },
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS(fields); i++) {
@@ -487,5 +488,7 @@ vms_manifest_to_json(const VmsManifest *m)
   set_str_member(obj, "memory_file", m->memory_file);
   json_object_set_array_member(obj, "disks", vms_disks_to_json(m));
   set_str_member(obj, "vm_generation_id", m->vm_generation_id);
+  json_object_set_int_member(obj, "target_page_size", m->target_page_size);
+  set_str_member(obj, "ram_block", m->ram_block);
   return obj;
 }
