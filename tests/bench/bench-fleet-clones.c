@@ -223,7 +223,13 @@ cold_once(const char *root, const char *base, guint mib, FleetMode mode, guint64
   gint64 t0 = g_get_monotonic_time();
 
   spawn(vm);
-  return wait_all_running(&vm, 1, mem, mib, counter, t0);
+  double ms = wait_all_running(&vm, 1, mem, mib, counter, t0);
+  if (g_getenv("VMSNAP_BENCH_FLEET_LOG") != NULL) {
+    g_autofree char *log = vms_vm_stderr(vm);
+    g_printerr("bench-fleet: cold %s %u MiB %.1f ms; QEMU: %s\n",
+               mode == FLEET_OVERLAY ? "overlay" : "private", mib, ms, log);
+  }
+  return ms;
 }
 
 void
