@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Build vmsnap and run every test suite (unit, fuzz, integration).
+# Build vmsnap and run every test suite (unit, fuzz, integration), then the
+# integration suite again with vcpu-events=off, and the unit, fuzz and
+# integration suites of an ASan+UBSan build (scripts/test-sanitize.sh, in
+# $SANITIZE_BUILD_DIR, default BUILD-sanitize). With arguments, only
+# `meson test ARGS` of the normal build runs.
 #
 #   scripts/test.sh                 # build in ./build, run all suites
 #   BUILD_DIR=/tmp/b scripts/test.sh
@@ -44,6 +48,11 @@ if [ $# -eq 0 ]; then
   rm -f "$qlog"
   meson test -C "$build" --print-errorlogs --setup qmpvcpus --suite integration || status=$?
   logs+=("$qlog")
+  # The ASan+UBSan build's unit, fuzz and integration suites, after the
+  # normal runs (never beside them: they share 2 cores).
+  sbuild="${SANITIZE_BUILD_DIR:-$build-sanitize}"
+  "$root/scripts/test-sanitize.sh" "$sbuild" "$build" || status=$?
+  logs+=("$sbuild/meson-logs/testlog.json")
 fi
 
 # Count from meson's own record of each test, not from its console output.

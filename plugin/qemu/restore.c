@@ -26,6 +26,7 @@
 #include "chain.h"
 #include "error.h"
 #include "relaunch.h"
+#include "save-guard.h"
 #include "save-qemu.h"
 #include "snapdir.h"
 #include "util.h"
@@ -343,6 +344,7 @@ load_state(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
   g_autoptr(GError) put_back = NULL;
   gboolean ok;
 
+  vms_save_test_hook("restore");
   if (!vms_migration_settings_query(qmp, &prior, error))
     return FALSE;
   prior.leave_events = libvirt;
