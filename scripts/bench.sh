@@ -88,6 +88,22 @@ if [ "${VMSNAP_BENCH_DIFF:-1}" != 0 ]; then
       --reps "${VMSNAP_BENCH_DIFF_REPS:-3}" 2>"${VMSNAP_BENCH_DIFF_LOG:-/dev/null}"
 fi
 
+# Push and pull of a 1 GiB snapshot (a quarter real data) and of a 1%-dirty
+# diff through a local docker-registry, against tar --sparse | zstd -T0 + a
+# monolithic upload and skopeo copy of the same files
+# (tests/bench/bench-registry.c; doc/performance.md "Push and pull"). Needs
+# docker-registry, zstd, skopeo (optional) and about 5 GiB free in /dev/shm.
+# VMSNAP_BENCH_REGISTRY=0 skips it; VMSNAP_BENCH_REGISTRY_REPS overrides the
+# runs. Takes 2-4 minutes.
+if [ "${VMSNAP_BENCH_REGISTRY:-1}" != 0 ]; then
+  meson compile -C "$build_dir" >/dev/null
+  echo
+  echo "<!-- registry: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+  VMSNAP_CLI="$build_dir/plugin/cli/vmsnap" \
+    "$build_dir/tests/bench/bench-registry" --dir /dev/shm --size-mib 1024 \
+      --reps "${VMSNAP_BENCH_REGISTRY_REPS:-3}"
+fi
+
 # Fleet costs (issue 15): diff save of restored 2 GiB and 4 GiB VMs at 0.1, 1
 # and 10% dirty, RAM overlay against today's private mapping, with a CPU hog
 # beside the guest; PSS of 1, 4, 16 clones of a 512 MiB snapshot beside

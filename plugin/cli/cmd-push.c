@@ -16,7 +16,7 @@ vms_cli_registry_progress(const VmsRegProgress *p, gpointer user)
 
   fprintf(stderr, "\r%s: %.1f / %.1f MiB, %.1f MiB/s, %.1f MiB on the wire, ETA %.0f s   ",
           p->what, p->done_bytes / mib, p->total_bytes / mib, rate / mib, p->wire_bytes / mib, eta);
-  if (p->done_bytes >= p->total_bytes)
+  if (p->done_bytes >= p->total_bytes) /* the last report of this snapshot */
     fputc('\n', stderr);
   fflush(stderr);
 }

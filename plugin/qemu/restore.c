@@ -16,6 +16,7 @@
  * Everything in the snapshot is opened read-only; nothing is written.
  */
 #include "restore.h"
+#include "disk-guard.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -366,7 +367,8 @@ vms_restore_run(const char *dir, gboolean resume, gboolean libvirt, VmsQmpClient
 {
   g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
 
-  if (s == NULL || !check_mapping(s, mem, error) || !check_autostart(resume, error))
+  if (s == NULL || !check_mapping(s, mem, error) || !check_autostart(resume, error) ||
+      !vms_disk_guard_check(s, qmp, error))
     return FALSE;
   /* Again, just before loading it: state.bin may have changed since install. */
   if (!vms_snapshot_verify_state(s, error))

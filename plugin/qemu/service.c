@@ -1,5 +1,6 @@
 /* vmsnap plugin: the service thread, start-up and QEMU events. */
 #include "service.h"
+#include "disks.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +42,7 @@ struct _VmsService {
   gboolean saving;         /* a snapshot-save runs */
   const char *save_step;   /* the step it is at (static string), NULL before the first */
   gboolean save_cancelled; /* snapshot-cancel asked */
+  char *vm_generation_id;  /* the vmgenid GUID after start-up; NULL: no vmgenid device */
 };
 
 void
@@ -232,6 +234,7 @@ startup_thread(gpointer user_data)
                          &error))) &&
       svc->opts.restore != NULL)
     restore_failed(error);
+  g_autofree char *genid = error == NULL ? vms_disks_query_vmgenid(svc->qmp) : NULL;
   g_mutex_lock(&svc->lock);
   if (error != NULL) {
     svc->init_error = g_strdup(error->message);
@@ -241,6 +244,7 @@ startup_thread(gpointer user_data)
     svc->mem.path = g_strdup(mem.path);
     svc->restored_from = g_strdup(svc->opts.restore);
     memcpy(svc->restored_manifest_sha256, restored_sha, sizeof(restored_sha));
+    svc->vm_generation_id = g_steal_pointer(&genid);
     svc->ready = TRUE;
   }
   svc->started = TRUE;
@@ -376,6 +380,10 @@ vms_service_query(VmsService *svc)
   } else {
     json_object_set_null_member(ret, "memory");
   }
+  if (svc->vm_generation_id != NULL) /* doc/spec.md section 9 */
+    json_object_set_string_member(ret, "vm-generation-id", svc->vm_generation_id);
+  else
+    json_object_set_null_member(ret, "vm-generation-id");
   if (svc->restored_from != NULL)
     json_object_set_string_member(ret, "restored-from", svc->restored_from);
   else

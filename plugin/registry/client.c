@@ -58,8 +58,9 @@ on_body(char *data, size_t size, size_t n, void *user)
 {
   VmsRegResponse *r = user;
 
-  if (r->body == NULL)
-    r->body = g_byte_array_new();
+  if (r->body == NULL) /* a blob's size is known: one allocation */
+    r->body = r->max_body != 0 && r->max_body <= (64u << 20) ? g_byte_array_sized_new((guint)r->max_body)
+                                                             : g_byte_array_new();
   if (r->max_body != 0 && r->body->len + size * n > r->max_body)
     return 0; /* fails the transfer with CURLE_WRITE_ERROR */
   g_byte_array_append(r->body, (const guint8 *)data, (guint)(size * n));

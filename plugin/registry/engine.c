@@ -235,7 +235,8 @@ vms_reg_ticker_tick(VmsRegTicker *t, guint64 done, guint64 wire, gboolean force)
 {
   gint64 now = g_get_monotonic_time();
 
-  if (t->fn == NULL || (!force && now - t->last_us < 200000))
+  /* Nothing to say before the total is known, and at most 5 lines a second. */
+  if (t->fn == NULL || (!force && (t->p.total_bytes == 0 || now - t->last_us < 200000)))
     return;
   t->last_us = now;
   t->p.done_bytes = done;

@@ -8,7 +8,7 @@
  * manifest is PUT last: a push killed half way leaves blobs without a
  * manifest, and the next push finds them by HEAD and sends only the rest.
  */
-#include "registry.h"
+#include "push-private.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -304,29 +304,6 @@ push_chunks(Push *p, const VmsChunkSource *src, const VmsChunkIndex *cidx, VmsRe
   return ix;
 }
 
-/* The whole of @name in @s (state.bin, memory.map, manifest.bin). */
-static GBytes *
-read_file(VmsSnapshot *s, const char *name, GError **error)
-{
-  vms_autofd fd = vms_snapshot_open_file(s, name, O_RDONLY, error);
-  struct stat st;
-  guint8 *buf;
-  gssize n;
-
-  if (fd < 0)
-    return NULL;
-  if (fstat(fd, &st) < 0)
-    return vms_set_error_errno(error, errno, "failed to stat %s/%s", s->path, name), NULL;
-  buf = g_malloc((gsize)st.st_size + 1);
-  n = vms_pread_full(fd, buf, (gsize)st.st_size, 0);
-  if (n != st.st_size) {
-    g_free(buf);
-    return vms_set_error_errno(error, n < 0 ? (int)-n : EIO, "failed to read %s/%s", s->path, name),
-           NULL;
-  }
-  return g_bytes_new_take(buf, (gsize)st.st_size);
-}
-
 static char *
 alias_tag(const guint8 sha[32])
 {
@@ -378,62 +355,6 @@ find_pushed(Push *p, const char *alias, char ret_digest[72], GBytes **ret_json, 
   return TRUE;
 }
 
-static GBytes *
-compressed_file(VmsSnapshot *s, const char *name, GError **error)
-{
-  g_autoptr(GBytes) raw = read_file(s, name, error);
-  gsize len;
-  const void *data;
-
-  if (raw == NULL)
-    return NULL;
-  data = g_bytes_get_data(raw, &len);
-  return vms_reg_compress(data, len);
-}
-
-/* memory.chunks of @s (its bytes and digests); computed into a private
- * temporary directory when the snapshot has none, so push never writes
- * into the snapshot it sends. */
-static gboolean
-chunk_digests(VmsSnapshot *s, const VmsChunkSource *src, VmsChunkIndex **ret_idx,
-              GBytes **ret_file, GError **error)
-{
-  g_autoptr(GError) local = NULL;
-  g_autoptr(VmsChunkIndex) idx = NULL;
-  g_autofree char *tmp = NULL;
-  g_autofree char *path = NULL;
-  g_autofree char *data = NULL;
-  gsize len = 0;
-  vms_autofd dfd = -1;
-  gboolean ok;
-
-  if (vms_snapshot_read_chunks(s, &idx, &local)) {
-    *ret_file = read_file(s, VMS_CHUNKS_FILE, error);
-    *ret_idx = g_steal_pointer(&idx);
-    return *ret_file != NULL;
-  }
-  if (!g_error_matches(local, VMS_ERROR, VMS_ERROR_NO_DIGESTS)) {
-    g_propagate_error(error, g_steal_pointer(&local));
-    return FALSE;
-  }
-  if (!vms_chunks_compute(src, VMS_CHUNK_SIZE, &idx, error))
-    return FALSE;
-  tmp = g_dir_make_tmp("vmsnap-push-XXXXXX", error);
-  if (tmp == NULL)
-    return FALSE;
-  dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  path = g_build_filename(tmp, VMS_CHUNKS_FILE, NULL);
-  ok = dfd >= 0 && vms_chunks_write_at(dfd, idx, s->manifest_sha256, error) &&
-       g_file_get_contents(path, &data, &len, error);
-  unlink(path);
-  rmdir(tmp);
-  if (!ok)
-    return FALSE;
-  *ret_file = g_bytes_new_take(g_steal_pointer(&data), len);
-  *ret_idx = g_steal_pointer(&idx);
-  return TRUE;
-}
-
 static void
 add_chunk_layers(VmsRegArtifact *a, const VmsRegIndex *ix)
 {
@@ -456,7 +377,7 @@ push_memory(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError 
   char d_digests[72], d_index[72];
   gsize dig_len, ix_len = 0;
 
-  if (src == NULL || !chunk_digests(s, src, &cidx, &digests, error))
+  if (src == NULL || !vms_reg_chunk_digests(s, src, &cidx, &digests, error))
     return FALSE;
   dig_len = g_bytes_get_size(digests);
   upload_bytes(p, digests, d_digests);
@@ -482,7 +403,7 @@ static gboolean
 push_blobs(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError **error)
 {
   VmsManifest *m = s->manifest;
-  GBytes *state = compressed_file(s, VMS_STATE_FILE, error);
+  GBytes *state = vms_reg_read_compressed(s, VMS_STATE_FILE, error);
   GBytes *map = NULL;
   char d_state[72], d_map[72];
   gsize state_len, map_len = 0;
@@ -493,7 +414,7 @@ push_blobs(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError *
   state_len = g_bytes_get_size(state);
   upload_bytes(p, state, d_state);
   if (m->kind == VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF) {
-    map = compressed_file(s, VMS_MAP_FILE, error);
+    map = vms_reg_read_compressed(s, VMS_MAP_FILE, error);
     if (map == NULL)
       return wait_all(p, t), FALSE;
     map_len = g_bytes_get_size(map);
@@ -528,7 +449,7 @@ push_member(Push *p, VmsSnapshot *s, const char *parent_digest, const char *tag,
   if (json != NULL) /* pushed before: at most a new tag */
     return tag == NULL || put_manifest(p, json, tag, error);
   vms_reg_ticker_init(&t, p->opts, what, 0);
-  config = read_file(s, VMS_MANIFEST_FILE, error);
+  config = vms_reg_read_snapshot_file(s, VMS_MANIFEST_FILE, error);
   if (config == NULL)
     return FALSE;
   vms_reg_digest_format(s->manifest_sha256, a->config.digest);
@@ -553,6 +474,24 @@ push_member(Push *p, VmsSnapshot *s, const char *parent_digest, const char *tag,
   return tag == NULL || put_manifest(p, json, tag, error);
 }
 
+/* Disk images are not part of the artifact yet: a snapshot with disks is
+ * refused whole, never pushed without them. */
+static gboolean
+refuse_disks(GPtrArray *chain, GError **error)
+{
+  for (guint i = 0; i < chain->len; i++) {
+    VmsSnapshot *s = g_ptr_array_index(chain, i);
+    if (s->manifest->n_disks == 0)
+      continue;
+    g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+                "%s records %zu disk(s) (the first: device '%s'); push and pull carry memory and "
+                "device state only, so a snapshot with disks is not pushed",
+                s->path, s->manifest->n_disks, s->manifest->disks[0]->device);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 gboolean
 vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions *opts,
              VmsRegStats *ret_stats, GError **error)
@@ -574,7 +513,7 @@ vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions 
                 "push needs a tag, not a digest: %s (the digest is the result of the push)", ref_text);
     return FALSE;
   }
-  if (!vms_chain_resolve(dir, &chain, error))
+  if (!vms_chain_resolve(dir, &chain, error) || !refuse_disks(chain, error))
     return FALSE;
   client = vms_reg_client_open(ref, &copts, error);
   if (client == NULL)

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@ typedef struct {
   double vms_s[MAX_REPS], tar_s[MAX_REPS], skopeo_s[MAX_REPS];
   guint64 vms_bytes, tar_bytes, skopeo_bytes;
   double vms_reg_cpu, tar_reg_cpu; /* the registry's CPU seconds in the last run */
+  double vms_cpu[MAX_REPS], tar_cpu[MAX_REPS]; /* client + registry CPU seconds */
 } Op;
 
 static guint8 *pool;
@@ -351,6 +353,17 @@ typedef struct {
   Op ops[N_OPS];
 } Bench;
 
+/* CPU seconds of this program's finished children (vmsnap, tar, zstd...). */
+static double
+children_cpu(void)
+{
+  struct rusage ru;
+
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 /* CPU seconds the registry process has used (utime + stime). */
 static double
 registry_cpu(VmsTestRegistry *reg)
@@ -376,13 +389,15 @@ measure_push(Bench *b, VmsTestRegistry *reg, guint r, int op, const char *name, 
   const char *const args[] = { "push", "--insecure", dir, ref, NULL };
   Op *o = &b->ops[op];
 
-  double c0 = registry_cpu(reg);
+  double c0 = registry_cpu(reg), k0 = children_cpu();
   o->vms_s[r] = run_vmsnap(reg, args, " bytes sent", &o->vms_bytes);
-  double c1 = registry_cpu(reg);
+  double c1 = registry_cpu(reg), k1 = children_cpu();
   o->tar_s[r] = tar_push(reg, b->root, name, work, ret_tar_digest, &o->tar_bytes);
-  double c2 = registry_cpu(reg);
+  double c2 = registry_cpu(reg), k2 = children_cpu();
   o->vms_reg_cpu = c1 - c0;
   o->tar_reg_cpu = c2 - c1;
+  o->vms_cpu[r] = (k1 - k0) + (c1 - c0);
+  o->tar_cpu[r] = (k2 - k1) + (c2 - c1); /* the upload runs in this process: not counted */
   if (b->skopeo)
     o->skopeo_s[r] = skopeo_push(reg, b->root, name, work, strchr(tag, ':') + 1, &o->skopeo_bytes);
 }
@@ -398,13 +413,15 @@ measure_pull(Bench *b, VmsTestRegistry *reg, guint r, int op, const char *name, 
   const char *const args[] = { "pull", "--insecure", ref, into, NULL };
   Op *o = &b->ops[op];
 
-  double c0 = registry_cpu(reg);
+  double c0 = registry_cpu(reg), k0 = children_cpu();
   o->vms_s[r] = run_vmsnap(reg, args, " bytes received", &o->vms_bytes);
-  double c1 = registry_cpu(reg);
+  double c1 = registry_cpu(reg), k1 = children_cpu();
   o->tar_s[r] = tar_pull(reg, tar_digest, work, tar_into);
-  double c2 = registry_cpu(reg);
+  double c2 = registry_cpu(reg), k2 = children_cpu();
   o->vms_reg_cpu = c1 - c0;
   o->tar_reg_cpu = c2 - c1;
+  o->vms_cpu[r] = (k1 - k0) + (c1 - c0);
+  o->tar_cpu[r] = (k2 - k1) + (c2 - c1);
   o->tar_bytes = b->ops[op - 1].tar_bytes;
   if (b->skopeo) {
     o->skopeo_s[r] = skopeo_pull(reg, work, strchr(tag, ':') + 1, sk_into);
@@ -441,16 +458,17 @@ report(const Bench *b, guint reps)
   double mib = MIB;
 
   printf("| operation | vmsnap | tar --sparse \\| zstd -T0 + monolithic upload | vmsnap speed-up |%s"
-         " vmsnap bytes moved | tar+zstd bytes moved |\n",
+         " CPU s, vmsnap / tar+zstd (with the registry's) | vmsnap bytes moved | tar+zstd bytes moved |\n",
          b->skopeo ? " skopeo copy |" : "");
-  printf("| --- | --- | --- | --- |%s --- | --- |\n", b->skopeo ? " --- |" : "");
+  printf("| --- | --- | --- | --- |%s --- | --- | --- |\n", b->skopeo ? " --- |" : "");
   for (int i = 0; i < N_OPS; i++) {
     const Op *o = &b->ops[i];
     double v = bench_median(o->vms_s, reps), t = bench_median(o->tar_s, reps);
     g_autofree char *sk = b->skopeo ? g_strdup_printf(" %.2f s |", bench_median(o->skopeo_s, reps))
                                     : g_strdup("");
-    printf("| %s | %.2f s | %.2f s | %.1fx |%s %.2f MiB | %.2f MiB |\n", op_names[i], v, t, t / v,
-           sk, o->vms_bytes / mib, o->tar_bytes / mib);
+    printf("| %s | %.2f s | %.2f s | %.1fx |%s %.2f / %.2f | %.2f MiB | %.2f MiB |\n", op_names[i], v, t,
+           t / v, sk, bench_median(o->vms_cpu, reps), bench_median(o->tar_cpu, reps),
+           o->vms_bytes / mib, o->tar_bytes / mib);
   }
   double e2e_v = bench_median(b->ops[PUSH_FULL].vms_s, reps) + bench_median(b->ops[PULL_FULL].vms_s, reps);
   double e2e_t = bench_median(b->ops[PUSH_FULL].tar_s, reps) + bench_median(b->ops[PULL_FULL].tar_s, reps);
@@ -487,7 +505,7 @@ main(int argc, char **argv)
   g_autofree char *tmpl = g_build_filename(dir, "vmsnap-bench-registry-XXXXXX", NULL);
   check(g_mkdtemp(tmpl) != NULL, tmpl);
   b.root = tmpl;
-  b.skopeo = g_find_program_in_path("skopeo") != NULL;
+  b.skopeo = vms_test_have_program("skopeo");
   load_pool((gsize)mib / 4 * MIB); /* every run of real data is different */
   g_autofree char *base = make_base(tmpl, (guint)mib);
   g_autofree char *diff = g_build_filename(tmpl, "diff", NULL);
@@ -496,8 +514,11 @@ main(int argc, char **argv)
   b.diff_data = (guint64)pages * 4096;
   for (guint r = 0; r < (guint)reps; r++)
     run_rep(&b, r);
+  g_autofree char *load = NULL;
+  g_file_get_contents("/proc/loadavg", &load, NULL, NULL);
   printf("<!-- bench-registry: %d MiB (a quarter real data), diff %u pages (1%%), %d reps, median;"
-         " %u CPUs, load %s -->\n", mib, pages, reps, g_get_num_processors(), "see bench.sh");
+         " %u CPUs, load at the end %.14s -->\n", mib, pages, reps, g_get_num_processors(),
+         load != NULL ? load : "?");
   report(&b, (guint)reps);
   vms_test_rm_rf(tmpl);
   return 0;

@@ -14,6 +14,14 @@
 #include <sys/stat.h>
 #include <string.h>
 
+gboolean
+vms_test_have_program(const char *name)
+{
+  g_autofree char *path = g_find_program_in_path(name);
+
+  return path != NULL;
+}
+
 static guint16
 free_port(void)
 {
@@ -29,14 +37,14 @@ free_port(void)
 }
 
 static void
-write_htpasswd(VmsTestRegistry *r, const char *user, const char *password, const char *path)
+write_htpasswd(const char *user, const char *password, const char *path)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *out = NULL;
   int status = -1;
   const char *argv[] = { "htpasswd", "-Bbn", user, password, NULL };
 
-  if (g_find_program_in_path("htpasswd") == NULL)
+  if (!vms_test_have_program("htpasswd"))
     vms_test_cannot_run("htpasswd (apache2-utils) is not installed");
   g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
                              NULL, &status, &error));
@@ -73,19 +81,46 @@ answers(const char *host)
   return conn != NULL;
 }
 
+static VmsTestRegistry *start(const char *dir, const char *auth_yaml, const char *user,
+                              const char *file_password);
+
 VmsTestRegistry *
 vms_test_registry_start(const char *dir, const char *user, const char *password,
                         const char *file_password)
 {
+  g_autofree char *htpasswd = g_build_filename(dir, "htpasswd", NULL);
+  g_autofree char *auth = NULL;
+
+  if (user != NULL) {
+    write_htpasswd(user, password, htpasswd);
+    auth = g_strdup_printf("auth:\n  htpasswd:\n    realm: vmsnap-test\n    path: %s\n", htpasswd);
+  }
+  return start(dir, auth, user, file_password);
+}
+
+VmsTestRegistry *
+vms_test_registry_start_token(const char *dir, const char *realm, const char *service,
+                              const char *issuer, const char *cert, const char *user,
+                              const char *file_password)
+{
+  g_autofree char *auth = g_strdup_printf("auth:\n  token:\n    realm: %s\n    service: %s\n"
+                                          "    issuer: %s\n    rootcertbundle: %s\n",
+                                          realm, service, issuer, cert);
+
+  return start(dir, auth, user, file_password);
+}
+
+static VmsTestRegistry *
+start(const char *dir, const char *auth_yaml, const char *user, const char *file_password)
+{
   VmsTestRegistry *r = g_new0(VmsTestRegistry, 1);
   g_autoptr(GError) error = NULL;
   g_autofree char *config = g_build_filename(dir, "registry.yml", NULL);
-  g_autofree char *htpasswd = g_build_filename(dir, "htpasswd", NULL);
   g_autofree char *log = g_build_filename(dir, "registry.log", NULL);
   g_autoptr(GString) yml = g_string_new(NULL);
   g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
 
-  if (g_find_program_in_path("docker-registry") == NULL)
+  if (!vms_test_have_program("docker-registry"))
     vms_test_cannot_run("docker-registry is not installed (scripts/setup.sh)");
   r->dir = g_strdup(dir);
   r->store = g_build_filename(dir, "store", NULL);
@@ -96,9 +131,9 @@ vms_test_registry_start(const char *dir, const char *user, const char *password,
                          "    rootdirectory: %s\n  delete:\n    enabled: true\n"
                          "http:\n  addr: %s\n",
                          r->store, r->host);
+  if (auth_yaml != NULL)
+    g_string_append(yml, auth_yaml);
   if (user != NULL) {
-    write_htpasswd(r, user, password, htpasswd);
-    g_string_append_printf(yml, "auth:\n  htpasswd:\n    realm: vmsnap-test\n    path: %s\n", htpasswd);
     write_auth_file(r, user, file_password);
   } else {
     g_assert_true(g_file_set_contents(r->auth_file, "{}\n", -1, &error));

@@ -22,6 +22,13 @@ typedef struct {
  * Fails the test (vms_test_cannot_run) if docker-registry is missing. */
 VmsTestRegistry *vms_test_registry_start(const char *dir, const char *user, const char *password,
                                          const char *file_password);
+/* The same with the registry's token auth: tokens from @realm for
+ * @service by @issuer, signed by the key of @cert (PEM); the auth file
+ * holds @user with @file_password. */
+VmsTestRegistry *vms_test_registry_start_token(const char *dir, const char *realm,
+                                               const char *service, const char *issuer,
+                                               const char *cert, const char *user,
+                                               const char *file_password);
 /* Stops it (SIGTERM, then SIGKILL) and waits for it. Idempotent. */
 void vms_test_registry_stop(VmsTestRegistry *r);
 void vms_test_registry_free(VmsTestRegistry *r);
@@ -39,6 +46,9 @@ char *vms_test_registry_blob_path(VmsTestRegistry *r, const char *digest);
  * *@ret_out / *@ret_err (nullable). */
 int vms_test_registry_cliv(VmsTestRegistry *r, const char *const *args, char **ret_out,
                            char **ret_err);
+
+/* TRUE if @name is a program in PATH. */
+gboolean vms_test_have_program(const char *name);
 
 /* The number after @key in @text ("... 3 blobs uploaded ..." with key
  * " blobs uploaded" gives 3), asserted present. */

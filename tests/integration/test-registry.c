@@ -3,13 +3,16 @@
  * here are written by the test (random, patterned, zero and hole chunks);
  * test-registry-restore.c restores pulled snapshots of a real guest. */
 #include "registry-fixture.h"
+#include "token-server.h"
 
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "disk-record.h"
 #include "helpers.h"
 #include "snapdir.h"
 #include "util.h"
@@ -483,6 +486,96 @@ test_unreachable(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(e2, "is the registry running"));
 }
 
+/* The Bearer flow: the registry sends vmsnap to a token server, which
+ * wants the auth file's credential; with the wrong one the error says
+ * which token was refused and for whom. */
+static void
+test_bearer(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tdir = g_build_filename(f->dir, "token", NULL);
+  g_assert_cmpint(g_mkdir_with_parents(tdir, 0700), ==, 0);
+  g_autoptr(VmsTestTokenServer) ts = vms_test_token_server_start(tdir, "alice", "secret");
+  g_autofree char *rdir = g_build_filename(f->dir, "tokreg", NULL);
+  g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
+  vms_test_registry_free(f->reg);
+  f->reg = vms_test_registry_start_token(rdir, vms_test_token_server_realm(ts), VMS_TEST_TOKEN_SERVICE,
+                                         VMS_TEST_TOKEN_ISSUER, vms_test_token_server_cert(ts),
+                                         "alice", "secret");
+  g_autofree char *snap = make_full(f, "snap", 16, 2);
+  g_autofree char *ref = vms_test_registry_ref(f->reg, "vm/tok:v1");
+  g_autofree char *target = g_build_filename(f->dir, "pulled", NULL);
+
+  g_autofree char *o1 = RUN_OK(f, "push", "--insecure", snap, ref);
+  g_autofree char *o2 = RUN_OK(f, "pull", "--insecure", ref, target);
+  g_assert_cmpuint(vms_test_token_server_issued(ts), ==, 2);
+  g_autofree char *v = RUN_OK(f, "verify", target);
+
+  g_autofree char *b64 = g_base64_encode((const guchar *)"alice:wrong", 11);
+  g_autofree char *bad = g_strdup_printf("{\"auths\": {\"%s\": {\"auth\": \"%s\"}}}", f->reg->host, b64);
+  g_assert_true(g_file_set_contents(f->reg->auth_file, bad, -1, &error));
+  g_autofree char *err = RUN_FAIL(f, "push", "--insecure", snap, ref);
+  g_assert_nonnull(strstr(err, "a token for repository:vm/tok:pull,push"));
+  g_assert_nonnull(strstr(err, "401"));
+  g_assert_nonnull(strstr(err, "user 'alice'"));
+}
+
+/* A pull that runs out of space fails naming it and leaves nothing that
+ * looks committed. The target is a 4 MiB tmpfs (root can mount one here and
+ * in CI; elsewhere the test cannot run). */
+static void
+test_disk_full(Fixture *f, gconstpointer data)
+{
+  g_autofree char *snap = make_full(f, "snap", 16, 8);
+  g_autofree char *ref = vms_test_registry_ref(f->reg, "vm/full:v1");
+  g_autofree char *mnt = g_build_filename(f->dir, "small", NULL);
+  g_autofree char *target = g_build_filename(mnt, "pulled", NULL);
+  g_autofree char *manifest = g_build_filename(target, VMS_MANIFEST_FILE, NULL);
+  g_autofree char *o = RUN_OK(f, "push", "--insecure", snap, ref);
+
+  g_assert_cmpint(g_mkdir_with_parents(mnt, 0700), ==, 0);
+  if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m") != 0)
+    vms_test_cannot_run("cannot mount a small tmpfs for the disk-full pull (needs root)");
+  g_autofree char *err = RUN_FAIL(f, "pull", "--insecure", ref, target);
+  gboolean committed = g_file_test(manifest, G_FILE_TEST_EXISTS);
+  g_assert_cmpint(umount2(mnt, MNT_DETACH), ==, 0);
+  g_assert_nonnull(strstr(err, "No space left on device"));
+  g_assert_false(committed);
+}
+
+/* A snapshot that records a disk is refused by name: push never sends a
+ * snapshot without the disks it needs. */
+static void
+test_disks_refused(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_build_filename(f->dir, "withdisk", NULL);
+  g_autofree char *mem = g_build_filename(dir, VMS_MEMORY_FILE, NULL);
+  g_autofree char *ref = vms_test_registry_ref(f->reg, "vm/disk:v1");
+  g_autoptr(VmsManifest) m = vms_test_manifest_full(16 * MIB);
+  guint8 state[4096] = { 1 };
+  guint8 sha[32];
+
+  g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
+  write_memory(mem, 16, 2);
+  g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(dir, &error);
+  vms_autofd fd = vms_snap_writer_stage(w, VMS_STATE_FILE, &error);
+  g_assert_cmpint(vms_pwrite_full(fd, state, sizeof state, 0), ==, 0);
+  g_assert_true(vms_snap_writer_finish(w, VMS_STATE_FILE, sha, &m->state_size, &error));
+  vms_manifest_set_bytes(&m->state_sha256, sha, 32);
+  g_assert_true(vms_snap_writer_link_memory(w, mem, &error));
+  VmsDiskRecord *d = vms_disk_record_new();
+  vms_manifest_set_string(&d->device, "drive0");
+  vms_manifest_add_disk(m, d);
+  g_assert_true(vms_snap_writer_commit(w, m, &error));
+  g_assert_no_error(error);
+
+  g_autofree char *err = RUN_FAIL(f, "push", "--insecure", dir, ref);
+  g_assert_nonnull(strstr(err, "device 'drive0'"));
+  g_assert_nonnull(strstr(err, "not pushed"));
+  g_assert_cmpuint(vms_test_registry_stored_bytes(f->reg), ==, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -494,5 +587,8 @@ main(int argc, char **argv)
   g_test_add("/registry/interrupted", Fixture, NULL, setup, test_interrupted, teardown);
   g_test_add("/registry/credentials", Fixture, "wrong", setup, test_credentials, teardown);
   g_test_add("/registry/unreachable", Fixture, NULL, setup, test_unreachable, teardown);
+  g_test_add("/registry/bearer-token", Fixture, NULL, setup, test_bearer, teardown);
+  g_test_add("/registry/disk-full", Fixture, NULL, setup, test_disk_full, teardown);
+  g_test_add("/registry/disks-refused", Fixture, NULL, setup, test_disks_refused, teardown);
   return g_test_run();
 }
