@@ -35,8 +35,9 @@ write_htpasswd(VmsTestRegistry *r, const char *user, const char *password, const
   g_autofree char *out = NULL;
   int status = -1;
   const char *argv[] = { "htpasswd", "-Bbn", user, password, NULL };
+  g_autofree char *program = g_find_program_in_path("htpasswd");
 
-  if (g_find_program_in_path("htpasswd") == NULL)
+  if (program == NULL)
     vms_test_cannot_run("htpasswd (apache2-utils) is not installed");
   g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
                              NULL, &status, &error));
@@ -84,8 +85,9 @@ vms_test_registry_start(const char *dir, const char *user, const char *password,
   g_autofree char *log = g_build_filename(dir, "registry.log", NULL);
   g_autoptr(GString) yml = g_string_new(NULL);
   g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
+  g_autofree char *program = g_find_program_in_path("docker-registry");
 
-  if (g_find_program_in_path("docker-registry") == NULL)
+  if (program == NULL)
     vms_test_cannot_run("docker-registry is not installed (scripts/setup.sh)");
   r->dir = g_strdup(dir);
   r->store = g_build_filename(dir, "store", NULL);
