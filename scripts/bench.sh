@@ -104,3 +104,37 @@ if [ "${VMSNAP_BENCH_DISKS:-1}" != 0 ]; then
     "$build_dir/tests/bench/bench-disks" --dir /dev/shm --sizes 64,4096 --disks 0,1,4 \
       --reps "${VMSNAP_BENCH_DISKS_REPS:-5}"
 fi
+
+# Push and pull of a 1 GiB snapshot (a quarter real data) and of a 1%-dirty
+# diff through a local docker-registry, against tar --sparse | zstd -T0 + a
+# monolithic upload and skopeo copy of the same files
+# (tests/bench/bench-registry.c; doc/performance.md "Push and pull"). Needs
+# docker-registry, zstd, skopeo (optional) and about 5 GiB free in /dev/shm.
+# VMSNAP_BENCH_REGISTRY=0 skips it; VMSNAP_BENCH_REGISTRY_REPS overrides the
+# runs. Takes 2-4 minutes.
+if [ "${VMSNAP_BENCH_REGISTRY:-1}" != 0 ]; then
+  meson compile -C "$build_dir" >/dev/null
+  echo
+  echo "<!-- registry: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+  VMSNAP_CLI="$build_dir/plugin/cli/vmsnap" \
+    "$build_dir/tests/bench/bench-registry" --dir /dev/shm --size-mib 1024 \
+      --reps "${VMSNAP_BENCH_REGISTRY_REPS:-3}"
+fi
+
+# Fleet costs (issue 15): diff save of restored 2 GiB and 4 GiB VMs at 0.1, 1
+# and 10% dirty, RAM overlay against today's private mapping, with a CPU hog
+# beside the guest; PSS of 1, 4, 16 clones of a 512 MiB snapshot beside
+# QEMU's own restore; warm-clone start; 16 clones at once against 16 in a
+# row (tests/bench/bench-fleet*.c; doc/performance.md "Fleet"). Needs about
+# 12 GiB free in /dev/shm. VMSNAP_BENCH_FLEET=0 skips it;
+# VMSNAP_BENCH_FLEET_REPS overrides the runs. Takes 5-10 minutes.
+if [ "${VMSNAP_BENCH_FLEET:-1}" != 0 ]; then
+  meson compile -C "$build_dir" >/dev/null
+  echo
+  echo "<!-- fleet: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+  VMSNAP_PLUGIN="$build_dir/plugin/qemu/libvmsnap.so" \
+  VMSNAP_GUEST="$build_dir/tests/guest/guest.elf" \
+    "$build_dir/tests/bench/bench-fleet" --dir /dev/shm --sizes 2048,4096 --dirty 0.1,1,10 \
+      --density-mib 512 --clones 1,4,16 --fleet 16 --reps "${VMSNAP_BENCH_FLEET_REPS:-3}"
+  echo "<!-- fleet end: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+fi

@@ -18,12 +18,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/statvfs.h>
 
 #include "chain.h"
 #include "chunks.h"
 #include "error.h"
+#include "libvirt.h"
 #include "relaunch.h"
 #include "restore-disks.h"
+#include "save-qemu.h"
 #include "snapdir.h"
 
 /* DIR.flat beside DIR (DIR without a trailing slash). */
@@ -42,6 +45,42 @@ flat_is_current(VmsSnapshot *diff, const char *flat_dir)
   g_autoptr(VmsSnapshot) flat = vms_snapshot_open(flat_dir, NULL);
 
   return flat != NULL && vms_chain_is_flattening(diff, flat);
+}
+
+/* TRUE if @path, or its nearest existing parent, is on a read-only
+ * filesystem or not writable by us. */
+static gboolean
+read_only_place(const char *path)
+{
+  g_autofree char *p = g_canonicalize_filename(path, NULL);
+  struct statvfs st;
+
+  while (statvfs(p, &st) < 0) {
+    g_autofree char *up = g_path_get_dirname(p);
+    if (errno != ENOENT || g_str_equal(up, p))
+      return FALSE;
+    g_free(p);
+    p = g_steal_pointer(&up);
+  }
+  return (st.f_flag & ST_RDONLY) != 0 || access(p, W_OK) != 0;
+}
+
+/* QEMU 7.2 opens a memory-backend-file read-write even with share=off (it
+ * never writes it; readonly=on would make guest RAM read-only): a snapshot
+ * on a read-only filesystem would fail inside QEMU, so say it here. */
+static gboolean
+check_memory_writable(const char *full, gboolean diff, GError **error)
+{
+  g_autofree char *mem = g_build_filename(full, VMS_MEMORY_FILE, NULL);
+
+  if (!read_only_place(mem))
+    return TRUE;
+  g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+              "%s is on a read-only filesystem (or not writable): QEMU opens the guest memory "
+              "file read-write even with share=off, though it never writes it; %s", mem,
+              diff ? "give --flatten-to DIR2 on a writable filesystem"
+                   : "copy the snapshot to a writable filesystem and restore the copy");
+  return FALSE;
 }
 
 /* The memory checks of a restore (doc/format.md "Who checks what"): every
@@ -77,7 +116,8 @@ full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gbo
   if (s == NULL)
     return NULL;
   if (s->manifest->kind != VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF) {
-    if (!dry_run && !check_memory(s, dir, FALSE, verify, error))
+    if (!dry_run && (!check_memory(s, dir, FALSE, verify, error) ||
+                     !check_memory_writable(dir, FALSE, error)))
       return NULL;
     return g_strdup(dir);
   }
@@ -88,12 +128,19 @@ full_snapshot_dir(const char *dir, const char *flatten_to, gboolean dry_run, gbo
   } else if (dry_run) {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; would flatten it into %s\n", dir, flat);
     *ret_ready = FALSE;
+  } else if (read_only_place(flat)) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+                "%s is a diff snapshot, and %s, where it would be flattened, is on a read-only "
+                "filesystem (or not writable): give --flatten-to DIR2 on a writable filesystem",
+                dir, flat);
+    return NULL;
   } else {
     fprintf(stderr, "vmsnap: %s is a diff snapshot; flattening it into %s\n", dir, flat);
     if (!vms_chain_flatten(dir, flat, NULL, error))
       return NULL;
   }
-  if (!dry_run && !check_memory(s, flat, !current, verify, error))
+  if (!dry_run && (!check_memory(s, flat, !current, verify, error) ||
+                   !check_memory_writable(flat, TRUE, error)))
     return NULL;
   return g_steal_pointer(&flat);
 }
@@ -109,6 +156,11 @@ runtime_dir(const char *given, const VmsManifest *m, gboolean dry_run, GError **
       g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT, "--runtime-dir %s is not a directory", given);
       return NULL;
     }
+    if (read_only_place(given)) {
+      g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_ROFS, "--runtime-dir %s is read-only: the "
+                  "clone's sockets go there; give a writable directory", given);
+      return NULL;
+    }
     return g_canonicalize_filename(given, NULL);
   }
   if (base == NULL || !g_file_test(base, G_FILE_TEST_IS_DIR))
@@ -118,11 +170,30 @@ runtime_dir(const char *given, const VmsManifest *m, gboolean dry_run, GError **
   g_autofree char *tmpl = g_strdup_printf("%s/vmsnap-restore-%.8s-XXXXXX", base,
                                           m->id != NULL ? m->id : "");
   if (g_mkdtemp_full(tmpl, 0700) == NULL) {
-    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "failed to create %s: %s",
-                tmpl, g_strerror(errno));
+    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
+                "failed to create the runtime directory %s: %s (give --runtime-dir RDIR on a "
+                "writable filesystem)", tmpl, g_strerror(errno));
     return NULL;
   }
   return g_steal_pointer(&tmpl);
+}
+
+/* relaunch ends the command line with "-S -incoming defer" and the EXTRA
+ * QEMU ARGS, for this run only: how many arguments that is, from the last
+ * "-S -incoming defer" on. The clone's saves leave them out of their
+ * recorded command line (VMS_RESTORE_APPENDED_ENV), so it does not grow
+ * down a chain. */
+static guint
+appended_count(char **argv)
+{
+  guint n = g_strv_length(argv);
+
+  for (guint i = n; i >= 3; i--) {
+    if (g_str_equal(argv[i - 3], "-S") && g_str_equal(argv[i - 2], "-incoming") &&
+        g_str_equal(argv[i - 1], "defer"))
+      return n - (i - 3);
+  }
+  return 0;
 }
 
 static void
@@ -160,6 +231,8 @@ typedef struct {
   const char *disk_dir;     /* --disk-dir, nullable */
   const char *vmgenid;      /* --vm-generation-id, nullable */
   gboolean dry_run;
+  const char *ram;          /* --ram, nullable (restore-ram.c) */
+  gboolean paused;          /* --paused: a warm clone */
   VmsCloneIdentity *clone;  /* filled by restore_argv */
 } CloneOptions;
 
@@ -180,8 +253,7 @@ note_identity(const VmsCloneIdentity *c, const VmsManifest *m)
 
 static char **
 restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char *rdir,
-             const char *plugin, char **extra, const char *ram, gboolean paused, CloneOptions *co,
-             GError **error)
+             const char *plugin, char **extra, CloneOptions *co, GError **error)
 {
   const char *dir = s->path;
 
@@ -198,7 +270,7 @@ restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char 
     return NULL;
   g_autoptr(GError) local = NULL;
   g_autofree char *placeholder = vms_cli_restore_placeholder(
-      ram, state_snap, s->manifest, (const char *const *)extra, rdir, &local);
+      co->ram, state_snap, s->manifest, (const char *const *)extra, rdir, &local);
   if (local != NULL) {
     g_propagate_error(error, g_steal_pointer(&local));
     return NULL;
@@ -207,7 +279,7 @@ restore_argv(VmsSnapshot *s, const char *target, const char *memory, const char 
   memcpy(argv, s->manifest->qemu_argv, s->manifest->n_qemu_argv * sizeof(char *));
   VmsRelaunchOptions opts = {
     .overlay_placeholder = placeholder,
-    .paused = paused,
+    .paused = co->paused,
     .snapshot_dir = target,
     .memory_path = memory,
     .runtime_dir = rdir,
@@ -227,6 +299,7 @@ vms_cli_restore(int argc, char **argv)
 {
   g_autofree char *flatten_to = NULL, *rdir_opt = NULL, *plugin = NULL, *ram = NULL;
   g_autofree char *disk_dir = NULL, *vmgenid = NULL;
+  g_autofree char *libvirt = NULL, *uri = NULL;
   gboolean dry_run = FALSE, paused = FALSE, verify = FALSE;
   const GOptionEntry entries[] = {
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "print the QEMU command line, run nothing", NULL },
@@ -246,6 +319,10 @@ vms_cli_restore(int argc, char **argv)
       "put the clone's disk overlays here (default: the runtime directory)", "DDIR" },
     { "vm-generation-id", 0, 0, G_OPTION_ARG_STRING, &vmgenid,
       "the clone's vmgenid GUID (default: a fresh one; \"saved\": the snapshot's)", "GUID" },
+    { "libvirt", 0, 0, G_OPTION_ARG_STRING, &libvirt,
+      "define and start a new libvirt domain NAME running the clone (doc/libvirt.md)", "NAME" },
+    { "connect", 0, 0, G_OPTION_ARG_STRING, &uri, "with --libvirt: the libvirt URI (virsh -c)",
+      "URI" },
     { NULL },
   };
   g_auto(GStrv) extra = take_extra_args(&argc, argv);
@@ -262,12 +339,22 @@ vms_cli_restore(int argc, char **argv)
     return 1;
   if (argc != 2)
     return vms_cli_error(argc < 2 ? "missing DIR (see --help)" : "too many arguments (see --help)");
+  if ((uri != NULL && libvirt == NULL) ||
+      (libvirt != NULL && (plugin != NULL || extra[0] != NULL || ram != NULL || paused)))
+    return vms_cli_error(libvirt == NULL ? "--connect needs --libvirt NAME"
+                                         : "--libvirt takes no --plugin, --ram, --paused or extra "
+                                           "QEMU arguments (the clone's domain XML is the saved one)");
 
   gboolean ready = TRUE;
   g_autofree char *full = full_snapshot_dir(argv[1], flatten_to, dry_run, verify, &ready,
                                             &error);
   if (full == NULL)
     return vms_cli_error("%s", error->message);
+  /* Under libvirt too, a diff is restored as itself over its flattening's memory. */
+  if (libvirt != NULL) {
+    g_autofree char *memory = g_build_filename(full, VMS_MEMORY_FILE, NULL);
+    return vms_cli_restore_libvirt(argv[1], memory, libvirt, uri, rdir_opt, dry_run);
+  }
   /* A dry run of an unflattened diff reads the diff's own manifest. */
   g_autoptr(VmsSnapshot) s = vms_snapshot_open(ready ? full : argv[1], &error);
   if (s == NULL)
@@ -280,9 +367,9 @@ vms_cli_restore(int argc, char **argv)
   g_autofree char *flat_mem = diff ? g_build_filename(full, VMS_MEMORY_FILE, NULL) : NULL;
   g_auto(VmsCloneIdentity) clone = { 0 };
   CloneOptions co = { .disk_dir = disk_dir, .vmgenid = vmgenid, .dry_run = dry_run,
-                      .clone = &clone };
-  g_auto(GStrv) qemu = restore_argv(s, diff ? argv[1] : full, flat_mem, rdir, plugin, extra,
-                                    ram, paused, &co, &error);
+                      .ram = ram, .paused = paused, .clone = &clone };
+  g_auto(GStrv) qemu = restore_argv(s, diff ? argv[1] : full, flat_mem, rdir, plugin, extra, &co,
+                                    &error);
   if (qemu == NULL) {
     if (rdir_opt == NULL && !dry_run)
       (void)rmdir(rdir); /* the empty directory made for this run */
@@ -294,6 +381,8 @@ vms_cli_restore(int argc, char **argv)
   }
   fprintf(stderr, "vmsnap: restoring %s; sockets in %s\n", argv[1], rdir);
   fflush(stderr);
+  g_autofree char *appended = g_strdup_printf("%u", appended_count(qemu));
+  g_setenv(VMS_RESTORE_APPENDED_ENV, appended, TRUE);
   execvp(qemu[0], qemu);
   return vms_cli_error("failed to run %s: %s", qemu[0], g_strerror(errno));
 }

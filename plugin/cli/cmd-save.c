@@ -2,16 +2,23 @@
  *
  * A QMP client of the plugin's control socket: sends snapshot-save and
  * prints the result. On a terminal, VMSNAP_SNAPSHOT_PROGRESS events drive a
- * progress line. The QMP client reads on its own thread (it needs a running
- * GMainContext other than the one of the thread that waits for the reply).
+ * progress line (done, rate, ETA, whether the guest is paused). Ctrl-C
+ * sends snapshot-cancel on a second connection (the save's own is not read
+ * while the save runs), so the save stops and commits nothing; a second
+ * Ctrl-C leaves at once. The QMP client reads on its own thread (it needs
+ * a running GMainContext other than the one of the thread that waits for
+ * the reply).
  */
 #include "cli.h"
 
+#include <glib-unix.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <json-glib/json-glib.h>
 
+#include "libvirt.h"
 #include "qmp.h"
 
 /* A save of many GiB copies for a while; the plugin refuses nothing slowly. */
@@ -21,22 +28,77 @@
 typedef struct {
   gboolean tty;
   gboolean progress_shown;
+  const char *control;
+  GMainContext *ctx;
+  gint64 t_last;       /* monotonic us of the previous progress event */
+  guint64 done_last;
+  double rate;         /* bytes/s, smoothed */
 } SaveUi;
+
+static void
+show_progress(SaveUi *ui, JsonObject *data)
+{
+  guint64 done = (guint64)json_object_get_int_member_with_default(data, "done", 0);
+  guint64 total = (guint64)json_object_get_int_member_with_default(data, "total", 0);
+  gboolean running = json_object_get_boolean_member_with_default(data, "running", FALSE);
+  gint64 now = g_get_monotonic_time();
+  g_autofree char *d = g_format_size_full(done, G_FORMAT_SIZE_IEC_UNITS);
+  g_autofree char *t = g_format_size_full(total, G_FORMAT_SIZE_IEC_UNITS);
+  g_autofree char *r = NULL;
+  g_autofree char *eta = NULL;
+
+  if (ui->t_last != 0 && now > ui->t_last && done >= ui->done_last) {
+    double inst = (double)(done - ui->done_last) * 1e6 / (double)(now - ui->t_last);
+    ui->rate = ui->rate == 0 ? inst : 0.7 * ui->rate + 0.3 * inst;
+  }
+  ui->t_last = now;
+  ui->done_last = done;
+  r = ui->rate > 0 ? g_format_size_full((guint64)ui->rate, G_FORMAT_SIZE_IEC_UNITS)
+                   : g_strdup("-");
+  eta = ui->rate > 0 && total > done ? g_strdup_printf("%.0f s", (double)(total - done) / ui->rate)
+                                     : g_strdup(done >= total ? "done" : "-");
+  fprintf(stderr, "\r\033[Ksaving %s: %3d%% (%s of %s), %s/s, ETA %s, guest %s",
+          json_object_get_string_member_with_default(data, "dir", "?"),
+          total > 0 ? (int)(done * 100 / total) : 100, d, t, r, eta,
+          running ? "running" : "paused");
+  ui->progress_shown = TRUE;
+}
 
 static void
 on_event(const char *event, JsonObject *data, gpointer user_data)
 {
   SaveUi *ui = user_data;
-  gint64 done, total;
 
-  if (!ui->tty || data == NULL || strcmp(event, "VMSNAP_SNAPSHOT_PROGRESS") != 0)
-    return;
-  done = json_object_get_int_member_with_default(data, "done", 0);
-  total = json_object_get_int_member_with_default(data, "total", 0);
-  fprintf(stderr, "\rsaving %s: %3d%% (%" G_GINT64_FORMAT " MiB of %" G_GINT64_FORMAT " MiB)",
-          json_object_get_string_member_with_default(data, "dir", "?"),
-          total > 0 ? (int)(done * 100 / total) : 100, done >> 20, total >> 20);
-  ui->progress_shown = TRUE;
+  if (ui->tty && data != NULL && strcmp(event, "VMSNAP_SNAPSHOT_PROGRESS") == 0)
+    show_progress(ui, data);
+}
+
+/* Ctrl-C: snapshot-cancel from a thread of its own (a QMP call must not
+ * run on the context thread that reads its reply). */
+static gpointer
+cancel_thread(gpointer user_data)
+{
+  SaveUi *ui = user_data;
+  g_autoptr(VmsQmpClient) c = vms_qmp_client_new(ui->control, ui->ctx, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+
+  if (vms_qmp_client_connect_sync(c, CONNECT_TIMEOUT_MS, &error))
+    ret = vms_qmp_client_execute(c, "snapshot-cancel", NULL, -1, CONNECT_TIMEOUT_MS, &error);
+  if (ret == NULL)
+    fprintf(stderr, "\nvmsnap: cannot cancel the save: %s\n", error->message);
+  else if (!json_object_get_boolean_member_with_default(json_node_get_object(ret), "cancelled",
+                                                        FALSE))
+    fprintf(stderr, "\nvmsnap: too late to cancel: the save is committing\n");
+  return NULL;
+}
+
+static gboolean
+on_sigint(gpointer user_data)
+{
+  fprintf(stderr, "\nvmsnap: cancelling the save (Ctrl-C again to leave it running)\n");
+  g_thread_unref(g_thread_new("vmsnap-cancel", cancel_thread, user_data));
+  return G_SOURCE_REMOVE; /* the next Ctrl-C ends the program */
 }
 
 static gpointer
@@ -95,13 +157,37 @@ save_arguments(const char *dir, const char *memory, const char *then)
   return args;
 }
 
+/* --libvirt DOMAIN: its XML (what runs now) and the control socket in it. */
+static gboolean
+libvirt_control(const char *domain, const char *uri, char **ret_control, char **ret_xml)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *xml = NULL;
+
+  if (*ret_control != NULL)
+    return vms_cli_error("give --control SOCK or --libvirt DOMAIN, not both"), FALSE;
+  if (!vms_virsh(uri, &xml, &error, "dumpxml", "--migratable", domain, NULL))
+    return vms_cli_error("%s", error->message), FALSE;
+  *ret_control = vms_libvirt_control_socket(xml, &error);
+  if (*ret_control == NULL)
+    return vms_cli_error("domain %s: %s", domain, error->message), FALSE;
+  *ret_xml = g_steal_pointer(&xml);
+  return TRUE;
+}
+
 int
 vms_cli_save(int argc, char **argv)
 {
   g_autofree char *control = NULL, *memory = NULL, *then = NULL;
+  g_autofree char *domain = NULL, *uri = NULL, *domain_xml = NULL;
   gboolean json = FALSE;
   const GOptionEntry entries[] = {
     { "control", 'c', 0, G_OPTION_ARG_FILENAME, &control, "the plugin's control socket", "SOCK" },
+    { "libvirt", 0, 0, G_OPTION_ARG_STRING, &domain,
+      "save this libvirt domain (its control socket from its XML, which the snapshot keeps)",
+      "DOMAIN" },
+    { "connect", 0, 0, G_OPTION_ARG_STRING, &uri, "with --libvirt: the libvirt URI (virsh -c)",
+      "URI" },
     { "memory", 'm', 0, G_OPTION_ARG_STRING, &memory, "link (default), copy or diff", "M" },
     { "then", 't', 0, G_OPTION_ARG_STRING, &then, "pause (default), resume or quit", "T" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
@@ -115,18 +201,28 @@ vms_cli_save(int argc, char **argv)
   g_autoptr(GError) error = NULL;
   GThread *thread;
   SaveUi ui = { .tty = isatty(STDERR_FILENO) };
+  g_autoptr(GSource) sigint = NULL;
 
   if (!vms_cli_parse(&argc, &argv, entries, "DIR",
                      "Ask a running VM's plugin (through its control socket) for a snapshot."))
     return 1;
-  if (control == NULL)
-    return vms_cli_error("missing --control SOCK (the plugin's control= socket)");
   if (argc != 2)
     return vms_cli_error(argc < 2 ? "missing snapshot directory (see --help)"
                                   : "too many arguments (see --help)");
+  if (domain != NULL && !libvirt_control(domain, uri, &control, &domain_xml))
+    return 1;
+  if (control == NULL)
+    return vms_cli_error(uri != NULL ? "--connect needs --libvirt DOMAIN"
+                                     : "missing --control SOCK (the plugin's control= socket) or "
+                                       "--libvirt DOMAIN");
   ctx = g_main_context_new();
   loop = g_main_loop_new(ctx, FALSE);
   client = vms_qmp_client_new(control, ctx, on_event, &ui);
+  ui.control = control;
+  ui.ctx = ctx;
+  sigint = g_unix_signal_source_new(SIGINT);
+  g_source_set_callback(sigint, on_sigint, &ui, NULL);
+  g_source_attach(sigint, ctx);
   thread = g_thread_new("vmsnap-qmp", run_context, loop);
   args = save_arguments(argv[1], memory, then);
   if (vms_qmp_client_connect_sync(client, CONNECT_TIMEOUT_MS, &error))
@@ -134,6 +230,7 @@ vms_cli_save(int argc, char **argv)
   /* Quit from inside the loop: a quit before it started would be lost. */
   g_main_context_invoke(ctx, quit_loop, loop);
   g_thread_join(thread);
+  g_source_destroy(sigint);
   if (ui.progress_shown)
     fputc('\n', stderr);
   if (ret == NULL) {
@@ -144,5 +241,12 @@ vms_cli_save(int argc, char **argv)
     return vms_cli_error("%s", msg);
   }
   print_result(ret, json);
+  if (domain_xml != NULL && !vms_libvirt_keep_xml(argv[1], domain_xml, &error))
+    return vms_cli_error("the snapshot is committed, but the domain XML was not kept: %s",
+                         error->message);
+  if (domain_xml != NULL && g_strcmp0(then, "quit") != 0 &&
+      !vms_libvirt_follow_disks(domain, uri, argv[1], &error))
+    return vms_cli_error("the snapshot is committed, but domain %s's definition still names its "
+                         "frozen disk images: %s", domain, error->message);
   return 0;
 }

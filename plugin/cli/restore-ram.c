@@ -14,16 +14,23 @@
 
 /* Why the overlay cannot be used for this restore (NULL: it can). */
 static char *
-overlay_refusal(VmsSnapshot *state_snap, guint64 ram_size, const char *const *argv,
+overlay_refusal(VmsSnapshot *state_snap, const VmsManifest *m, const char *const *argv,
                 const char *const *extra)
 {
+  /* The target page size and block name as saved. A manifest from before
+   * they were recorded (0, "") leaves them to the stream; a stream that does
+   * not say its page size (x86's) is then not read: the private mapping. */
+  VmsStripGuest guest = { .ram_size = m->memory_size_bytes,
+                          .ram_block = m->ram_block != NULL && m->ram_block[0] != '\0'
+                                           ? m->ram_block : NULL,
+                          .target_page_size = m->target_page_size };
   g_autoptr(GError) error = NULL;
 
   if (!vms_overlay_check_argv(argv, &error) ||
       (extra != NULL && !vms_overlay_check_argv(extra, &error)))
     return g_strdup(error->message);
   vms_autofd fd = vms_snapshot_open_file(state_snap, VMS_STATE_FILE, O_RDONLY, &error);
-  if (fd < 0 || !vms_overlay_check_state(fd, ram_size, &error))
+  if (fd < 0 || !vms_overlay_check_state(fd, &guest, &error))
     return g_strdup(error->message);
   return NULL;
 }
@@ -41,8 +48,7 @@ vms_cli_restore_placeholder(const char *mode, VmsSnapshot *state_snap, const Vms
   }
   g_autofree char **argv = g_new0(char *, m->n_qemu_argv + 1); /* NULL-terminated */
   memcpy(argv, m->qemu_argv, m->n_qemu_argv * sizeof(char *));
-  g_autofree char *why = overlay_refusal(state_snap, m->memory_size_bytes,
-                                         (const char *const *)argv, extra);
+  g_autofree char *why = overlay_refusal(state_snap, m, (const char *const *)argv, extra);
   if (why == NULL)
     return g_build_filename(rdir, VMS_OVERLAY_PLACEHOLDER, NULL);
   if (g_strcmp0(mode, "overlay") == 0) {

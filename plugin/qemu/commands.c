@@ -1,4 +1,5 @@
-/* vmsnap plugin: the command table (query-vmsnap, snapshot-save, snapshot-info). */
+/* vmsnap plugin: the command table (query-vmsnap, query-commands,
+ * snapshot-save, snapshot-cancel, snapshot-info). */
 #include "commands.h"
 
 #include <string.h>
@@ -23,8 +24,6 @@ typedef struct {
   ArgSpec args[4]; /* every argument is a string; ends at name == NULL */
 } Command;
 
-static const char *const memory_choices[] = { "link", "copy", "diff", NULL };
-static const char *const then_choices[] = { "pause", "resume", "quit", NULL };
 
 static void
 reply_object(VmsReplyFunc reply, gpointer user_data, JsonObject *obj)
@@ -39,6 +38,29 @@ cmd_query_vmsnap(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer
   reply_object(reply, user_data, vms_service_query(svc));
 }
 
+/* Every key of every reply is kebab-case, as in QEMU (doc/spec.md 11); the
+ * manifest's JSON (manifest.c, shared with `vmsnap info --json`) spells
+ * the proto's snake_case names. */
+static JsonObject *
+kebab_keys(JsonObject *obj)
+{
+  g_autoptr(GList) members = json_object_get_members(obj);
+  JsonObject *out = json_object_new();
+
+  for (GList *l = members; l != NULL; l = l->next) {
+    JsonNode *v = json_object_dup_member(obj, l->data);
+    g_autofree char *key = g_strdelimit(g_strdup(l->data), "_", '-');
+
+    if (JSON_NODE_HOLDS_OBJECT(v)) {
+      JsonObject *inner = kebab_keys(json_node_get_object(v));
+      json_node_take_object(v, inner);
+    }
+    json_object_set_member(out, key, v);
+  }
+  json_object_unref(obj);
+  return out;
+}
+
 static void
 cmd_snapshot_info(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer user_data)
 {
@@ -50,8 +72,22 @@ cmd_snapshot_info(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
     reply(NULL, error, user_data);
     return;
   }
-  reply_object(reply, user_data, vms_manifest_to_json(snap->manifest));
+  reply_object(reply, user_data, kebab_keys(vms_manifest_to_json(snap->manifest)));
 }
+
+/* snapshot-cancel: the running save stops at its next step (a migration
+ * capturing state is cancelled in QEMU) and commits nothing. */
+static void
+cmd_snapshot_cancel(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer user_data)
+{
+  JsonObject *ret = json_object_new();
+
+  json_object_set_boolean_member(ret, "cancelled", vms_service_cancel_save(svc));
+  reply_object(reply, user_data, ret);
+}
+
+static void cmd_query_commands(VmsService *svc, JsonObject *args, VmsReplyFunc reply,
+                               gpointer user_data);
 
 typedef struct {
   VmsService *svc;
@@ -89,7 +125,7 @@ save_job_thread(GTask *task, gpointer source, gpointer task_data, GCancellable *
   if (vms_service_wait_ready(job->svc, SAVE_WAIT_READY_MS, &error) &&
       vms_save_check(job->svc, job->memory, job->then, &error))
     ret = vms_save_run(job->svc, job->dir, job->memory, job->then, &error);
-  g_atomic_int_set(&job->svc->saving, 0);
+  vms_service_end_save(job->svc);
   if (ret == NULL) {
     job->reply(NULL, error, job->user_data);
   } else {
@@ -107,7 +143,7 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
   g_autoptr(GTask) task = NULL;
   SaveJob *job;
 
-  if (!g_atomic_int_compare_and_exchange(&svc->saving, 0, 1)) {
+  if (!vms_service_begin_save(svc)) {
     g_set_error_literal(&error, VMS_ERROR, VMS_ERROR_BUSY,
                         "a snapshot-save is already running; try again when it has finished");
     reply(NULL, error, user_data);
@@ -118,9 +154,11 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
   job->dir = g_strdup(json_object_get_string_member(args, "dir"));
   job->reply = reply;
   job->user_data = user_data;
-  vms_save_memory_from_string(json_object_get_string_member_with_default(args, "memory", "link"),
+  vms_save_memory_from_string(json_object_get_string_member_with_default(
+                                  args, "memory", vms_save_memory_names[0]),
                               &job->memory);
-  vms_save_then_from_string(json_object_get_string_member_with_default(args, "then", "pause"),
+  vms_save_then_from_string(json_object_get_string_member_with_default(
+                                args, "then", vms_save_then_names[0]),
                             &job->then);
   task = g_task_new(NULL, NULL, NULL, NULL);
   g_task_set_task_data(task, job, save_job_free);
@@ -130,10 +168,31 @@ cmd_snapshot_save(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointe
 static const Command commands[] = {
   { "query-vmsnap", cmd_query_vmsnap, { { NULL } } },
   { "snapshot-save", cmd_snapshot_save,
-    { { "dir", TRUE, NULL }, { "memory", FALSE, memory_choices }, { "then", FALSE, then_choices },
+    { { "dir", TRUE, NULL }, { "memory", FALSE, vms_save_memory_names }, { "then", FALSE, vms_save_then_names },
       { NULL } } },
   { "snapshot-info", cmd_snapshot_info, { { "dir", TRUE, NULL }, { NULL } } },
+  { "snapshot-cancel", cmd_snapshot_cancel, { { NULL } } },
+  { "query-commands", cmd_query_commands, { { NULL } } },
 };
+
+/* QEMU's shape: [{"name": ...}], qmp_capabilities included. */
+static void
+cmd_query_commands(VmsService *svc, JsonObject *args, VmsReplyFunc reply, gpointer user_data)
+{
+  JsonArray *list = json_array_new();
+  JsonNode *ret = json_node_new(JSON_NODE_ARRAY);
+  JsonObject *caps = json_object_new();
+
+  json_object_set_string_member(caps, "name", "qmp_capabilities");
+  json_array_add_object_element(list, caps);
+  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "name", commands[i].name);
+    json_array_add_object_element(list, o);
+  }
+  json_node_take_array(ret, list);
+  reply(ret, NULL, user_data);
+}
 
 static const ArgSpec *
 find_arg(const Command *cmd, const char *name)
@@ -191,10 +250,11 @@ check_args(const Command *cmd, JsonObject *args, GError **error)
 }
 
 void
-vms_commands_dispatch(VmsService *svc, const char *command, JsonObject *args,
-                      VmsReplyFunc reply, gpointer user_data)
+vms_commands_dispatch(const char *command, JsonObject *args, VmsReplyFunc reply,
+                      gpointer reply_data, gpointer svc)
 {
   g_autoptr(GError) error = NULL;
+  gpointer user_data = reply_data;
 
   for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
     if (strcmp(commands[i].name, command) != 0)
@@ -206,33 +266,7 @@ vms_commands_dispatch(VmsService *svc, const char *command, JsonObject *args,
     commands[i].run(svc, args, reply, user_data);
     return;
   }
-  g_set_error(&error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT, "The command %s has not been found",
+  g_set_error(&error, VMS_ERROR, VMS_ERROR_COMMAND_NOT_FOUND, "The command %s has not been found",
               command);
   reply(NULL, error, user_data);
-}
-
-static void
-qmp_reply(JsonNode *ret, const GError *error, gpointer user_data)
-{
-  if (error != NULL)
-    vms_qmp_request_gerror(user_data, error);
-  else
-    vms_qmp_request_return(user_data, ret);
-}
-
-void
-vms_commands_qmp_dispatch(VmsQmpRequest *req, const char *command, JsonObject *args,
-                          gpointer user_data)
-{
-  vms_commands_dispatch(user_data, command, args, qmp_reply, req);
-}
-
-const char *const *
-vms_commands_names(void)
-{
-  static const char *names[G_N_ELEMENTS(commands) + 1];
-
-  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
-    names[i] = commands[i].name;
-  return names;
 }

@@ -13,20 +13,11 @@
 
 G_BEGIN_DECLS
 
-/* How a command answers: exactly one of @ret (consumed) and @error is set.
- * May be called on any thread (snapshot-save answers from its worker). */
-typedef void (*VmsReplyFunc)(JsonNode *ret, const GError *error, gpointer user_data);
-
-/* Runs @command with @args (not consumed) and calls @reply exactly once,
- * now or later. Service thread. */
-void vms_commands_dispatch(VmsService *svc, const char *command, JsonObject *args,
-                           VmsReplyFunc reply, gpointer user_data);
-
-/* The control socket's VmsQmpCommandFunc (@user_data is the VmsService). */
-void vms_commands_qmp_dispatch(VmsQmpRequest *req, const char *command, JsonObject *args,
-                               gpointer user_data);
-
-/* The names of the commands, NULL-terminated, for help texts. */
-const char *const *vms_commands_names(void);
+/* The command table's VmsDispatchFunc, for both front ends: runs @command
+ * with @args (not consumed) and calls @reply exactly once, now or later
+ * (snapshot-save answers from its worker). @user_data is the VmsService.
+ * Service thread. */
+void vms_commands_dispatch(const char *command, JsonObject *args, VmsReplyFunc reply,
+                           gpointer reply_data, gpointer user_data);
 
 G_END_DECLS

@@ -1,274 +1,299 @@
-/* vmsnap plugin: the monitor console. */
+/* vmsnap plugin: the monitor console (doc/spec.md sections 5 and 11) on
+ * the connection engine (conn.h): lines in, plain words out.
+ *
+ * Two kinds of peer, told apart by what they send:
+ *  - line clients (`socat - UNIX-CONNECT:...` on a cooked terminal,
+ *    scripts) send whole lines; nothing is echoed;
+ *  - raw terminals (`socat -,raw,echo=0 UNIX-CONNECT:...`, like QEMU's
+ *    HMP) send a key at a time: a read of one byte that is not a newline,
+ *    a lone CR, ESC, Tab, Backspace or another control key switches the
+ *    connection to the line editor (monitor-edit.h) for good: echo,
+ *    history, completion, and CR LF line ends.
+ */
 #include "monitor.h"
 
 #include <string.h>
 
-#include "commands.h"
 #include "error.h"
-#include "qmp.h"
+#include "monitor-edit.h"
 
 #define MONITOR_PROMPT "(vmsnap) "
 #define MONITOR_MAX_LINE 4096
-#define MONITOR_SEND_TIMEOUT_S 10
-/* Queued in place of a line that was too long (no real line holds \x01). */
-#define TOO_LONG_LINE "\x01"
-
-static const char help_text[] =
-  "Commands:\n"
-  "  help                                   this text\n"
-  "  info status                            vCPUs, run state, guest memory, restore origin\n"
-  "  info snapshot DIR                      the manifest of the snapshot in DIR\n"
-  "  save DIR [memory=link|copy|diff] [then=pause|resume|quit]\n"
-  "                                         take a snapshot (default memory=link then=pause)\n";
+#define MONITOR_BANNER "vmsnap monitor - type 'help' for help\n"
+#define MONITOR_REFUSAL \
+  "error: this console does not accept peers of your uid (see the plugin's allow-uids= and " \
+  "allow-gid=)\n"
 
 struct _VmsMonitor {
-  VmsService *svc;
-  GSocket *listener;
-  GSource *accept_source;
+  VmsListener *listener;
+  VmsDispatchFunc dispatch;
+  gpointer user_data;
 };
 
-/* One console connection. Lines are run one at a time, in order, like a
- * shell: a line that arrives while a save runs waits for it. Everything
- * but sending happens on the service context. */
+/* One console. Lines run one at a time, in order, like a shell: a line
+ * that arrives while a save runs waits for it (the engine stops reading). */
 typedef struct {
-  gint ref;
   VmsMonitor *mon;
-  GSocket *sock;
-  GSource *source;
-  GString *line;
+  VmsConn *conn;    /* borrowed */
+  GString *in;      /* bytes not yet cut into lines */
   gboolean discarding; /* the current line is too long */
-  GQueue lines;        /* complete lines not run yet */
-  gboolean busy;       /* a command is running */
-  gboolean eof;        /* the peer sends no more */
-  gboolean gone;       /* closed and forgotten */
-  GMutex wlock;        /* guards sending and `closed` (replies come from any thread) */
-  gboolean closed;
+  gboolean eof;
+  VmsLineEditor *editor; /* set once the peer shows it is a raw terminal */
 } MonConn;
 
 typedef struct {
-  MonConn *conn;
+  MonConn *c;       /* lives as long as the reference on its connection */
   char *command;
 } MonReply;
 
-static void mon_pump(MonConn *c);
-
-static MonConn *
-mon_conn_ref(MonConn *c)
-{
-  g_atomic_int_inc(&c->ref);
-  return c;
-}
-
-static void
-mon_conn_unref(MonConn *c)
-{
-  if (!g_atomic_int_dec_and_test(&c->ref))
-    return;
-  if (c->source != NULL)
-    g_source_unref(c->source);
-  g_object_unref(c->sock);
-  g_string_free(c->line, TRUE);
-  g_queue_clear_full(&c->lines, g_free);
-  g_mutex_clear(&c->wlock);
-  g_free(c);
-}
-
-/* Any thread. A peer that stopped reading is cut off. */
+/* Any thread. A raw terminal does not turn LF into CR LF itself. */
 static void
 mon_send(MonConn *c, const char *text)
 {
-  g_mutex_lock(&c->wlock);
-  if (!c->closed && !vms_socket_send_all(c->sock, text, strlen(text), MONITOR_SEND_TIMEOUT_S, NULL)) {
-    c->closed = TRUE;
-    g_socket_shutdown(c->sock, TRUE, TRUE, NULL);
+  if (g_atomic_pointer_get(&c->editor) != NULL) {
+    g_autoptr(GString) s = g_string_new(NULL);
+    for (const char *p = text; *p != '\0'; p++) {
+      if (*p == '\n' && (p == text || p[-1] != '\r'))
+        g_string_append_c(s, '\r');
+      g_string_append_c(s, *p);
+    }
+    vms_conn_send(c->conn, s->str, s->len);
+    return;
   }
-  g_mutex_unlock(&c->wlock);
+  vms_conn_send(c->conn, text, strlen(text));
 }
 
-/* Service context: the command finished, run the next line. */
-static gboolean
-mon_command_done(gpointer user_data)
-{
-  MonConn *c = user_data;
-
-  c->busy = FALSE;
-  mon_pump(c);
-  return G_SOURCE_REMOVE;
-}
-
-/* Any thread (snapshot-save answers from its worker): print the answer and
- * let the service context go on with the next line. */
+/* Any thread (snapshot-save answers from its worker). */
 static void
-mon_reply(JsonNode *ret, const GError *error, gpointer user_data)
+mon_reply(JsonNode *ret, const GError *error, gpointer reply_data)
 {
-  MonReply *r = user_data;
+  MonReply *r = reply_data;
   g_autofree char *text = NULL;
-  g_autoptr(GSource) idle = g_idle_source_new();
 
   if (error != NULL) {
-    text = g_strdup_printf("error: %s\n" MONITOR_PROMPT, error->message);
+    g_autofree char *safe = vms_monitor_escape(error->message);
+    text = g_strdup_printf("error: %s\n" MONITOR_PROMPT, safe);
   } else {
     g_autofree char *body = vms_monitor_format(r->command, ret);
     text = g_strdup_printf("%s\n" MONITOR_PROMPT, body);
     json_node_unref(ret);
   }
-  mon_send(r->conn, text);
-  g_source_set_callback(idle, mon_command_done, r->conn, (GDestroyNotify)mon_conn_unref);
-  g_source_attach(idle, r->conn->mon->svc->context);
+  mon_send(r->c, text);
+  vms_conn_release(r->c->conn);
+  vms_conn_unref(r->c->conn);
   g_free(r->command);
   g_free(r);
 }
 
-static void
-mon_run_line(MonConn *c, char *line)
+/* Runs one line; FALSE for `quit` (the console closes). */
+static gboolean
+mon_run_line(MonConn *c, const char *line)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *command = NULL;
-  g_autoptr(JsonObject) args = NULL;
-  gboolean help = FALSE;
+  g_auto(VmsMonitorLine) parsed = { 0 };
   MonReply *r;
 
-  if (strcmp(line, TOO_LONG_LINE) == 0) {
-    mon_send(c, "error: line too long\n" MONITOR_PROMPT);
-    return;
-  }
-  if (*g_strstrip(line) == '\0') {
-    mon_send(c, MONITOR_PROMPT);
-    return;
-  }
-  if (!vms_monitor_parse_line(line, &command, &args, &help, &error)) {
-    g_autofree char *text = g_strdup_printf("error: %s\n" MONITOR_PROMPT, error->message);
+  if (!vms_monitor_parse_line(line, &parsed, &error)) {
+    g_autofree char *safe = vms_monitor_escape(error->message);
+    g_autofree char *text = g_strdup_printf("error: %s\n" MONITOR_PROMPT, safe);
     mon_send(c, text);
-    return;
+    return TRUE;
   }
-  if (help) {
-    mon_send(c, help_text);
-    mon_send(c, MONITOR_PROMPT);
-    return;
+  if (parsed.quit)
+    return FALSE;
+  if (parsed.command == NULL) {
+    /* an empty line, help, a bare `info`: answered here */
+    g_autofree char *text = g_strdup_printf("%s" MONITOR_PROMPT,
+                                            parsed.text != NULL ? parsed.text : "");
+    mon_send(c, text);
+    return TRUE;
   }
   r = g_new0(MonReply, 1);
-  r->conn = mon_conn_ref(c);
-  r->command = g_strdup(command);
-  c->busy = TRUE;
-  vms_commands_dispatch(c->mon->svc, command, args, mon_reply, r);
+  r->c = c;
+  vms_conn_ref(c->conn);
+  r->command = g_strdup(parsed.command);
+  vms_conn_hold(c->conn);
+  c->mon->dispatch(parsed.command, parsed.args, mon_reply, r, c->mon->user_data);
+  return TRUE;
 }
 
-/* Service context, once: stop reading, close, forget. */
-static void
-mon_close(MonConn *c)
+/* Takes the next line out of the input (without its end); NULL when none
+ * is complete. A line longer than MONITOR_MAX_LINE comes out as "" after
+ * an error, its bytes dropped up to its newline. */
+static char *
+mon_next_line(MonConn *c, gsize *ret_len)
 {
-  if (c->gone)
-    return;
-  c->gone = TRUE;
-  g_mutex_lock(&c->wlock);
-  c->closed = TRUE;
-  g_mutex_unlock(&c->wlock);
-  g_source_destroy(c->source);
-  g_socket_close(c->sock, NULL);
-  mon_conn_unref(c);
-}
+  char *nl = memchr(c->in->str, '\n', c->in->len);
+  char *line;
 
-/* Service context: runs queued lines until one is busy; closes a peer that
- * has sent everything once its last command is answered. */
-static void
-mon_pump(MonConn *c)
-{
-  while (!c->busy && !c->gone && !g_queue_is_empty(&c->lines)) {
-    g_autofree char *line = g_queue_pop_head(&c->lines);
-    mon_run_line(c, line);
+  if (nl == NULL) {
+    if (c->in->len > MONITOR_MAX_LINE) {
+      if (!c->discarding)
+        mon_send(c, "error: line too long\n" MONITOR_PROMPT);
+      c->discarding = TRUE;
+      g_string_truncate(c->in, 0);
+    }
+    if (!c->eof || c->in->len == 0 || c->discarding)
+      return NULL;
+    nl = c->in->str + c->in->len; /* a last line without its newline still counts */
   }
-  if (!c->busy && c->eof && g_queue_is_empty(&c->lines))
-    mon_close(c);
+  *ret_len = (gsize)(nl - c->in->str);
+  line = g_strndup(c->in->str, *ret_len);
+  g_string_erase(c->in, 0, MIN((gssize)c->in->len, nl - c->in->str + 1));
+  if (c->discarding) {
+    /* the end of a refused line: already answered */
+    c->discarding = FALSE;
+    g_free(line);
+    return mon_next_line(c, ret_len);
+  }
+  return line;
 }
 
-/* Splits input into lines; a line longer than MONITOR_MAX_LINE is refused
- * once and skipped up to its newline. */
-static void
-mon_feed(MonConn *c, const char *buf, gsize n)
+/* Raw terminal: keys through the editor until a line is submitted or the
+ * input is used up. FALSE when the console must close. */
+static gboolean
+mon_pump_keys(MonConn *c)
 {
-  for (gsize i = 0; i < n; i++) {
-    if (buf[i] == '\n') {
-      if (c->discarding)
-        g_queue_push_tail(&c->lines, g_strdup(TOO_LONG_LINE));
-      else
-        g_queue_push_tail(&c->lines, g_strdup(c->line->str));
-      g_string_truncate(c->line, 0);
-      c->discarding = FALSE;
-    } else if (!c->discarding && buf[i] != '\r') {
-      g_string_append_c(c->line, buf[i]);
-      if (c->line->len > MONITOR_MAX_LINE) {
-        c->discarding = TRUE;
-        g_string_truncate(c->line, 0);
-      }
+  gsize used = 0;
+  gboolean open = TRUE;
+
+  while (open && used < c->in->len && !vms_conn_held(c->conn)) {
+    g_autoptr(GString) out = g_string_new(NULL);
+    g_autofree char *line = NULL;
+    VmsEditResult r = vms_line_editor_feed(c->editor, (guchar)c->in->str[used++], out, &line);
+
+    if (out->len > 0)
+      vms_conn_send(c->conn, out->str, out->len);
+    if (r == VMS_EDIT_EOF)
+      open = FALSE;
+    else if (r == VMS_EDIT_LINE)
+      open = mon_run_line(c, line);
+  }
+  g_string_erase(c->in, 0, (gssize)used);
+  return open;
+}
+
+static void
+mon_pump(VmsConn *conn, gpointer conn_user)
+{
+  MonConn *c = conn_user;
+
+  if (c->editor != NULL) {
+    if (!mon_pump_keys(c))
+      vms_conn_close(conn);
+    return;
+  }
+  while (!vms_conn_held(conn)) {
+    gsize len = 0;
+    g_autofree char *line = mon_next_line(c, &len);
+
+    if (line == NULL)
+      return;
+    if (strlen(line) != len) {
+      /* a C string would end at the NUL: `info snapshot /a\0b` is not /a */
+      mon_send(c, "error: the line holds a NUL byte; refused\n" MONITOR_PROMPT);
+      continue;
+    }
+    if (len > 0 && line[len - 1] == '\r')
+      line[len - 1] = '\0';
+    if (!mon_run_line(c, line)) {
+      vms_conn_close(conn);
+      return;
     }
   }
 }
 
+/* What no line client sends: a single key, or keys a cooked terminal
+ * would have handled itself. */
 static gboolean
-mon_on_readable(GSocket *sock, GIOCondition cond, gpointer user_data)
+looks_like_raw_terminal(const char *data, gsize len)
 {
-  MonConn *c = user_data;
-  char buf[4096];
-  g_autoptr(GError) error = NULL;
-  gssize n = g_socket_receive_with_blocking(sock, buf, sizeof(buf), FALSE, NULL, &error);
-
-  if (n < 0 && g_error_matches(error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-    return G_SOURCE_CONTINUE;
-  mon_conn_ref(c);
-  if (n <= 0) {
-    /* a last line without its newline still counts */
-    if (c->line->len > 0 && !c->discarding)
-      g_queue_push_tail(&c->lines, g_strdup(c->line->str));
-    c->eof = TRUE;
-  } else {
-    mon_feed(c, buf, (gsize)n);
+  if (len == 1 && data[0] != '\n')
+    return TRUE;
+  for (gsize i = 0; i < len; i++) {
+    guchar b = (guchar)data[i];
+    if (b == '\r' && (i + 1 == len || data[i + 1] != '\n'))
+      return TRUE;
+    /* (a NUL is no key: a line holding one is refused, below) */
+    if (b == 0x7f || (b < 0x20 && b != '\n' && b != '\r' && b != '\0'))
+      return TRUE;
   }
-  mon_pump(c);
-  mon_conn_unref(c);
-  return n <= 0 ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
+  return FALSE;
 }
 
-static gboolean
-mon_on_accept(GSocket *listener, GIOCondition cond, gpointer user_data)
+static void
+mon_input(VmsConn *conn, const char *data, gsize len, gpointer conn_user)
 {
-  VmsMonitor *mon = user_data;
-  g_autoptr(GSocket) sock = g_socket_accept(listener, NULL, NULL);
-  MonConn *c;
+  MonConn *c = conn_user;
 
-  if (sock == NULL)
-    return G_SOURCE_CONTINUE;
-  if (!vms_unix_peer_is_us(sock)) {
-    g_socket_close(sock, NULL);
-    return G_SOURCE_CONTINUE;
-  }
-  c = g_new0(MonConn, 1);
-  c->ref = 1;
-  c->mon = mon;
-  c->sock = g_steal_pointer(&sock);
-  c->line = g_string_new(NULL);
-  g_mutex_init(&c->wlock);
-  mon_send(c, "vmsnap monitor - type 'help' for help\n" MONITOR_PROMPT);
-  g_queue_init(&c->lines);
-  c->source = g_socket_create_source(c->sock, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
-  g_source_set_callback(c->source, G_SOURCE_FUNC(mon_on_readable), c, NULL);
-  g_source_attach(c->source, mon->svc->context);
-  return G_SOURCE_CONTINUE;
+  /* a partial line read before the switch is typed into the editor */
+  if (c->editor == NULL && looks_like_raw_terminal(data, len))
+    g_atomic_pointer_set(&c->editor, vms_line_editor_new(MONITOR_PROMPT));
+  g_string_append_len(c->in, data, (gssize)len);
+  mon_pump(conn, conn_user);
 }
+
+static void
+mon_eof(VmsConn *conn, gpointer conn_user)
+{
+  MonConn *c = conn_user;
+
+  c->eof = TRUE;
+  mon_pump(conn, conn_user);
+}
+
+static gpointer
+mon_accepted(VmsConn *conn, gpointer listener_user)
+{
+  MonConn *c = g_new0(MonConn, 1);
+
+  c->mon = listener_user;
+  c->conn = conn;
+  c->in = g_string_new(NULL);
+  vms_conn_send(conn, MONITOR_BANNER MONITOR_PROMPT, strlen(MONITOR_BANNER MONITOR_PROMPT));
+  return c;
+}
+
+static void
+mon_conn_free(gpointer p)
+{
+  MonConn *c = p;
+
+  g_string_free(c->in, TRUE);
+  vms_line_editor_free(c->editor);
+  g_free(c);
+}
+
+static const VmsConnClass monitor_class = {
+  .accepted = mon_accepted,
+  .input = mon_input,
+  .resume = mon_pump,
+  .eof = mon_eof,
+  .free_user = mon_conn_free,
+};
 
 VmsMonitor *
-vms_monitor_new(const char *path, VmsService *svc, GError **error)
+vms_monitor_new(const char *path, GMainContext *context, const VmsPeerPolicy *policy,
+                VmsDispatchFunc dispatch, gpointer user_data, GError **error)
 {
-  g_autoptr(GSocket) listener = vms_unix_listen(path, error);
-  VmsMonitor *mon;
+  VmsMonitor *mon = g_new0(VmsMonitor, 1);
 
-  if (listener == NULL)
+  mon->dispatch = dispatch;
+  mon->user_data = user_data;
+  mon->listener = vms_listener_new(path, context, policy, MONITOR_REFUSAL, &monitor_class, mon,
+                                   error);
+  if (mon->listener == NULL) {
+    g_free(mon);
     return NULL;
-  g_socket_set_blocking(listener, FALSE);
-  mon = g_new0(VmsMonitor, 1);
-  mon->svc = svc;
-  mon->listener = g_steal_pointer(&listener);
-  mon->accept_source = g_socket_create_source(mon->listener, G_IO_IN, NULL);
-  g_source_set_callback(mon->accept_source, G_SOURCE_FUNC(mon_on_accept), mon, NULL);
-  g_source_attach(mon->accept_source, svc->context);
+  }
   return mon;
+}
+
+void
+vms_monitor_free(VmsMonitor *mon)
+{
+  if (mon == NULL)
+    return;
+  vms_listener_free(mon->listener);
+  g_free(mon);
 }

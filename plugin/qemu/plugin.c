@@ -37,16 +37,34 @@ parse_bool(const char *key, const char *value, gboolean *ret, GError **error)
 /* Stores one key=value. Path values must be non-empty; a key given twice is
  * refused rather than silently overriding the first. */
 static gboolean
-parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen, GError **error)
+parse_flag(const char *key, const char *value, gboolean *seen, gboolean *ret, GError **error)
+{
+  if (*seen)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                       "argument %s= given twice", key), FALSE;
+  *seen = TRUE;
+  return parse_bool(key, value, ret, error);
+}
+
+/* @seen: resume= and libvirt= given already. */
+static gboolean
+parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean seen[2], GError **error)
 {
   char **slot = NULL;
 
-  if (strcmp(key, "resume") == 0) {
-    if (*resume_seen)
+  if (strcmp(key, "resume") == 0)
+    return parse_flag(key, value, &seen[0], &opts->resume, error);
+  if (strcmp(key, "libvirt") == 0)
+    return parse_flag(key, value, &seen[1], &opts->libvirt, error);
+  if (strcmp(key, "allow-uids") == 0)
+    return vms_peer_policy_parse_uids(&opts->access, value, error) ||
+           (g_prefix_error(error, "bad argument allow-uids=%s: ", value), FALSE);
+  if (strcmp(key, "allow-gid") == 0) {
+    if (opts->access.gid >= 0)
       return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
-                         "argument resume= given twice"), FALSE;
-    *resume_seen = TRUE;
-    return parse_bool(key, value, &opts->resume, error);
+                         "argument allow-gid= given twice"), FALSE;
+    return vms_peer_policy_parse_gid(&opts->access, value, error) ||
+           (g_prefix_error(error, "bad argument allow-gid=%s: ", value), FALSE);
   }
   if (strcmp(key, "qmp") == 0) slot = &opts->qmp;
   else if (strcmp(key, "control") == 0) slot = &opts->control;
@@ -57,7 +75,7 @@ parse_one(VmsPluginOptions *opts, char *key, char *value, gboolean *resume_seen,
   if (slot == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "unknown argument %s= (known: qmp, control, monitor, mem, restore, "
-                       "resume, overlay, vcpu-events)", key), FALSE;
+                       "resume, overlay, vcpu-events, libvirt, allow-uids, allow-gid)", key), FALSE;
   if (*value == '\0')
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "bad argument %s=: the value is empty", key), FALSE;
@@ -73,10 +91,11 @@ static gboolean
 parse_args(int argc, char **argv, VmsPluginOptions *opts, VmsVcpuEvents *ret_events,
            GError **error)
 {
-  gboolean resume_seen = FALSE, events_seen = FALSE;
+  gboolean seen[2] = { FALSE, FALSE }, events_seen = FALSE;
 
   opts->resume = TRUE;
   *ret_events = VMS_VCPU_EVENTS_AUTO;
+  opts->access.gid = -1;
   for (int i = 0; i < argc; i++) {
     g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
 
@@ -90,7 +109,7 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, VmsVcpuEvents *ret_eve
       events_seen = TRUE;
       if (!vms_vcpu_events_parse(kv[1], ret_events, error))
         return FALSE;
-    } else if (!parse_one(opts, kv[0], kv[1], &resume_seen, error)) {
+    } else if (!parse_one(opts, kv[0], kv[1], seen, error)) {
       return FALSE;
     }
   }
@@ -98,13 +117,39 @@ parse_args(int argc, char **argv, VmsPluginOptions *opts, VmsVcpuEvents *ret_eve
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "missing argument qmp=PATH (a QMP socket QEMU serves for the plugin)"),
            FALSE;
-  if (resume_seen && opts->restore == NULL)
+  if (seen[0] && opts->restore == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "argument resume= only applies with restore=DIR"), FALSE;
   if (opts->overlay != NULL && opts->restore == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                        "argument overlay= only applies with restore=DIR"), FALSE;
   return TRUE;
+}
+
+/* A clone domain of `vmsnap restore --libvirt` carries one -incoming defer
+ * of its own (doc/libvirt.md); libvirt adds another when it restores or
+ * migrates the domain (`virsh restore` of a `virsh save` file), and then
+ * the state comes from libvirt, not from the snapshot. */
+static gboolean
+libvirt_restores_itself(void)
+{
+  g_auto(GStrv) argv = vms_restore_read_cmdline();
+  guint incoming = 0;
+
+  for (guint i = 0; argv != NULL && argv[i] != NULL; i++)
+    incoming += g_str_equal(argv[i], "-incoming") || g_str_equal(argv[i], "--incoming");
+  return incoming > 1;
+}
+
+/* doc/spec.md section 11: a refused peer is named on QEMU's stderr. */
+static void
+on_peer_refused(const char *path, guint32 uid, gpointer user_data)
+{
+  if (uid == G_MAXUINT32)
+    fprintf(stderr, "vmsnap: %s: refused a peer whose uid the kernel did not give\n", path);
+  else
+    fprintf(stderr, "vmsnap: %s: refused a peer of uid %u (allow-uids= and allow-gid= let "
+            "other users in)\n", path, uid);
 }
 
 static void
@@ -129,6 +174,12 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     fprintf(stderr, "vmsnap: %s\n", error->message);
     return -1;
   }
+  if (opts.restore != NULL && opts.libvirt && libvirt_restores_itself()) {
+    fprintf(stderr, "vmsnap: restore=%s skipped: libvirt gave its own -incoming (it is restoring "
+            "this domain from its own saved state)\n", opts.restore);
+    g_clear_pointer(&opts.restore, g_free);
+    g_clear_pointer(&opts.overlay, g_free);
+  }
   /* The memory backend exists by now; the board, ROMs and vCPUs do not. */
   if (opts.restore != NULL &&
       (!vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
@@ -138,6 +189,7 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     fflush(stderr);
     exit(1);
   }
+  opts.access.refused = on_peer_refused;
   vms_vcpus_register(id, (guint)info->system.smp_vcpus, vcpu_events);
   plugin_service = vms_service_start(&opts, info->target_name, &error);
   if (plugin_service == NULL) {

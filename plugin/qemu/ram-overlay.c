@@ -92,21 +92,24 @@ check_placeholder(const char *placeholder, const char *memory_path, guint64 size
   return TRUE;
 }
 
-/* QEMU's mapping of @placeholder: shared, @size bytes, 4 KiB pages. */
+/* QEMU's mapping of @placeholder: shared, @size bytes, the host's base
+ * pages (4 KiB on x86; 4, 16 or 64 KiB on an aarch64 host), no huge pages. */
 static gboolean
 find_placeholder_mapping(const char *placeholder, guint64 size, VmsMemInfo *ret, GError **error)
 {
+  guint32 host_page = (guint32)sysconf(_SC_PAGESIZE);
+
   if (!vms_memfile_find(NULL, placeholder, size, ret, error)) {
     g_prefix_error(error, "overlay: QEMU's mapping of the guest RAM placeholder: ");
     return FALSE;
   }
-  if (!ret->shared || ret->size != size || ret->file_offset != 0 || ret->page_size != 4096) {
+  if (!ret->shared || ret->size != size || ret->file_offset != 0 || ret->page_size != host_page) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
                 "overlay: QEMU maps %s %s, %" G_GUINT64_FORMAT " bytes at offset %"
                 G_GUINT64_FORMAT " with %u-byte pages; the overlay needs a shared mapping of "
-                "%" G_GUINT64_FORMAT " bytes at 0 with 4096-byte pages", placeholder,
+                "%" G_GUINT64_FORMAT " bytes at 0 with %u-byte pages", placeholder,
                 ret->shared ? "shared" : "private", ret->size, ret->file_offset,
-                ret->page_size, size);
+                ret->page_size, size, host_page);
     return FALSE;
   }
   return TRUE;

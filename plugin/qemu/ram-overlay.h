@@ -24,7 +24,7 @@ G_BEGIN_DECLS
  * Refuses (nothing changed) a command line the overlay cannot keep correct
  * (vms_overlay_check_argv), a backend that is not share=on, a placeholder
  * that holds data or is @memory_path itself, a mapping of another size or
- * page size than 4096, a memory file smaller than the RAM. QEMU's main
+ * page size than the host's base page, a memory file smaller than the RAM. QEMU's main
  * thread, at install only. */
 gboolean vms_ram_overlay_install(const char *memory_path, GError **error);
 

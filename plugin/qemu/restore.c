@@ -27,6 +27,8 @@
 #include "chain.h"
 #include "error.h"
 #include "relaunch.h"
+#include "save-guard.h"
+#include "save-qemu.h"
 #include "snapdir.h"
 #include "util.h"
 
@@ -226,48 +228,27 @@ check_autostart(gboolean resume, GError **error)
   return FALSE;
 }
 
+/* vms_qmp_client_execute's error already names the command ("QMP cont: ..."). */
 static gboolean
 qmp_do(VmsQmpClient *qmp, const char *command, JsonObject *args, int fd, GError **error)
 {
   g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, command, args, fd, QMP_TIMEOUT_MS, error);
 
-  if (ret == NULL) {
-    g_prefix_error(error, "QMP %s: ", command);
-    return FALSE;
-  }
-  return TRUE;
+  return ret != NULL;
 }
 
-static JsonObject *
-capability(const char *name, gboolean on)
-{
-  JsonObject *c = json_object_new();
-  json_object_set_string_member(c, "capability", name);
-  json_object_set_boolean_member(c, "state", on);
-  return c;
-}
-
-/* x-ignore-shared and events on for loading state.bin, or off again after:
- * a later migration of the restored VM by a management layer must not
- * inherit x-ignore-shared (it would leave shared guest RAM behind). */
 static gboolean
-set_load_capabilities(VmsQmpClient *qmp, gboolean on, GError **error)
+is_migration_end(const char *status)
 {
-  g_autoptr(JsonObject) caps_args = json_object_new();
-  JsonArray *caps = json_array_new();
-
-  json_array_add_object_element(caps, capability("x-ignore-shared", on));
-  json_array_add_object_element(caps, capability("events", on));
-  json_object_set_array_member(caps_args, "capabilities", caps);
-  return qmp_do(qmp, "migrate-set-capabilities", caps_args, -1, error);
+  return g_str_equal(status, "completed") || g_str_equal(status, "failed") ||
+         g_str_equal(status, "cancelled");
 }
 
 static gboolean
 match_migration_end(const char *event, JsonObject *data, gpointer user_data)
 {
-  const char *status = data != NULL ? json_object_get_string_member_with_default(data, "status", "") : "";
-  return g_str_equal(status, "completed") || g_str_equal(status, "failed") ||
-         g_str_equal(status, "cancelled");
+  return is_migration_end(data != NULL ? json_object_get_string_member_with_default(data, "status", "")
+                                        : "");
 }
 
 /* Why the incoming migration failed, from query-migrate (best effort). */
@@ -282,14 +263,48 @@ migration_error(VmsQmpClient *qmp)
                                                              "no reason given"));
 }
 
-/* x-ignore-shared + events, getfd, migrate-incoming, wait for the end,
- * capabilities off again. */
-static gboolean
-load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
+/* Polls query-migrate until the incoming migration ends; its status. */
+static char *
+poll_migration_end(VmsQmpClient *qmp, GError **error)
 {
-  if (!set_load_capabilities(qmp, TRUE, error))
-    return FALSE;
+  gint64 deadline = g_get_monotonic_time() + (gint64)MIGRATION_TIMEOUT_MS * 1000;
 
+  for (;;) {
+    g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-migrate", NULL, -1,
+                                                     QMP_TIMEOUT_MS, error);
+    if (ret == NULL)
+      return NULL;
+    const char *status = JSON_NODE_HOLDS_OBJECT(ret)
+        ? json_object_get_string_member_with_default(json_node_get_object(ret), "status", "")
+        : "";
+    if (is_migration_end(status))
+      return g_strdup(status);
+    if (g_get_monotonic_time() >= deadline) {
+      g_set_error(error, VMS_ERROR, VMS_ERROR_FAILED, "still '%s' after %u ms", status,
+                  MIGRATION_TIMEOUT_MS);
+      return NULL;
+    }
+    g_usleep(5 * 1000);
+  }
+}
+
+/* The status that ended the incoming migration started after event @seq:
+ * from the MIGRATION event, or polled when the events capability is
+ * libvirt's (@libvirt: libvirt may turn it on only after the load began). */
+static char *
+wait_migration_end(VmsQmpClient *qmp, guint64 seq, gboolean libvirt, GError **error)
+{
+  if (libvirt)
+    return poll_migration_end(qmp, error);
+  g_autoptr(JsonObject) ev = vms_qmp_client_wait_event(qmp, seq, "MIGRATION", match_migration_end,
+                                                       NULL, MIGRATION_TIMEOUT_MS, error);
+  return ev != NULL ? g_strdup(json_object_get_string_member_with_default(ev, "status", "")) : NULL;
+}
+
+/* getfd, migrate-incoming, wait for the end (@libvirt: see wait_migration_end). */
+static gboolean
+load_stream(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
+{
   vms_autofd fd = vms_snapshot_open_file(s, VMS_STATE_FILE, O_RDONLY, error);
   if (fd < 0)
     return FALSE;
@@ -303,24 +318,52 @@ load_state(VmsSnapshot *s, VmsQmpClient *qmp, GError **error)
   json_object_set_string_member(in_args, "uri", "fd:" RESTORE_FDNAME);
   if (!qmp_do(qmp, "migrate-incoming", in_args, -1, error))
     return FALSE;
-  g_autoptr(JsonObject) ev = vms_qmp_client_wait_event(qmp, seq, "MIGRATION", match_migration_end,
-                                                       NULL, MIGRATION_TIMEOUT_MS, error);
-  if (ev == NULL) {
+  g_autofree char *status = wait_migration_end(qmp, seq, libvirt, error);
+  if (status == NULL) {
     g_prefix_error(error, "state: waiting for QEMU to load %s/%s: ", s->path, VMS_STATE_FILE);
     return FALSE;
   }
-  if (!g_str_equal(json_object_get_string_member_with_default(ev, "status", ""), "completed")) {
-    g_autofree char *why = migration_error(qmp);
+  if (!g_str_equal(status, "completed")) {
+    g_autofree char *why = vms_migration_error_desc(qmp);
     g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "state: QEMU could not load %s/%s: %s",
                 s->path, VMS_STATE_FILE, why);
     return FALSE;
   }
-  return set_load_capabilities(qmp, FALSE, error);
+  return TRUE;
+}
+
+/* x-ignore-shared and events on for loading state.bin, then exactly the
+ * capabilities and parameters QEMU had before, also on failure: a later
+ * migration by a management layer must not inherit x-ignore-shared (it
+ * would leave shared guest RAM behind), and libvirt relies on `events`
+ * staying on if it set it. With @libvirt, `events` is not touched at all:
+ * libvirt may turn it on only after the load began. */
+static gboolean
+load_state(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
+{
+  VmsMigrationSettings prior, load;
+  g_autoptr(GError) put_back = NULL;
+  gboolean ok;
+
+  vms_save_test_hook("restore");
+  if (!vms_migration_settings_query(qmp, &prior, error))
+    return FALSE;
+  prior.leave_events = libvirt;
+  load = prior;
+  load.ignore_shared = TRUE;
+  load.events = TRUE;
+  ok = vms_migration_settings_apply(qmp, &load, error) && load_stream(s, qmp, libvirt, error);
+  if (!vms_migration_settings_apply(qmp, &prior, &put_back) && ok) {
+    g_propagate_prefixed_error(error, g_steal_pointer(&put_back),
+                               "cannot put back QEMU's migration settings: ");
+    ok = FALSE;
+  }
+  return ok;
 }
 
 gboolean
-vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp, const VmsMemInfo *mem,
-                guint8 ret_manifest_sha256[32], GError **error)
+vms_restore_run(const char *dir, gboolean resume, gboolean libvirt, VmsQmpClient *qmp,
+                const VmsMemInfo *mem, guint8 ret_manifest_sha256[32], GError **error)
 {
   g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
 
@@ -330,7 +373,7 @@ vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp, const VmsMe
   /* Again, just before loading it: state.bin may have changed since install. */
   if (!vms_snapshot_verify_state(s, error))
     return FALSE;
-  if (!load_state(s, qmp, error))
+  if (!load_state(s, qmp, libvirt, error))
     return FALSE;
   if (resume && !qmp_do(qmp, "cont", NULL, -1, error))
     return FALSE;

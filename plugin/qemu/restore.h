@@ -31,7 +31,8 @@ gboolean vms_restore_precheck(const char *dir, const char *target_name, guint32 
 /* On a worker thread of the plugin's service, once QMP is connected and the
  * guest memory mapping @mem is known: checks memory size and page size
  * against the manifest and refuses a shared (share=on) mapping; then sets
- * x-ignore-shared, passes state.bin with getfd and runs migrate-incoming
+ * x-ignore-shared (with @libvirt only that, and the end of the load is
+ * polled with query-migrate: the events capability is libvirt's), passes state.bin with getfd and runs migrate-incoming
  * "fd:NAME", waits for the MIGRATION event "completed" (fails on "failed"),
  * and sends `cont` if @resume. @dir may be a DIFF snapshot when @mem maps
  * the memory.bin of its flattening (state.bin comes from @dir). On success
@@ -39,7 +40,7 @@ gboolean vms_restore_precheck(const char *dir, const char *target_name, guint32 
  * that was restored (a diff saved later names it as its parent's). On
  * failure the caller prints one line ("vmsnap: restore: <message>") and
  * exits QEMU non-zero. */
-gboolean vms_restore_run(const char *dir, gboolean resume, VmsQmpClient *qmp,
+gboolean vms_restore_run(const char *dir, gboolean resume, gboolean libvirt, VmsQmpClient *qmp,
                          const VmsMemInfo *mem, guint8 ret_manifest_sha256[32], GError **error);
 
 G_END_DECLS

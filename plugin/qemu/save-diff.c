@@ -2,9 +2,11 @@
 #include "save-diff.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "diff-precopy.h"
 #include "error.h"
 #include "extents.h"
 #include "util.h"
@@ -17,7 +19,12 @@ struct _VmsSaveDiff {
   GArray *list;            /* the pages written since the restore (capture) */
   int diff_fd;             /* staged memory.diff, kept open to hash it after the resume */
   guint8 map_sha256[VMS_SHA256_LEN];
+  VmsDiffPrecopy *pre;     /* pages written while the guest ran (diff-precopy.h), or NULL */
 };
+
+/* Written while the guest runs when at least this much is dirty: below it,
+ * writing with the VM stopped costs less than the extra page-table walks. */
+#define PRECOPY_MIN_BYTES (64ull << 20)
 
 void
 vms_save_diff_free(VmsSaveDiff *d)
@@ -27,6 +34,7 @@ vms_save_diff_free(VmsSaveDiff *d)
   g_free(d->parent_dir);
   g_free(d->parent_field);
   g_clear_pointer(&d->list, g_array_unref);
+  g_clear_pointer(&d->pre, vms_diff_precopy_free);
   vms_close_fdp(&d->diff_fd);
   g_free(d);
 }
@@ -34,11 +42,7 @@ vms_save_diff_free(VmsSaveDiff *d)
 gboolean
 vms_save_diff_check(VmsService *svc, const VmsMemInfo *mem, GError **error)
 {
-  g_autofree char *restored = NULL;
-
-  g_mutex_lock(&svc->lock);
-  restored = g_strdup(svc->restored_from);
-  g_mutex_unlock(&svc->lock);
+  g_autofree char *restored = vms_service_dup_restored(svc, NULL);
   if (mem->shared) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
                 "memory=diff is refused: this VM's memory %s is a shared (share=on) mapping, "
@@ -133,10 +137,7 @@ vms_save_diff_new(VmsService *svc, const char *dir, const VmsMemInfo *mem, GErro
 
   d->diff_fd = -1;
   d->page_size = mem->page_size;
-  g_mutex_lock(&svc->lock);
-  d->parent_dir = g_strdup(svc->restored_from);
-  memcpy(restored_sha, svc->restored_manifest_sha256, VMS_SHA256_LEN);
-  g_mutex_unlock(&svc->lock);
+  d->parent_dir = vms_service_dup_restored(svc, restored_sha);
   if (d->parent_dir == NULL)
     return vms_save_diff_check(svc, mem, error), NULL;
 
@@ -153,6 +154,48 @@ vms_save_diff_new(VmsService *svc, const char *dir, const VmsMemInfo *mem, GErro
   return g_steal_pointer(&d);
 }
 
+void
+vms_save_diff_precopy(VmsSaveDiff *d, VmsSnapWriter *w, const VmsMemInfo *mem,
+                      const VmsCopyOptions *opts)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_return_if_fail(d->list == NULL && d->diff_fd < 0 && d->pre == NULL);
+  vms_autofd fd = vms_snap_writer_stage(w, VMS_DIFF_FILE, &error);
+  if (fd < 0 || ftruncate(fd, (off_t)mem->size) < 0) {
+    g_debug("diff pre-copy: not used (%s)", error != NULL ? error->message : g_strerror(errno));
+    return;
+  }
+  const char *test_min = g_getenv("VMSNAP_TEST_PRECOPY_MIN_BYTES"); /* tests only */
+  guint64 min = test_min != NULL ? g_ascii_strtoull(test_min, NULL, 10) : PRECOPY_MIN_BYTES;
+  d->pre = vms_diff_precopy_start(mem, fd, min, opts);
+  d->diff_fd = g_steal_fd(&fd); /* staged either way: the capture writes it */
+}
+
+/* The capture after a pre-copy: one walk, the pages written since copied
+ * again, the map of all of them. */
+static gboolean
+capture_precopied(VmsSaveDiff *d, VmsSnapWriter *w, const VmsMemInfo *mem,
+                  const VmsCopyOptions *opts, guint64 *ret_bytes, GError **error)
+{
+  g_autoptr(GArray) list = NULL;
+  guint64 again = 0;
+
+  gboolean ok = vms_diff_precopy_finish(d->pre, d->diff_fd, opts, &list, &again, error);
+  g_clear_pointer(&d->pre, vms_diff_precopy_free); /* the guest writes freely again */
+  if (!ok)
+    return FALSE;
+  vms_autofd map_fd = vms_snap_writer_stage(w, VMS_MAP_FILE, error);
+  if (map_fd < 0 ||
+      !vms_pagemap_file_write(map_fd, list, mem->page_size, mem->size, d->map_sha256, error))
+    return FALSE;
+  g_debug("diff pre-copy: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " bytes written again "
+          "with the VM stopped", again, vms_extents_total(list));
+  *ret_bytes = vms_extents_total(list);
+  d->list = g_steal_pointer(&list);
+  return TRUE;
+}
+
 gboolean
 vms_save_diff_capture(VmsSaveDiff *d, VmsSnapWriter *w, const VmsMemInfo *mem,
                       const VmsCopyOptions *opts, guint64 *ret_bytes, GError **error)
@@ -161,10 +204,13 @@ vms_save_diff_capture(VmsSaveDiff *d, VmsSnapWriter *w, const VmsMemInfo *mem,
   VmsCopyStats stats = { 0 };
   g_autoptr(GArray) list = NULL;
 
-  g_return_val_if_fail(d->list == NULL && d->diff_fd < 0, FALSE);
+  g_return_val_if_fail(d->list == NULL, FALSE);
+  if (d->pre != NULL)
+    return capture_precopied(d, w, mem, opts, ret_bytes, error);
   if (!vms_extents_from_pagemap(mem->addr, mem->size, mem->page_size, &list, error))
     return FALSE;
-  vms_autofd diff_fd = vms_snap_writer_stage(w, VMS_DIFF_FILE, error);
+  vms_autofd diff_fd = d->diff_fd >= 0 ? g_steal_fd(&d->diff_fd)
+                                       : vms_snap_writer_stage(w, VMS_DIFF_FILE, error);
   if (diff_fd < 0)
     return FALSE;
   vms_autofd map_fd = vms_snap_writer_stage(w, VMS_MAP_FILE, error);

@@ -47,6 +47,14 @@ VmsSaveDiff *vms_save_diff_new(VmsService *svc, const char *dir, const VmsMemInf
 void vms_save_diff_free(VmsSaveDiff *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsSaveDiff, vms_save_diff_free)
 
+/* While the VM still runs, after vms_save_diff_new: when the guest has
+ * written a lot and the kernel can track writes (diff-precopy.h), stages
+ * memory.diff and writes the pages written so far, so the capture only
+ * writes those written since. Otherwise (or on any failure, logged at
+ * debug level) nothing changes. */
+void vms_save_diff_precopy(VmsSaveDiff *d, VmsSnapWriter *w, const VmsMemInfo *mem,
+                           const VmsCopyOptions *opts);
+
 /* While the VM is stopped (nothing may write @mem's mapping): finds the
  * pages written since the restore from /proc/self/pagemap and writes
  * memory.diff (sparse, @mem->size bytes, exactly those pages) and

@@ -15,6 +15,7 @@
 #include "save.h"
 
 #include <fcntl.h>
+#include <time.h>
 #include <string.h>
 
 #include "chunks.h"
@@ -23,6 +24,7 @@
 #include "manifest.h"
 #include "save-diff.h"
 #include "save-disks.h"
+#include "save-guard.h"
 #include "save-qemu.h"
 #include "snapdir.h"
 #include "state-strip.h"
@@ -44,6 +46,9 @@ typedef struct {
   VmsSaveDisks *disks;     /* save-disks.h */
   gboolean was_running;
   gboolean stopped_by_us;
+  gboolean holding;        /* from the stop to our own cont or the commit */
+  guint64 stop_seq;        /* QMP event sequence just before the VM stopped */
+  gboolean resumed;        /* someone else resumed the VM meanwhile (save-guard.h) */
   gint64 t_start, t_stop, t_down_end;
   guint8 state_sha256[VMS_SHA256_LEN];
   guint64 state_size;
@@ -52,6 +57,9 @@ typedef struct {
   gint64 last_progress;
   gint64 digests_us;       /* time the memory digests took, after the commit */
   gboolean digests;        /* memory.chunks was written */
+  gboolean stream_known;   /* the two below were asked for */
+  char *ram_block;         /* the guest RAM's block name in state.bin; NULL: QEMU names none */
+  guint32 target_page_size; /* QEMU's, from the migration into state.bin; 0: unknown */
 } SaveCtx;
 
 static void
@@ -62,28 +70,20 @@ save_ctx_clear(SaveCtx *ctx)
   g_clear_pointer(&ctx->diff, vms_save_diff_free);
   g_clear_pointer(&ctx->disks, vms_save_disks_free);
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
+  g_clear_pointer(&ctx->ram_block, g_free);
 }
 
-gboolean
-vms_save_memory_from_string(const char *s, VmsSaveMemory *ret)
+/* What reading state.bin takes, from QEMU, once the migration into it is
+ * done (query-migrate reports the page size only after one): for the strip
+ * and for the manifest. After the downtime where the guest resumes. */
+static void
+learn_stream_facts(SaveCtx *ctx)
 {
-  static const char *const names[] = { "link", "copy", "diff" };
-
-  for (guint i = 0; i < G_N_ELEMENTS(names); i++)
-    if (g_strcmp0(s, names[i]) == 0)
-      return *ret = (VmsSaveMemory)i, TRUE;
-  return FALSE;
-}
-
-gboolean
-vms_save_then_from_string(const char *s, VmsSaveThen *ret)
-{
-  static const char *const names[] = { "pause", "resume", "quit" };
-
-  for (guint i = 0; i < G_N_ELEMENTS(names); i++)
-    if (g_strcmp0(s, names[i]) == 0)
-      return *ret = (VmsSaveThen)i, TRUE;
-  return FALSE;
+  if (ctx->stream_known)
+    return;
+  ctx->stream_known = TRUE;
+  ctx->ram_block = vms_save_query_ram_block(vms_service_get_qmp(ctx->svc));
+  ctx->target_page_size = vms_save_query_target_page_size(vms_service_get_qmp(ctx->svc));
 }
 
 gboolean
@@ -114,18 +114,20 @@ static gboolean
 step_prepare(SaveCtx *ctx, GError **error)
 {
   if (!vms_service_get_memory(ctx->svc, &ctx->mem, error) ||
-      !vms_save_query_facts(ctx->svc->qmp, &ctx->facts, &ctx->was_running, error))
+      !vms_save_query_facts(vms_service_get_qmp(ctx->svc), &ctx->facts, &ctx->was_running, error))
     return FALSE;
   ctx->writer = vms_snap_writer_new(ctx->dir, error);
   if (ctx->writer == NULL)
     return FALSE;
-  ctx->disks = vms_save_disks_new(ctx->svc->qmp, ctx->writer, ctx->then != VMS_SAVE_THEN_QUIT,
+  ctx->disks = vms_save_disks_new(vms_service_get_qmp(ctx->svc), ctx->writer, ctx->then != VMS_SAVE_THEN_QUIT,
                                   error);
   if (ctx->disks == NULL)
     return FALSE;
   if (ctx->memory == VMS_SAVE_MEMORY_DIFF)
     ctx->diff = vms_save_diff_new(ctx->svc, vms_snap_writer_get_path(ctx->writer), &ctx->mem,
                                   error);
+  if (ctx->diff != NULL && ctx->was_running) /* a large diff is written while it runs */
+    vms_save_diff_precopy(ctx->diff, ctx->writer, &ctx->mem, NULL);
   return ctx->memory != VMS_SAVE_MEMORY_DIFF || ctx->diff != NULL;
 }
 
@@ -159,8 +161,10 @@ step_stop(SaveCtx *ctx, GError **error)
   if (migrates_live(ctx))
     return TRUE; /* step_state's migration stops the VM */
   ctx->t_stop = g_get_monotonic_time();
+  ctx->stop_seq = vms_qmp_client_event_seq(vms_service_get_qmp(ctx->svc));
+  ctx->holding = TRUE;
   if (ctx->was_running) {
-    if (!vms_save_qmp_simple(ctx->svc->qmp, "stop", error))
+    if (!vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "stop", error))
       return FALSE;
     ctx->stopped_by_us = TRUE;
   }
@@ -184,15 +188,17 @@ step_state(SaveCtx *ctx, GError **error)
 
     /* From here on a failure must leave the VM running again. */
     ctx->stopped_by_us = TRUE;
-    if (!vms_save_migrate_live_to_fd(ctx->svc->qmp, fd, live_converge_ms(ctx), &stop_wall_us,
+    if (!vms_save_migrate_live_to_fd(vms_service_get_qmp(ctx->svc), fd, live_converge_ms(ctx), &stop_wall_us,
                                      error))
       return FALSE;
     ctx->t_stop = g_get_monotonic_time();
+    ctx->stop_seq = vms_qmp_client_event_seq(vms_service_get_qmp(ctx->svc));
+    ctx->holding = TRUE;
     if (stop_wall_us > 0) /* when QEMU stopped the VM, not when we heard of it */
       ctx->t_stop -= MAX(0, g_get_real_time() - stop_wall_us);
     if (!vms_vcpus_wait_quiescent(QUIESCE_TIMEOUT_MS, error))
       return FALSE;
-  } else if (!vms_save_migrate_to_fd(ctx->svc->qmp, fd, error)) {
+  } else if (!vms_save_migrate_to_fd(vms_service_get_qmp(ctx->svc), fd, error)) {
     return FALSE;
   }
   vms_close_fdp(&fd);
@@ -224,6 +230,7 @@ on_copy_progress(guint64 done, guint64 total, gpointer user_data)
   json_object_set_string_member(data, "dir", ctx->dir);
   json_object_set_int_member(data, "done", (gint64)done);
   json_object_set_int_member(data, "total", (gint64)total);
+  json_object_set_boolean_member(data, "running", vms_service_is_running(ctx->svc));
   vms_service_emit(ctx->svc, "VMSNAP_SNAPSHOT_PROGRESS", data);
 }
 
@@ -282,6 +289,19 @@ step_memory(SaveCtx *ctx, GError **error)
   return capture_copy(ctx, error);
 }
 
+/* Nobody else resumed the VM since the save stopped it (save-guard.h). */
+static gboolean
+still_held(SaveCtx *ctx, GError **error)
+{
+  if (!ctx->holding || vms_save_guard_not_resumed(vms_service_get_qmp(ctx->svc), ctx->stop_seq, error))
+    return TRUE;
+  if (g_error_matches(*error, VMS_ERROR, VMS_ERROR_RESUMED)) {
+    ctx->resumed = TRUE;
+    ctx->stopped_by_us = FALSE; /* it runs: nothing of ours to undo */
+  }
+  return FALSE;
+}
+
 /* then=resume: the guest may run once every byte it could change is
  * captured; the fsync of memory.bin and the commit happen after. */
 static gboolean
@@ -289,9 +309,10 @@ step_resume(SaveCtx *ctx, GError **error)
 {
   if (ctx->then != VMS_SAVE_THEN_RESUME)
     return TRUE;
-  if (!vms_save_qmp_simple(ctx->svc->qmp, "cont", error))
+  if (!still_held(ctx, error) || !vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", error))
     return FALSE;
   ctx->stopped_by_us = FALSE;
+  ctx->holding = FALSE;
   ctx->t_down_end = g_get_monotonic_time();
   return TRUE;
 }
@@ -303,10 +324,13 @@ step_strip(SaveCtx *ctx, GError **error)
 {
   if (ctx->mem.shared)
     return TRUE;
+  learn_stream_facts(ctx);
   /* The stream's own page size, else QEMU's from the migration just done. */
-  return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, ctx->mem.size,
-                                vms_save_query_target_page_size(ctx->svc->qmp),
-                                ctx->state_sha256, &ctx->state_size, error);
+  VmsStripGuest guest = { .ram_size = ctx->mem.size, .ram_block = ctx->ram_block,
+                          .target_page_size = ctx->target_page_size };
+
+  return vms_state_strip_staged(ctx->writer, RAW_STREAM_NAME, &guest, ctx->state_sha256,
+                                &ctx->state_size, error);
 }
 
 static gboolean
@@ -320,7 +344,7 @@ step_commit(SaveCtx *ctx, GError **error)
   m->memory_size_bytes = ctx->mem.size;
   m->vp_count = vms_vcpus_count();
   m->page_size = ctx->mem.page_size;
-  vms_manifest_set_string(&m->architecture, ctx->svc->target_name);
+  vms_manifest_set_string(&m->architecture, vms_service_get_target(ctx->svc));
   m->kind = VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_FULL;
   m->memory_capture = ctx->capture;
   vms_manifest_set_bytes(&m->state_sha256, ctx->state_sha256, VMS_SHA256_LEN);
@@ -329,11 +353,16 @@ step_commit(SaveCtx *ctx, GError **error)
   vms_manifest_set_string(&m->machine_type, ctx->facts.machine_type);
   vms_manifest_set_argv(m, (const char *const *)ctx->facts.argv);
   vms_manifest_set_string(&m->memory_file, VMS_MEMORY_FILE);
+  learn_stream_facts(ctx);
+  m->target_page_size = ctx->target_page_size;
+  if (ctx->ram_block != NULL)
+    vms_manifest_set_string(&m->ram_block, ctx->ram_block);
   if (ctx->diff != NULL && !vms_save_diff_finish(ctx->diff, ctx->writer, m, error))
     return FALSE;
-  if (!vms_save_disks_record(ctx->disks, m, error) ||
+  if (!vms_save_disks_record(ctx->disks, m, error) || !still_held(ctx, error) ||
       !vms_snap_writer_commit(ctx->writer, m, error))
     return FALSE;
+  ctx->holding = FALSE;
   vms_save_disks_keep(ctx->disks);
   if (ctx->t_down_end == 0)
     ctx->t_down_end = g_get_monotonic_time();
@@ -366,10 +395,22 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
   g_autoptr(GError) cont_error = NULL;
   JsonObject *data = json_object_new();
 
-  if (ctx->stopped_by_us && !vms_save_qmp_simple(ctx->svc->qmp, "cont", &cont_error))
+  if (ctx->stopped_by_us && !vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "cont", &cont_error))
     g_prefix_error(error, "(and the VM could not be continued: %s) ", cont_error->message);
+  /* Resumed behind our back: then=pause still means the caller wants it
+   * paused when the command returns. */
+  if (ctx->resumed && ctx->then == VMS_SAVE_THEN_PAUSE) {
+    if (vms_save_qmp_simple(vms_service_get_qmp(ctx->svc), "stop", &cont_error))
+      g_prefix_error(error, "(the VM is paused again, as then=pause asks) ");
+    else
+      g_prefix_error(error, "(and the VM could not be paused again: %s) ", cont_error->message);
+  }
   g_clear_pointer(&ctx->disks, vms_save_disks_free); /* its links, before the directory goes */
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
+  if (vms_qmp_client_is_closed(vms_service_get_qmp(ctx->svc)))
+    g_prefix_error(error, "QEMU is going away (it closed its QMP connection to the plugin), so "
+                          "nothing was committed; a later save into %s removes what this one "
+                          "staged: ", ctx->dir);
   g_prefix_error(error, "snapshot-save %s failed at step '%s': ", ctx->dir, step);
   json_object_set_string_member(data, "dir", ctx->dir);
   json_object_set_string_member(data, "desc", (*error)->message);
@@ -385,7 +426,10 @@ save_digests(SaveCtx *ctx)
 {
   g_autoptr(GError) error = NULL;
   gint64 t0 = g_get_monotonic_time();
-  g_autoptr(VmsSnapshot) s = vms_snapshot_open(vms_snap_writer_get_path(ctx->writer), &error);
+  g_autoptr(VmsSnapshot) s = NULL;
+
+  vms_save_test_hook("digests");
+  s = vms_snapshot_open(vms_snap_writer_get_path(ctx->writer), &error);
 
   ctx->digests = s != NULL && vms_snapshot_write_chunks(s, &error);
   ctx->digests_us = g_get_monotonic_time() - t0;
@@ -404,6 +448,14 @@ static const struct {
   { "commit", step_commit },
 };
 
+static gint64
+thread_cpu_us(void)
+{
+  struct timespec ts;
+  return clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0
+             ? (gint64)ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000 : 0;
+}
+
 /* Runs the steps in order; the time each took goes to the debug log
  * (G_MESSAGES_DEBUG=vmsnap in QEMU's environment). NULL names the step
  * that failed. */
@@ -414,11 +466,17 @@ run_steps(SaveCtx *ctx, GError **error)
   const char *failed = NULL;
 
   for (gsize i = 0; i < G_N_ELEMENTS(save_steps) && failed == NULL; i++) {
-    gint64 t0 = g_get_monotonic_time();
-    if (!save_steps[i].run(ctx, error))
+    gint64 t0 = g_get_monotonic_time(), c0 = thread_cpu_us();
+    vms_save_test_hook(save_steps[i].name);
+    /* snapshot-cancel is checked between steps (vms_service_save_step) */
+    if (!vms_service_save_step(ctx->svc, save_steps[i].name, error) ||
+        !save_steps[i].run(ctx, error))
       failed = save_steps[i].name;
-    g_string_append_printf(times, " %s %.2f", save_steps[i].name,
-                           (double)(g_get_monotonic_time() - t0) / 1000.0);
+    /* The worker's own CPU time too: on a loaded machine it says what the
+     * step costs, the wall time what it took. */
+    g_string_append_printf(times, " %s %.2f (cpu %.2f)", save_steps[i].name,
+                           (double)(g_get_monotonic_time() - t0) / 1000.0,
+                           (double)(thread_cpu_us() - c0) / 1000.0);
   }
   g_debug("snapshot-save %s: step times (ms):%s", ctx->dir, times->str);
   g_string_free(times, TRUE);
@@ -431,9 +489,15 @@ vms_save_run(VmsService *svc, const char *dir, VmsSaveMemory memory, VmsSaveThen
 {
   SaveCtx ctx = { .svc = svc, .dir = dir, .memory = memory, .then = then,
                   .t_start = g_get_monotonic_time() };
-  const char *failed = run_steps(&ctx, error);
+  const char *failed;
   JsonObject *ret;
 
+  if (dir == NULL || dir[0] == '\0') {
+    g_set_error_literal(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                        "snapshot-save: dir is empty; give the snapshot directory");
+    return NULL;
+  }
+  failed = run_steps(&ctx, error);
   if (failed != NULL) {
     save_failed(&ctx, failed, error);
     save_ctx_clear(&ctx);
@@ -453,6 +517,6 @@ vms_save_quit(VmsService *svc)
 {
   g_autoptr(GError) error = NULL;
 
-  if (!vms_save_qmp_simple(svc->qmp, "quit", &error))
+  if (!vms_save_qmp_simple(vms_service_get_qmp(svc), "quit", &error))
     g_debug("quit: %s", error->message);
 }

@@ -3,25 +3,10 @@
 #pragma once
 
 #include <json-glib/json-glib.h>
+#include "save-modes.h"
 #include "service.h"
 
 G_BEGIN_DECLS
-
-typedef enum {
-  VMS_SAVE_MEMORY_LINK,
-  VMS_SAVE_MEMORY_COPY,
-  VMS_SAVE_MEMORY_DIFF,
-} VmsSaveMemory;
-
-typedef enum {
-  VMS_SAVE_THEN_PAUSE,
-  VMS_SAVE_THEN_RESUME,
-  VMS_SAVE_THEN_QUIT,
-} VmsSaveThen;
-
-/* Parses the argument values ("link"/"copy"/"diff", "pause"/"resume"/"quit"). */
-gboolean vms_save_memory_from_string(const char *s, VmsSaveMemory *ret);
-gboolean vms_save_then_from_string(const char *s, VmsSaveThen *ret);
 
 /* Checks what can be refused before anything happens (the mode against the
  * mapping and `then`): no VM state is touched. Any thread. */

@@ -19,6 +19,33 @@
 #define QMP_CONNECT_TIMEOUT_MS 60000
 #define QMP_TIMEOUT_MS 30000
 
+struct _VmsService {
+  VmsPluginOptions opts;
+  char *target_name;
+  GMainContext *context;
+  GMainLoop *loop;
+  GThread *thread;
+  VmsQmpClient *qmp;
+  VmsQmpServer *control;   /* nullable */
+  VmsMonitor *monitor;     /* nullable */
+
+  GMutex lock;             /* guards everything below */
+  GCond ready_cond;        /* signalled when start-up has finished */
+  gboolean started;        /* start-up has finished, well or not */
+  gboolean ready;          /* QMP connected and memory found */
+  char *init_error;        /* why start-up failed, if it did */
+  gboolean running;        /* from query-status, then STOP/RESUME events */
+  VmsMemInfo mem;
+  char *restored_from;
+  guint8 restored_manifest_sha256[32]; /* of restored_from's manifest.bin, as the restore read it */
+  GPtrArray *armed;        /* dirs of link snapshots to invalidate on RESUME */
+  gboolean saving;         /* a snapshot-save runs */
+  const char *save_step;   /* the step it is at (static string), NULL before the first */
+  gboolean save_cancelled; /* snapshot-cancel asked */
+  GCond cancel_cond;       /* signalled by a cancel (VMSNAP_TEST_HOLD_STEP waits on it) */
+  char *vm_generation_id;  /* the vmgenid GUID after start-up; NULL: no vmgenid device */
+};
+
 void
 vms_plugin_options_clear(VmsPluginOptions *opts)
 {
@@ -28,6 +55,7 @@ vms_plugin_options_clear(VmsPluginOptions *opts)
   g_clear_pointer(&opts->mem, g_free);
   g_clear_pointer(&opts->restore, g_free);
   g_clear_pointer(&opts->overlay, g_free);
+  vms_peer_policy_clear(&opts->access);
 }
 
 void
@@ -112,14 +140,65 @@ query_running(VmsService *svc, gboolean *ret_running, GError **error)
   return TRUE;
 }
 
+/* The control socket's greeting version (doc/spec.md 11): QEMU's own
+ * triple — the QEMU the plugin runs in, from its QMP greeting (what
+ * query-version returns) — so client libraries that check a minimum QEMU
+ * accept it; "package" names vmsnap and its version, then QEMU's package.
+ * @qemu_version is NULL when the plugin never reached QEMU's QMP. */
+static JsonObject *
+greeting_version(JsonObject *qemu_version, const char *why_unknown)
+{
+  JsonObject *version = json_object_new();
+  JsonNode *node = qemu_version != NULL ? json_object_get_member(qemu_version, "qemu") : NULL;
+  JsonObject *triple = node != NULL && JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node)
+                                                                    : NULL;
+  const char *package = qemu_version != NULL
+                            ? json_object_get_string_member_with_default(qemu_version, "package", "")
+                            : NULL;
+  g_autofree char *text = NULL;
+
+  if (triple != NULL) {
+    json_object_set_object_member(version, "qemu", json_object_ref(triple));
+  } else {
+    JsonObject *zero = json_object_new();
+    json_object_set_int_member(zero, "major", 0);
+    json_object_set_int_member(zero, "minor", 0);
+    json_object_set_int_member(zero, "micro", 0);
+    json_object_set_object_member(version, "qemu", zero);
+  }
+  if (package != NULL && *package != '\0')
+    text = g_strdup_printf("vmsnap " VMSNAP_VERSION " (QEMU %s)", package);
+  else if (package != NULL)
+    text = g_strdup("vmsnap " VMSNAP_VERSION);
+  else
+    text = g_strdup_printf("vmsnap " VMSNAP_VERSION " (QEMU version unknown: %s)", why_unknown);
+  json_object_set_string_member(version, "package", text);
+  return version;
+}
+
+/* Greets the control clients that waited for QEMU's version. */
+static void
+publish_version(VmsService *svc, const GError *error)
+{
+  g_autoptr(JsonObject) version = NULL;
+
+  if (svc->control == NULL)
+    return;
+  version = greeting_version(error == NULL ? vms_qmp_client_get_version(svc->qmp) : NULL,
+                             error != NULL ? error->message : NULL);
+  vms_qmp_server_set_version(svc->control, version);
+}
+
 static gboolean
 startup_connect(VmsService *svc, VmsMemInfo *ret_mem, GError **error)
 {
   guint64 ram_size = 0;
   gboolean running = FALSE;
 
-  if (!vms_qmp_client_connect_sync(svc->qmp, QMP_CONNECT_TIMEOUT_MS, error) ||
-      !query_running(svc, &running, error))
+  gboolean connected = vms_qmp_client_connect_sync(svc->qmp, QMP_CONNECT_TIMEOUT_MS, error);
+
+  publish_version(svc, connected ? NULL : *error);
+  if (!connected || !query_running(svc, &running, error))
     return FALSE;
   g_mutex_lock(&svc->lock);
   svc->running = running;
@@ -151,7 +230,8 @@ startup_thread(gpointer user_data)
 
   if ((!startup_connect(svc, &mem, &error) ||
        (svc->opts.restore != NULL &&
-        !vms_restore_run(svc->opts.restore, svc->opts.resume, svc->qmp, &mem, restored_sha,
+        !vms_restore_run(svc->opts.restore, svc->opts.resume, svc->opts.libvirt, svc->qmp, &mem,
+                         restored_sha,
                          &error))) &&
       svc->opts.restore != NULL)
     restore_failed(error);
@@ -185,42 +265,20 @@ service_thread(gpointer user_data)
   return NULL;
 }
 
-/* The greeting's version in QEMU's shape ({"qemu": {major, minor, micro},
- * "package"}): QMP libraries (python's qemu.qmp, libvirt) parse exactly
- * that. The triple is vmsnap's own version; "package" says it is vmsnap. */
-static JsonObject *
-greeting_version(void)
-{
-  JsonObject *version = json_object_new();
-  JsonObject *triple = json_object_new();
-  g_auto(GStrv) parts = g_strsplit(VMSNAP_VERSION, ".", 3);
-  static const char *const names[] = { "major", "minor", "micro" };
-  gboolean more = TRUE;
-
-  for (guint i = 0; i < G_N_ELEMENTS(names); i++) {
-    more = more && parts[i] != NULL;
-    json_object_set_int_member(triple, names[i], more ? g_ascii_strtoll(parts[i], NULL, 10) : 0);
-  }
-  json_object_set_object_member(version, "qemu", triple);
-  json_object_set_string_member(version, "package", "vmsnap " VMSNAP_VERSION);
-  return version;
-}
-
 static gboolean
 service_listen(VmsService *svc, GError **error)
 {
-  g_autoptr(JsonObject) version = greeting_version();
-
   if (svc->opts.control != NULL) {
-    svc->control = vms_qmp_server_new(svc->opts.control, svc->context, version,
-                                      vms_commands_qmp_dispatch, svc, error);
+    svc->control = vms_qmp_server_new(svc->opts.control, svc->context, NULL,
+                                      &svc->opts.access, vms_commands_dispatch, svc, error);
     if (svc->control == NULL) {
       g_prefix_error(error, "control=%s: ", svc->opts.control);
       return FALSE;
     }
   }
   if (svc->opts.monitor != NULL) {
-    svc->monitor = vms_monitor_new(svc->opts.monitor, svc, error);
+    svc->monitor = vms_monitor_new(svc->opts.monitor, svc->context, &svc->opts.access,
+                                   vms_commands_dispatch, svc, error);
     if (svc->monitor == NULL) {
       g_prefix_error(error, "monitor=%s: ", svc->opts.monitor);
       return FALSE;
@@ -239,6 +297,7 @@ vms_service_start(VmsPluginOptions *opts, const char *target_name, GError **erro
   svc->target_name = g_strdup(target_name);
   g_mutex_init(&svc->lock);
   g_cond_init(&svc->ready_cond);
+  g_cond_init(&svc->cancel_cond);
   svc->armed = g_ptr_array_new_with_free_func(g_free);
   svc->context = g_main_context_new();
   svc->loop = g_main_loop_new(svc->context, FALSE);
@@ -332,4 +391,115 @@ vms_service_query(VmsService *svc)
   else
     json_object_set_null_member(ret, "restored-from");
   return ret;
+}
+
+VmsQmpClient *
+vms_service_get_qmp(VmsService *svc)
+{
+  return svc->qmp;
+}
+
+const char *
+vms_service_get_target(VmsService *svc)
+{
+  return svc->target_name;
+}
+
+char *
+vms_service_dup_restored(VmsService *svc, guint8 *ret_sha256)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  if (ret_sha256 != NULL)
+    memcpy(ret_sha256, svc->restored_manifest_sha256, sizeof(svc->restored_manifest_sha256));
+  return g_strdup(svc->restored_from);
+}
+
+gboolean
+vms_service_begin_save(VmsService *svc)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  if (svc->saving)
+    return FALSE;
+  svc->saving = TRUE;
+  svc->save_step = NULL;
+  svc->save_cancelled = FALSE;
+  return TRUE;
+}
+
+void
+vms_service_end_save(VmsService *svc)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  svc->saving = FALSE;
+}
+
+/* A cancel during the state capture: QEMU's migration is stopped now, not
+ * at the next step. vms_qmp_client_execute must not run on the service
+ * thread (it waits for that thread), hence a thread of its own. */
+static gpointer
+migrate_cancel_thread(gpointer user_data)
+{
+  VmsService *svc = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(svc->qmp, "migrate_cancel", NULL, -1,
+                                                   QMP_TIMEOUT_MS, &error);
+
+  if (ret == NULL)
+    g_debug("snapshot-cancel: migrate_cancel: %s", error->message);
+  return NULL;
+}
+
+gboolean
+vms_service_cancel_save(VmsService *svc)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  if (!svc->saving || g_strcmp0(svc->save_step, "commit") == 0)
+    return FALSE;
+  if (!svc->save_cancelled && g_strcmp0(svc->save_step, "state") == 0)
+    g_thread_unref(g_thread_new("vmsnap-cancel", migrate_cancel_thread, svc));
+  svc->save_cancelled = TRUE;
+  g_cond_broadcast(&svc->cancel_cond);
+  return TRUE;
+}
+
+/* Test only: VMSNAP_TEST_HOLD_STEP=STEP in QEMU's environment makes every
+ * save wait (up to 30 s) for a snapshot-cancel before STEP, so tests can
+ * cancel at a step of their choosing instead of racing a timer. Under the
+ * service lock. */
+static void
+test_hold_locked(VmsService *svc, const char *step)
+{
+  gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+
+  if (g_strcmp0(g_getenv("VMSNAP_TEST_HOLD_STEP"), step) != 0)
+    return;
+  while (!svc->save_cancelled && g_cond_wait_until(&svc->cancel_cond, &svc->lock, deadline))
+    ;
+}
+
+gboolean
+vms_service_save_step(VmsService *svc, const char *step, GError **error)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  test_hold_locked(svc, step);
+  if (svc->save_cancelled) {
+    g_set_error_literal(error, VMS_ERROR, VMS_ERROR_FAILED,
+                        "cancelled by snapshot-cancel; nothing was committed");
+    return FALSE;
+  }
+  svc->save_step = step;
+  return TRUE;
+}
+
+gboolean
+vms_service_is_running(VmsService *svc)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
+
+  return svc->running;
 }

@@ -9,6 +9,7 @@
 
 #include <glib.h>
 #include "memfile.h"
+#include "conn.h"
 #include "qmp.h"
 
 G_BEGIN_DECLS
@@ -22,36 +23,17 @@ typedef struct {
   char *restore;    /* nullable */
   char *overlay;    /* nullable: the memory file mapped over a share=on placeholder (ram-overlay.h) */
   gboolean resume;  /* default TRUE */
+  VmsPeerPolicy access; /* allow-uids=, allow-gid= (doc/spec.md section 11) */
+  gboolean libvirt; /* libvirt=on: libvirt runs this QEMU (doc/libvirt.md) */
 } VmsPluginOptions;
 
 void vms_plugin_options_clear(VmsPluginOptions *opts);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VmsPluginOptions, vms_plugin_options_clear)
 
-typedef struct _VmsMonitor VmsMonitor;
-
-typedef struct {
-  VmsPluginOptions opts;
-  char *target_name;
-  GMainContext *context;
-  GMainLoop *loop;
-  GThread *thread;
-  VmsQmpClient *qmp;
-  VmsQmpServer *control;   /* nullable */
-  VmsMonitor *monitor;     /* nullable */
-  gint saving;             /* atomic: 1 while a snapshot-save runs */
-
-  GMutex lock;             /* guards everything below */
-  GCond ready_cond;        /* signalled when start-up has finished */
-  gboolean started;        /* start-up has finished, well or not */
-  gboolean ready;          /* QMP connected and memory found */
-  char *init_error;        /* why start-up failed, if it did */
-  gboolean running;        /* from query-status, then STOP/RESUME events */
-  VmsMemInfo mem;
-  char *restored_from;
-  guint8 restored_manifest_sha256[32]; /* of restored_from's manifest.bin, as the restore read it */
-  GPtrArray *armed;        /* dirs of link snapshots to invalidate on RESUME */
-  char *vm_generation_id;  /* the vmgenid GUID after start-up; NULL: no vmgenid device */
-} VmsService;
+/* The plugin's service: its thread, the QMP client to QEMU, both socket
+ * front ends and the VM facts they share. Opaque; read through the
+ * accessors below. */
+typedef struct _VmsService VmsService;
 
 /* Creates the listening sockets (so a bad path stops QEMU at start), then
  * starts the service thread and the start-up worker (connect to QMP, find
@@ -82,5 +64,31 @@ void vms_service_arm_invalidation(VmsService *svc, const char *dir);
 
 /* query-vmsnap's answer (a new object). Any thread. */
 JsonObject *vms_service_query(VmsService *svc);
+
+/* The QMP client that drives QEMU (owned by the service). Any thread. */
+VmsQmpClient *vms_service_get_qmp(VmsService *svc);
+/* QEMU's target name ("x86_64"). Any thread. */
+const char *vms_service_get_target(VmsService *svc);
+/* The snapshot this VM was restored from (caller frees; NULL if none), and
+ * the SHA-256 of its manifest.bin as the restore read it into @ret_sha256
+ * (nullable, 32 bytes). Any thread. */
+char *vms_service_dup_restored(VmsService *svc, guint8 *ret_sha256);
+
+/* The one save slot: takes it (FALSE when a save runs). Any thread. */
+gboolean vms_service_begin_save(VmsService *svc);
+/* Frees the slot. Any thread. */
+void vms_service_end_save(VmsService *svc);
+/* snapshot-cancel: asks the running save to stop. TRUE when it will (it
+ * fails at its next step and commits nothing; during the state capture
+ * QEMU's migration is cancelled at once with migrate_cancel); FALSE when no
+ * save runs or it is already committing. Any thread but the service
+ * thread's callers need not care: it never blocks. */
+gboolean vms_service_cancel_save(VmsService *svc);
+/* The save's worker, before each step: FALSE with an error when a cancel
+ * was asked. @step "commit" is the point of no return: a cancel after it
+ * is refused. */
+gboolean vms_service_save_step(VmsService *svc, const char *step, GError **error);
+/* Whether the VM runs (QEMU's STOP/RESUME events). Any thread. */
+gboolean vms_service_is_running(VmsService *svc);
 
 G_END_DECLS

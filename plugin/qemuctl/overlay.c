@@ -100,7 +100,7 @@ vms_overlay_check_argv(const char *const *argv, GError **error)
 }
 
 gboolean
-vms_overlay_check_state(int state_fd, guint64 ram_size, GError **error)
+vms_overlay_check_state(int state_fd, const VmsStripGuest *guest, GError **error)
 {
   g_autoptr(GError) local = NULL;
   guint64 dropped = 0;
@@ -108,7 +108,7 @@ vms_overlay_check_state(int state_fd, guint64 ram_size, GError **error)
 
   if (sink < 0)
     return vms_set_error_errno(error, errno, "failed to open /dev/null");
-  if (!vms_state_strip_ram(state_fd, sink, ram_size, 4096, &dropped, &local)) {
+  if (!vms_state_strip_ram(state_fd, sink, guest, &dropped, &local)) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
                 "the RAM overlay needs a state.bin without guest RAM pages, and this one could "
                 "not be read as such: %s", local->message);

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <glib.h>
+#include "state-strip.h"
 
 G_BEGIN_DECLS
 
@@ -30,11 +31,12 @@ G_BEGIN_DECLS
 gboolean vms_overlay_check_argv(const char *const *argv, GError **error);
 
 /* Fails (VMS_ERROR_NOT_SUPPORTED) unless the migration stream in @state_fd
- * holds no page of the guest RAM block (@ram_size bytes): QEMU refuses to
+ * holds no page of the guest RAM block (@guest: its size, and the block
+ * name and target page size the manifest recorded): QEMU refuses to
  * load pages of a block x-ignore-shared leaves out ("should not be
  * migrated"), so only a stripped state.bin, or one saved from shared or
  * overlay RAM, restores over the overlay. Reads the stream (state.bin is
  * small unless it carries the RAM). Any thread. */
-gboolean vms_overlay_check_state(int state_fd, guint64 ram_size, GError **error);
+gboolean vms_overlay_check_state(int state_fd, const VmsStripGuest *guest, GError **error);
 
 G_END_DECLS

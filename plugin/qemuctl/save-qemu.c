@@ -64,6 +64,29 @@ query_machine_type(VmsQmpClient *qmp, GError **error)
   return g_strdup(type);
 }
 
+/* How many trailing arguments `vmsnap restore` appended for this run only
+ * ("-S -incoming defer" and the arguments after its "--"), from
+ * VMS_RESTORE_APPENDED_ENV; 0 when QEMU was not started by it or the
+ * command line does not end as the variable says. */
+static guint
+restore_appended(GPtrArray *argv)
+{
+  const char *env = g_getenv(VMS_RESTORE_APPENDED_ENV);
+  guint64 n = env != NULL ? g_ascii_strtoull(env, NULL, 10) : 0;
+  guint at;
+
+  if (n < 3 || n >= argv->len)
+    return 0;
+  at = argv->len - (guint)n;
+  if (!g_str_equal(argv->pdata[at], "-S") || !g_str_equal(argv->pdata[at + 1], "-incoming") ||
+      !g_str_equal(argv->pdata[at + 2], "defer"))
+    return 0;
+  return (guint)n;
+}
+
+/* QEMU's command line as the manifest records it: /proc/self/cmdline
+ * without what a restore appended for this run only, so the recorded
+ * command line does not grow down a chain of diffs (doc/restore.md). */
 static char **
 read_cmdline(GError **error)
 {
@@ -75,6 +98,7 @@ read_cmdline(GError **error)
     return NULL;
   for (gsize i = 0; i < len; i += strlen(text + i) + 1)
     g_ptr_array_add(argv, g_strdup(text + i));
+  g_ptr_array_set_size(argv, argv->len - restore_appended(argv));
   g_ptr_array_add(argv, NULL);
   return (char **)g_ptr_array_free(g_steal_pointer(&argv), FALSE);
 }
@@ -124,16 +148,27 @@ vms_save_query_target_page_size(VmsQmpClient *qmp)
   return size > 0 && size <= G_MAXUINT32 ? (guint32)size : 0;
 }
 
+char *
+vms_save_query_ram_block(VmsQmpClient *qmp)
+{
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(JsonObject) args = json_object_new();
+
+  json_object_set_string_member(args, "path", "/machine");
+  json_object_set_string_member(args, "property", "memory-backend");
+  ret = vms_qmp_client_execute(qmp, "qom-get", args, -1, QMP_TIMEOUT_MS, NULL);
+  if (ret == NULL || json_node_get_value_type(ret) != G_TYPE_STRING)
+    return NULL;
+  /* 7.2 answers with the object's path, "/objects/ram0"; the block is "ram0" */
+  const char *id = strrchr(json_node_get_string(ret), '/');
+  id = id != NULL ? id + 1 : json_node_get_string(ret);
+  return *id != '\0' ? g_strdup(id) : NULL;
+}
+
 /* The migration settings a save changes. QEMU keeps them after the save,
  * and a later real migration by a management layer would inherit them —
  * x-ignore-shared would leave the guest RAM behind — so the save puts back
  * what it found. */
-typedef struct {
-  gboolean ignore_shared;
-  gboolean events;        /* makes QEMU send the MIGRATION events we wait for */
-  gint64 max_bandwidth;
-  gint64 downtime_limit;  /* ms QEMU may hold the VM for the last round of a live migration */
-} MigrationSettings;
 
 /* QEMU throttles a migration to max-bandwidth (default 128 MiB/s in 7.2).
  * Guest RAM of a VM restored with share=off is not shared, so x-ignore-shared
@@ -142,13 +177,14 @@ typedef struct {
  * no guest to protect from the migration's load. */
 #define SAVE_MAX_BANDWIDTH (G_GINT64_CONSTANT(1) << 40)
 
-static gboolean
-query_settings(VmsQmpClient *qmp, MigrationSettings *ret_settings, GError **error)
+gboolean
+vms_migration_settings_query(VmsQmpClient *qmp, VmsMigrationSettings *ret_settings,
+                             GError **error)
 {
   g_autoptr(JsonNode) caps = vms_qmp_client_execute(qmp, "query-migrate-capabilities", NULL, -1,
                                                     QMP_TIMEOUT_MS, error);
   g_autoptr(JsonNode) params = NULL;
-  MigrationSettings s = { 0 };
+  VmsMigrationSettings s = { 0 };
 
   if (caps == NULL || !JSON_NODE_HOLDS_ARRAY(caps))
     return caps != NULL ? (g_set_error(error, VMS_ERROR, VMS_ERROR_QMP,
@@ -175,8 +211,8 @@ query_settings(VmsQmpClient *qmp, MigrationSettings *ret_settings, GError **erro
   return TRUE;
 }
 
-static gboolean
-apply_settings(VmsQmpClient *qmp, const MigrationSettings *s, GError **error)
+gboolean
+vms_migration_settings_apply(VmsQmpClient *qmp, const VmsMigrationSettings *s, GError **error)
 {
   const struct {
     const char *name;
@@ -189,6 +225,8 @@ apply_settings(VmsQmpClient *qmp, const MigrationSettings *s, GError **error)
   JsonArray *list = json_array_new();
 
   for (guint i = 0; i < G_N_ELEMENTS(caps); i++) {
+    if (s->leave_events && g_str_equal(caps[i].name, "events"))
+      continue;
     JsonObject *cap = json_object_new();
     json_object_set_string_member(cap, "capability", caps[i].name);
     json_object_set_boolean_member(cap, "state", caps[i].on);
@@ -235,6 +273,18 @@ close_fd_name(VmsQmpClient *qmp, const char *fdname)
 
   json_object_set_string_member(args, "fdname", fdname);
   ret = vms_qmp_client_execute(qmp, "closefd", args, -1, QMP_TIMEOUT_MS, NULL);
+}
+
+char *
+vms_migration_error_desc(VmsQmpClient *qmp)
+{
+  g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-migrate", NULL, -1, QMP_TIMEOUT_MS,
+                                                   NULL);
+
+  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT(ret))
+    return g_strdup("QEMU gave no reason");
+  return g_strdup(json_object_get_string_member_with_default(json_node_get_object(ret),
+                                                             "error-desc", "QEMU gave no reason"));
 }
 
 /* QEMU sends MIGRATION "completed" before it leaves the finish-migrate run
@@ -302,7 +352,9 @@ wait_completed(VmsQmpClient *qmp, guint64 seq, guint timeout_ms, GError **error)
     return FALSE;
   status = json_object_get_string_member_with_default(event, "status", "");
   if (strcmp(status, "completed") != 0) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_FAILED, "QEMU's migration into state.bin %s", status);
+    g_autofree char *why = vms_migration_error_desc(qmp);
+    g_set_error(error, VMS_ERROR, VMS_ERROR_FAILED, "QEMU's migration into state.bin %s: %s",
+                status, why);
     return FALSE;
   }
   return TRUE;
@@ -409,19 +461,19 @@ with_our_settings(VmsQmpClient *qmp, gint64 downtime_limit,
                   gboolean (*migrate)(VmsQmpClient *qmp, int fd, gpointer data, GError **error),
                   int fd, gpointer data, GError **error)
 {
-  MigrationSettings ours = { .ignore_shared = TRUE, .events = TRUE,
+  VmsMigrationSettings ours = { .ignore_shared = TRUE, .events = TRUE,
                              .max_bandwidth = SAVE_MAX_BANDWIDTH };
-  MigrationSettings prior;
+  VmsMigrationSettings prior;
   g_autoptr(GError) put_back_error = NULL;
   gboolean ok;
 
-  if (!query_settings(qmp, &prior, error))
+  if (!vms_migration_settings_query(qmp, &prior, error))
     return FALSE;
   ours.downtime_limit = downtime_limit > 0 ? downtime_limit : prior.downtime_limit;
-  if (!apply_settings(qmp, &ours, error))
+  if (!vms_migration_settings_apply(qmp, &ours, error))
     return FALSE;
   ok = migrate(qmp, fd, data, error);
-  if (!apply_settings(qmp, &prior, &put_back_error)) {
+  if (!vms_migration_settings_apply(qmp, &prior, &put_back_error)) {
     if (ok)
       g_propagate_prefixed_error(error, g_steal_pointer(&put_back_error),
                                  "cannot put back QEMU's migration settings: ");

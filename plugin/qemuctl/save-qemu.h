@@ -8,10 +8,17 @@
 
 G_BEGIN_DECLS
 
+/* Set by `vmsnap restore` in the environment of the QEMU it execs: the
+ * number of arguments it appended at the end of the command line for that
+ * run only ("-S", "-incoming", "defer" and the EXTRA QEMU ARGS after "--").
+ * A save leaves them out of the recorded command line. */
+#define VMS_RESTORE_APPENDED_ENV "VMSNAP_RESTORE_APPENDED"
+
 typedef struct {
   char *hypervisor_version; /* "QEMU 7.2.x (Debian ...)" from query-version */
   char *machine_type;       /* "pc-i440fx-7.2", from qom-get /machine type */
-  char **argv;              /* QEMU's command line, from /proc/self/cmdline */
+  char **argv;              /* QEMU's command line, from /proc/self/cmdline, without what
+                             * `vmsnap restore` appended (VMS_RESTORE_APPENDED_ENV) */
 } VmsSaveFacts;
 
 void vms_save_facts_clear(VmsSaveFacts *facts);
@@ -27,6 +34,34 @@ gboolean vms_save_qmp_simple(VmsQmpClient *qmp, const char *command, GError **er
  * query-migrate reports it in "ram" "page-size" once a migration has run
  * (it says nothing before the first); 0 when it does not say. */
 guint32 vms_save_query_target_page_size(VmsQmpClient *qmp);
+
+/* The migration settings a save or a restore changes. QEMU keeps them
+ * afterwards, and a later real migration by a management layer would
+ * inherit them, so both put back exactly what they found. */
+typedef struct {
+  gboolean ignore_shared; /* capability x-ignore-shared */
+  gboolean events;        /* capability events: QEMU sends MIGRATION events (libvirt needs it) */
+  gint64 max_bandwidth;   /* parameter max-bandwidth, bytes/s */
+  gint64 downtime_limit;  /* parameter downtime-limit, ms */
+  gboolean leave_events;  /* apply does not set `events` (under libvirt, which owns it) */
+} VmsMigrationSettings;
+
+/* Reads the settings above (query-migrate-capabilities/-parameters). */
+gboolean vms_migration_settings_query(VmsQmpClient *qmp, VmsMigrationSettings *ret_settings,
+                                      GError **error);
+/* Sets all of them (migrate-set-capabilities, migrate-set-parameters). */
+gboolean vms_migration_settings_apply(VmsQmpClient *qmp, const VmsMigrationSettings *s,
+                                      GError **error);
+
+/* Why the last migration failed: query-migrate's error-desc (QEMU's own
+ * words, e.g. the ENOSPC of a full filesystem), or "QEMU gave no reason".
+ * Caller frees. */
+char *vms_migration_error_desc(VmsQmpClient *qmp);
+/* The id of the machine's memory-backend (qom-get /machine memory-backend,
+ * which 7.2 answers with its path "/objects/ID"), which is also its RAM
+ * block's name in the migration stream; NULL when the
+ * machine names none (-numa memdev=, plain -m) or QMP fails. Caller frees. */
+char *vms_save_query_ram_block(VmsQmpClient *qmp);
 
 /* Saves the VM's device state into @fd (not consumed): capabilities
  * x-ignore-shared and events on and max-bandwidth unthrottled, getfd with a

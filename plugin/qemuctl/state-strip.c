@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "stream.h"
 #include "snapdir.h"
 #include "util.h"
 
@@ -38,6 +39,7 @@ typedef struct {
   guint64 page_size;        /* QEMU's target page size; 0 while unknown */
   guint64 stream_page_size; /* what the stream's configuration says; 0 if silent */
   guint64 ram_size;
+  const char *ram_name;     /* nullable: the guest RAM block's idstr, if known */
   gboolean ignore_shared;   /* x-ignore-shared: the block list carries addresses */
   char ram_block[256];      /* idstr of the guest RAM block; "" until found */
   char cur_block[256];      /* block of the last page record */
@@ -148,8 +150,12 @@ parse_block_list(Stream *s, guint64 total)
       return;
     }
     total -= used;
-    if (used == s->ram_size && s->ram_block[0] != '\0')
-      s->bad = "two RAM blocks have the guest RAM's size";
+    if (s->ram_name != NULL && !g_str_equal(block, s->ram_name))
+      continue;
+    if (used != s->ram_size && s->ram_name != NULL)
+      s->bad = "the guest RAM block's size is not the guest RAM's";
+    else if (used == s->ram_size && s->ram_block[0] != '\0')
+      s->bad = "two RAM blocks have the guest RAM's size, and no name tells them apart";
     else if (used == s->ram_size)
       g_strlcpy(s->ram_block, block, sizeof(s->ram_block));
   }
@@ -254,29 +260,28 @@ parse(Stream *s)
   while (parse_section(s))
     ;
   if (s->bad == NULL && s->ram_block[0] == '\0')
-    s->bad = "no RAM block of the guest RAM's size";
+    s->bad = s->ram_name != NULL ? "no RAM block of the guest RAM's name"
+                                 : "no RAM block of the guest RAM's size";
   return s->bad == NULL;
 }
 
+/* The kept ranges, in order, through a GIO stream from @dst_fd's position. */
 static gboolean
 write_kept(const Stream *s, int dst_fd, GError **error)
 {
-  guint64 off = 0;
-
   for (guint i = 0; i < s->keep->len; i += 2) {
     guint64 from = g_array_index(s->keep, guint64, i);
     guint64 n = g_array_index(s->keep, guint64, i + 1);
-    int r = vms_pwrite_full(dst_fd, s->data + from, (gsize)n, off);
-    if (r < 0)
-      return vms_set_error_errno(error, -r, "failed to write the stripped state");
-    off += n;
+    if (!vms_stream_write_all(dst_fd, s->data + from, (gsize)n, NULL, "the stripped state",
+                              error))
+      return FALSE;
   }
   return TRUE;
 }
 
 gboolean
-vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 target_page_size,
-                    guint64 *ret_dropped, GError **error)
+vms_state_strip_ram(int src_fd, int dst_fd, const VmsStripGuest *guest, guint64 *ret_dropped,
+                    GError **error)
 {
   struct stat st;
 
@@ -288,8 +293,8 @@ vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 target_pag
   if (map == MAP_FAILED)
     return vms_set_error_errno(error, errno, "failed to map the state");
   g_autoptr(GArray) keep = g_array_new(FALSE, FALSE, sizeof(guint64));
-  Stream s = { .data = map, .len = (gsize)st.st_size, .page_size = target_page_size,
-               .ram_size = ram_size, .keep = keep };
+  Stream s = { .data = map, .len = (gsize)st.st_size, .page_size = guest->target_page_size,
+               .ram_size = guest->ram_size, .ram_name = guest->ram_block, .keep = keep };
   gboolean ok = parse(&s);
   if (ok) {
     guint64 rest[2] = { s.mark, s.len - s.mark };
@@ -320,9 +325,8 @@ keep_stream(VmsSnapWriter *w, const char *stream_tmp, guint8 ret_sha256[32], gui
 }
 
 gboolean
-vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, guint64 ram_size,
-                       guint32 target_page_size, guint8 ret_sha256[32], guint64 *ret_size,
-                       GError **error)
+vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, const VmsStripGuest *guest,
+                       guint8 ret_sha256[32], guint64 *ret_size, GError **error)
 {
   g_autofree char *stream_tmp = g_strconcat(stream_name, ".tmp", NULL);
   int dirfd = vms_snap_writer_get_dirfd(w);
@@ -335,7 +339,7 @@ vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, guint64 ram_si
   vms_autofd dst = vms_snap_writer_stage(w, VMS_STATE_FILE, error);
   if (dst < 0)
     return FALSE;
-  if (!vms_state_strip_ram(src, dst, ram_size, target_page_size, &dropped, &local)) {
+  if (!vms_state_strip_ram(src, dst, guest, &dropped, &local)) {
     (void)unlinkat(dirfd, VMS_STATE_FILE ".tmp", 0);
     if (!g_error_matches(local, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED)) {
       g_propagate_prefixed_error(error, g_steal_pointer(&local), "%s/%s: ",

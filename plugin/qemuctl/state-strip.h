@@ -23,18 +23,26 @@
 
 G_BEGIN_DECLS
 
+/* The guest RAM whose page records come out. */
+typedef struct {
+  guint64 ram_size;          /* the RAM block's used length: the guest RAM size */
+  const char *ram_block;     /* nullable: its RAM block name (the machine's
+                              * memory-backend id); NULL: the one block of
+                              * ram_size bytes (ambiguous on aarch64 virt, whose
+                              * two flash blocks are 64 MiB each) */
+  guint32 target_page_size;  /* QEMU's target page size (query-migrate); 0: unknown */
+} VmsStripGuest;
+
 /* Reads the migration stream in @src_fd (from offset 0, to its end) and
  * writes it to @dst_fd (an empty file, from offset 0) without the page
- * records (PAGE and ZERO) of the one RAM block whose used length is
- * @ram_size bytes. The target page size is the one the stream's
- * configuration names (QEMU writes it when it is above the target's
- * minimum, as on aarch64), else @target_page_size (QEMU's own, from
- * query-migrate; 0: unknown); when both are given they must agree. No
- * target is special. *@ret_dropped
- * receives the number of page records left out. Fails with
- * VMS_ERROR_NOT_SUPPORTED (nothing written) on a stream it does not
- * understand, VMS_ERROR_IO on I/O errors. Any thread. */
-gboolean vms_state_strip_ram(int src_fd, int dst_fd, guint64 ram_size, guint32 target_page_size,
+ * records (PAGE and ZERO) of @guest's RAM block. The target page size is
+ * the one the stream's configuration names (QEMU writes it when it is
+ * above the target's minimum, as on aarch64), else @guest's
+ * target_page_size; when both are given they must agree. No target is
+ * special. *@ret_dropped receives the number of page records left out.
+ * Fails with VMS_ERROR_NOT_SUPPORTED (nothing written) on a stream it does
+ * not understand, VMS_ERROR_IO on I/O errors. Any thread. */
+gboolean vms_state_strip_ram(int src_fd, int dst_fd, const VmsStripGuest *guest,
                              guint64 *ret_dropped, GError **error);
 
 typedef struct _VmsSnapWriter VmsSnapWriter;
@@ -43,14 +51,13 @@ typedef struct _VmsSnapWriter VmsSnapWriter;
  * the guest may run again: QEMU's raw stream was written to the staged
  * file @stream_name.tmp of @w (not finished: hashing or fsyncing ~RAM-size
  * bytes would be downtime). Writes state.bin as that stream without the
- * guest RAM (vms_state_strip_ram with the guest RAM size @ram_size and
- * QEMU's target page size @target_page_size, 0 if unknown), or, for a
- * stream that is not understood, as the stream itself;
+ * guest RAM (vms_state_strip_ram with @guest), or, for a stream that is not
+ * understood, as the stream itself;
  * finishes state.bin (fsync, rename) and puts its SHA-256 and size into
  * @ret_sha256 and *@ret_size; removes the raw stream. FALSE only on I/O
  * errors. The save's worker thread. */
-gboolean vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name, guint64 ram_size,
-                                guint32 target_page_size, guint8 ret_sha256[32],
+gboolean vms_state_strip_staged(VmsSnapWriter *w, const char *stream_name,
+                                const VmsStripGuest *guest, guint8 ret_sha256[32],
                                 guint64 *ret_size, GError **error);
 
 G_END_DECLS

@@ -1,9 +1,14 @@
 /* vmsnap test guest: the contract between tests/guest and the tests.
  *
- * The guest is a freestanding 32-bit multiboot kernel (no paging, interrupts
- * off). Everything it writes lives at the fixed physical addresses below, so
- * a test can read guest state from outside (QMP `xp`/`pmemsave`, or the
- * memory file) and a diff test can bound the pages the guest dirties:
+ * The guest is a freestanding kernel for two targets, one source (guest.c;
+ * guest-arch.h has what differs): guest.elf, 32-bit multiboot for x86
+ * (no paging, interrupts off), and guest-aarch64.elf, a bare-metal ELF for
+ * QEMU's aarch64 virt machine (EL1, MMU off, interrupts masked).
+ * Everything it writes lives at the fixed offsets below, counted from the
+ * start of guest RAM — the offset in the memory file; the physical address
+ * on x86, VMS_GUEST_RAM_BASE_AARCH64 + offset on aarch64 — so a test can
+ * read guest state from outside (QMP `pmemsave`, or the memory file) and a
+ * diff test can bound the pages the guest dirties:
  *
  *   0x00100000  code and read-only data (loaded by QEMU, never written)
  *   0x00200000  the state page (VmsGuestState below): the only page the idle
@@ -14,8 +19,12 @@
  *               0x00800000 + N * 4096, up to the end of low RAM (at most
  *               3 GiB: the guest never goes above the PCI hole)
  *
- * Devices: isa-debugcon on port 0xe9 (progress lines, below); COM1 (0x3f8,
- * polled, no interrupts) takes commands.
+ * (aarch64: QEMU puts the device tree below 0x00100000, at the start of RAM.)
+ *
+ * Devices: the debug console for progress lines (below) — x86: isa-debugcon
+ * on port 0xe9; aarch64: semihosting SYS_WRITEC, sent by QEMU to
+ * -semihosting-config chardev=. The command UART, polled, no interrupts —
+ * x86: COM1 (0x3f8); aarch64: virt's PL011 (0x09000000).
  *
  * Debugcon lines (each ends with '\n'):
  *   "vmsnap-guest: boot <boot_id>"       once, at the start of a boot
@@ -23,8 +32,8 @@
  *   "vmsnap-guest: tick <counter>"       every 2^26 increments (hex)
  *   "vmsnap-guest: <reply>"              a copy of every command reply
  *
- * Commands on COM1, one per line, numbers decimal or 0x-hex; each gets one
- * reply line on COM1 (and a copy on debugcon):
+ * Commands on the UART, one per line, numbers decimal or 0x-hex; each gets one
+ * reply line on the UART (and a copy on the debug console):
  *   "W <page> <count> <byte>"  fill scratch pages with <byte>  -> "ok W <page> <count> <byte>"
  *   "Z <page> <count>"         zero scratch pages                -> "ok Z <page> <count>"
  *   "C <page> <count> <byte>"  check scratch pages hold <byte>   -> "ok C ..." or "bad C <page>"
@@ -35,6 +44,7 @@
  */
 #pragma once
 
+#define VMS_GUEST_RAM_BASE_AARCH64 0x40000000u /* virt's RAM; x86's starts at 0 */
 #define VMS_GUEST_LOAD_ADDR 0x00100000u
 #define VMS_GUEST_STATE_ADDR 0x00200000u
 #define VMS_GUEST_STACK_ADDR 0x00201000u /* the page; the stack top is +0x1000 */
@@ -49,8 +59,8 @@
 /* state.magic once the guest has filled its pattern. */
 #define VMS_GUEST_MAGIC 0x564d534e41502d47ull /* "VMSNAP-G" */
 
-/* The 32-bit word at physical address A (A a multiple of 4) of the pattern
- * region holds VMS_GUEST_PATTERN_WORD(A). */
+/* The 32-bit word at offset A (A a multiple of 4) of the pattern region
+ * holds VMS_GUEST_PATTERN_WORD(A). */
 #define VMS_GUEST_PATTERN_WORD(a) ((unsigned int)(a) ^ 0xa5c3e10fu)
 
 /* The debugcon prefix of every line. */
@@ -61,10 +71,12 @@
 typedef struct {
   unsigned long long counter;   /* +0: incremented in the guest's main loop */
   unsigned long long magic;     /* +8: VMS_GUEST_MAGIC once ready */
-  unsigned long long boot_id;   /* +16: the TSC at boot: differs between boots, kept by a restore */
+  unsigned long long boot_id;   /* +16: the TSC (aarch64: CNTVCT) at boot: differs between boots,
+                                 * kept by a restore */
   unsigned int commands;        /* +24: commands executed since boot */
   unsigned int line_len;        /* +28: bytes in line[] */
   char line[128];               /* +32: the command line being received */
-  unsigned int scratch_pages;   /* +160: pages in the scratch region (from multiboot's memory info) */
+  unsigned int scratch_pages;   /* +160: pages in the scratch region (from multiboot's memory info
+                                 * or the device tree; 16 MiB of RAM if neither says) */
 } VmsGuestState;
 #endif

@@ -1,52 +1,21 @@
 /* vmsnap test guest: a counter, a pattern and a command loop (guest-abi.h).
  *
- * Freestanding, 32-bit, no paging, interrupts off, no libgcc (so no 64-bit
+ * Freestanding, no paging/MMU, interrupts off, no libgcc (so no 64-bit
  * division: numbers are printed in hex). It has no writable globals: its
  * only writable memory is the state page and the stack page, plus the
  * pattern at boot and the scratch pages a command names, so a diff test can
- * bound what it dirties. */
+ * bound what it dirties. What differs between x86 and aarch64 is in
+ * guest-arch.h. */
 #include <stdint.h>
-#include "guest-abi.h"
+#include "guest-arch.h"
 
-#define ST ((volatile VmsGuestState *)VMS_GUEST_STATE_ADDR)
-#define DEBUGCON 0xe9
-#define COM1 0x3f8
-#define MB_BOOT_MAGIC 0x2BADB002u
+#define ST ((volatile VmsGuestState *)GUEST_PTR(VMS_GUEST_STATE_ADDR))
 #define TICK_MASK 0x03ffffffu /* a tick line every 2^26 increments */
-#define POLL_MASK 0x00000fffu /* look at COM1 every 2^12 increments */
-#define LOW_RAM_MAX 0xc0000000u /* the guest never goes above the PCI hole */
+#define POLL_MASK 0x00000fffu /* look at the UART every 2^12 increments */
+#define LOW_RAM_MAX 0xc0000000u /* the guest never goes above the PCI hole (x86) */
+#define RAM_DEFAULT (16u * 1024u * 1024u) /* when the loader does not say */
 
-typedef struct {
-  uint32_t flags;
-  uint32_t mem_lower; /* KiB below 1 MiB */
-  uint32_t mem_upper; /* KiB from 1 MiB to the first hole */
-} MultibootInfo;
-
-void guest_main(uint32_t magic, const MultibootInfo *mbi);
-
-static inline void
-outb(uint16_t port, uint8_t v)
-{
-  __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint8_t
-inb(uint16_t port)
-{
-  uint8_t v;
-  __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-  return v;
-}
-
-static uint64_t
-rdtsc(void)
-{
-  uint32_t lo, hi;
-  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-  return ((uint64_t)hi << 32) | lo;
-}
-
-/* ---- output: a reply goes to COM1 and, prefixed, to debugcon ---- */
+/* ---- output: a reply goes to the UART and, prefixed, to the debug console ---- */
 
 typedef struct {
   char buf[160];
@@ -95,39 +64,22 @@ debugcon_line(const Line *l)
   const char *p = VMS_GUEST_PREFIX;
 
   while (*p)
-    outb(DEBUGCON, (uint8_t)*p++);
+    arch_debug_putc(*p++);
   for (uint32_t i = 0; i < l->len; i++)
-    outb(DEBUGCON, (uint8_t)l->buf[i]);
-  outb(DEBUGCON, '\n');
-}
-
-static void
-serial_putc(char c)
-{
-  for (int i = 0; i < 100000 && !(inb(COM1 + 5) & 0x20); i++)
-    ;
-  outb(COM1, (uint8_t)c);
+    arch_debug_putc(l->buf[i]);
+  arch_debug_putc('\n');
 }
 
 static void
 reply(const Line *l)
 {
   for (uint32_t i = 0; i < l->len; i++)
-    serial_putc(l->buf[i]);
-  serial_putc('\n');
+    arch_serial_putc(l->buf[i]);
+  arch_serial_putc('\n');
   debugcon_line(l);
 }
 
 /* ---- memory ---- */
-
-static void
-fill_words(uint32_t addr, uint32_t words, uint32_t value)
-{
-  uint32_t dst = addr;
-  uint32_t n = words;
-
-  __asm__ volatile("cld; rep stosl" : "+D"(dst), "+c"(n) : "a"(value) : "memory");
-}
 
 /* The first page in [page, page+count) not filled with @byte, or -1. */
 static int32_t
@@ -137,7 +89,7 @@ check_pages(uint32_t page, uint32_t count, uint8_t byte)
 
   for (uint32_t p = page; p < page + count; p++) {
     const volatile uint32_t *w =
-        (const volatile uint32_t *)(VMS_GUEST_SCRATCH_ADDR + p * VMS_GUEST_PAGE_SIZE);
+        (const volatile uint32_t *)GUEST_PTR(VMS_GUEST_SCRATCH_ADDR + p * VMS_GUEST_PAGE_SIZE);
     for (uint32_t i = 0; i < VMS_GUEST_PAGE_SIZE / 4; i++)
       if (w[i] != want)
         return (int32_t)p;
@@ -148,7 +100,7 @@ check_pages(uint32_t page, uint32_t count, uint8_t byte)
 static void
 fill_pattern(void)
 {
-  volatile uint32_t *w = (volatile uint32_t *)VMS_GUEST_PATTERN_ADDR;
+  volatile uint32_t *w = (volatile uint32_t *)GUEST_PTR(VMS_GUEST_PATTERN_ADDR);
 
   for (uint32_t i = 0; i < VMS_GUEST_PATTERN_SIZE / 4; i++)
     w[i] = VMS_GUEST_PATTERN_WORD(VMS_GUEST_PATTERN_ADDR + i * 4);
@@ -158,7 +110,7 @@ fill_pattern(void)
 static uint32_t
 check_pattern(void)
 {
-  const volatile uint32_t *w = (const volatile uint32_t *)VMS_GUEST_PATTERN_ADDR;
+  const volatile uint32_t *w = (const volatile uint32_t *)GUEST_PTR(VMS_GUEST_PATTERN_ADDR);
 
   for (uint32_t i = 0; i < VMS_GUEST_PATTERN_SIZE / 4; i++) {
     uint32_t a = VMS_GUEST_PATTERN_ADDR + i * 4;
@@ -240,7 +192,7 @@ cmd_pages(char op, const char *args, Line *out)
   if (op == 'C')
     bad = check_pages(a[0], a[1], (uint8_t)a[2]);
   else
-    fill_words(addr, a[1] * (VMS_GUEST_PAGE_SIZE / 4), (uint8_t)a[2] * 0x01010101u);
+    arch_fill_words(addr, a[1] * (VMS_GUEST_PAGE_SIZE / 4), (uint8_t)a[2] * 0x01010101u);
   line_str(out, bad >= 0 ? "bad C " : "ok ");
   if (bad >= 0) {
     line_dec(out, (uint32_t)bad);
@@ -282,8 +234,8 @@ run_command(const char *cmd)
 static void
 poll_serial(void)
 {
-  while (inb(COM1 + 5) & 0x01) {
-    char c = (char)inb(COM1);
+  while (arch_serial_readable()) {
+    char c = arch_serial_getc();
     uint32_t len = ST->line_len;
     if (c == '\r')
       continue;
@@ -305,18 +257,6 @@ poll_serial(void)
 }
 
 static void
-serial_init(void)
-{
-  outb(COM1 + 1, 0x00); /* no interrupts */
-  outb(COM1 + 3, 0x80); /* DLAB */
-  outb(COM1 + 0, 0x01); /* 115200 baud */
-  outb(COM1 + 1, 0x00);
-  outb(COM1 + 3, 0x03); /* 8N1 */
-  outb(COM1 + 2, 0x07); /* FIFO on, cleared */
-  outb(COM1 + 4, 0x03); /* DTR, RTS */
-}
-
-static void
 announce(const char *what, uint64_t value)
 {
   Line l = { .len = 0 };
@@ -325,23 +265,21 @@ announce(const char *what, uint64_t value)
   debugcon_line(&l);
 }
 
+/* @arg0, @arg1: what the entry point got from the loader (guest-arch.h). */
 void
-guest_main(uint32_t magic, const MultibootInfo *mbi)
+guest_main(uintptr_t arg0, uintptr_t arg1)
 {
-  uint32_t end = 16u * 1024u * 1024u;
+  uint64_t size = arch_ram_size(arg0, arg1);
+  uint32_t end = size == 0 ? RAM_DEFAULT : size > LOW_RAM_MAX ? LOW_RAM_MAX : (uint32_t)size;
 
-  if (magic == MB_BOOT_MAGIC && (mbi->flags & 1u))
-    end = 0x00100000u + mbi->mem_upper * 1024u;
-  if (end > LOW_RAM_MAX)
-    end = LOW_RAM_MAX;
   ST->counter = 0;
   ST->magic = 0;
-  ST->boot_id = rdtsc();
+  ST->boot_id = arch_timestamp();
   ST->commands = 0;
   ST->line_len = 0;
   ST->scratch_pages = end > VMS_GUEST_SCRATCH_ADDR
                           ? (end - VMS_GUEST_SCRATCH_ADDR) / VMS_GUEST_PAGE_SIZE : 0;
-  serial_init();
+  arch_serial_init();
   announce("boot ", ST->boot_id);
   fill_pattern();
   ST->magic = VMS_GUEST_MAGIC;

@@ -25,6 +25,7 @@ vms_vm_new(const char *dir)
   vm->smp = 1;
   vm->share = TRUE;
   vm->with_plugin = TRUE;
+  vm->arch = vms_test_arch();
   vm->extra_args = g_ptr_array_new_with_free_func(g_free);
   vm->dir = g_strdup(dir);
   vm->mem_path = g_build_filename(dir, "guest.ram", NULL);
@@ -88,6 +89,45 @@ add(GPtrArray *argv, const char *format, ...)
   va_end(ap);
 }
 
+/* The machine, the guest and its debug console (tests/guest/guest-abi.h). */
+static void
+add_target(GPtrArray *argv, VmsVm *vm)
+{
+  gboolean arm = vms_vm_is_aarch64(vm);
+
+  add(argv, "-machine");
+  add(argv, "%s,memory-backend=ram0", arm ? "virt" : "pc");
+  if (arm) {
+    add(argv, "-cpu");
+    add(argv, "cortex-a57");
+  }
+  add(argv, "-kernel");
+  add(argv, "%s", vm->kernel != NULL ? vm->kernel : vms_test_guest());
+  if (vm->initrd != NULL) {
+    add(argv, "-initrd");
+    add(argv, "%s", vm->initrd);
+  }
+  if (vm->append != NULL) {
+    add(argv, "-append");
+    add(argv, "%s", vm->append);
+  }
+  add(argv, "-chardev");
+  add(argv, "file,id=dbg,path=%s", vm->debugcon_path);
+  if (arm) {
+    add(argv, "-semihosting-config");
+    add(argv, "enable=on,target=native,chardev=dbg");
+  } else {
+    add(argv, "-device");
+    add(argv, "isa-debugcon,iobase=0xe9,chardev=dbg");
+  }
+}
+
+gboolean
+vms_vm_is_aarch64(const VmsVm *vm)
+{
+  return g_str_equal(vm->arch, "aarch64");
+}
+
 GPtrArray *
 vms_vm_build_argv(VmsVm *vm)
 {
@@ -110,22 +150,7 @@ vms_vm_build_argv(VmsVm *vm)
   else
     add(argv, "memory-backend-file,id=ram0,size=%uM,mem-path=%s,share=%s", vm->mem_mib,
         vm->mem_path, vm->share ? "on" : "off");
-  add(argv, "-machine");
-  add(argv, "pc,memory-backend=ram0");
-  add(argv, "-kernel");
-  add(argv, "%s", vm->kernel != NULL ? vm->kernel : vms_test_guest());
-  if (vm->initrd != NULL) {
-    add(argv, "-initrd");
-    add(argv, "%s", vm->initrd);
-  }
-  if (vm->append != NULL) {
-    add(argv, "-append");
-    add(argv, "%s", vm->append);
-  }
-  add(argv, "-chardev");
-  add(argv, "file,id=dbg,path=%s", vm->debugcon_path);
-  add(argv, "-device");
-  add(argv, "isa-debugcon,iobase=0xe9,chardev=dbg");
+  add_target(argv, vm);
   add(argv, "-chardev");
   add(argv, "socket,id=ser0,path=%s,server=on,wait=off", vm->serial_path);
   add(argv, "-serial");
@@ -179,13 +204,14 @@ vms_vm_spawn(VmsVm *vm, const char *const *argv, GError **error)
   g_subprocess_launcher_take_stdout_fd(launcher, fcntl(fd, F_DUPFD_CLOEXEC, 0));
   g_subprocess_launcher_take_stderr_fd(launcher, fd);
   g_subprocess_launcher_set_child_setup(launcher, child_setup, NULL, NULL);
+  vms_harness_sanitizer_env(launcher);
   if (g_getenv("VMSNAP_TEST_VERBOSE") != NULL) {
     g_autofree char *cmd = g_strjoinv(" ", (char **)argv);
     g_test_message("spawn: %s", cmd);
   }
   vm->proc = g_subprocess_launcher_spawnv(launcher, argv, error);
   if (vm->proc == NULL)
-    return FALSE;
+    return vms_harness_said(FALSE, error, "vms_vm_spawn");
   if (vms_harness_live_procs != NULL)
     g_ptr_array_add(vms_harness_live_procs, vm->proc);
   return TRUE;
@@ -212,11 +238,11 @@ vms_vm_connect(VmsVm *vm, guint timeout_ms, GError **error)
     if (vm->proc != NULL && g_subprocess_get_identifier(vm->proc) == NULL) {
       g_autofree char *err = vms_vm_stderr(vm);
       g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "QEMU exited at start: %s", err);
-      return FALSE;
+      return vms_harness_said(FALSE, error, "vms_vm_connect");
     }
     if (g_get_monotonic_time() >= deadline) {
       g_propagate_error(error, g_steal_pointer(&local));
-      return FALSE;
+      return vms_harness_said(FALSE, error, "vms_vm_connect");
     }
   }
   return TRUE;
@@ -255,7 +281,7 @@ vms_vm_wait_exit(VmsVm *vm, guint timeout_ms, int *ret_status, GError **error)
       g_subprocess_force_exit(vm->proc);
       while (!done)
         g_main_context_iteration(NULL, TRUE);
-      return FALSE;
+      return vms_harness_said(FALSE, error, "vms_vm_wait_exit");
     }
     g_main_context_iteration(NULL, FALSE);
     g_usleep(5 * 1000);

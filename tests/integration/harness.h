@@ -3,6 +3,10 @@
  *
  * Environment (set by tests/integration/meson.build; each has a default):
  *   VMSNAP_QEMU         the QEMU binary (default: qemu-system-x86_64 in PATH)
+ *   VMSNAP_TEST_ARCH    the guest's target, x86_64 (default) or aarch64: the
+ *                       machine (pc; virt -cpu cortex-a57) and the guest's
+ *                       devices (tests/guest/guest-abi.h); VMSNAP_QEMU and
+ *                       VMSNAP_GUEST must match it
  *   VMSNAP_PLUGIN       libvmsnap.so (a VM with with_plugin fails to start without it)
  *   VMSNAP_GUEST        tests/guest/guest.elf
  *   VMSNAP_CLI          the vmsnap tool
@@ -47,6 +51,8 @@ const char *vms_test_qemu(void);
 const char *vms_test_plugin(void);
 const char *vms_test_guest(void);
 const char *vms_test_cli(void);
+/* VMSNAP_TEST_ARCH: "x86_64" or "aarch64" (anything else is fatal). */
+const char *vms_test_arch(void);
 gboolean vms_test_have_plugin(void);
 
 /* A fresh directory "<tmpdir>/vmsnap-<name>-XXXXXX" (caller frees the
@@ -144,6 +150,7 @@ typedef struct {
   guint smp;              /* 1 */
   gboolean share;         /* memory-backend-file share=on (TRUE) */
   char *mem_path;         /* "<dir>/guest.ram" */
+  const char *arch;       /* the guest's target, "x86_64" or "aarch64" (vms_test_arch()) */
   gboolean with_plugin;   /* load VMSNAP_PLUGIN with qmp=, control=, monitor= (TRUE) */
   char *plugin_extra;     /* appended to the -plugin argument, e.g. "restore=/x,resume=off" (NULL) */
   gboolean incoming_defer; /* add "-incoming defer" (FALSE) */
@@ -160,8 +167,8 @@ typedef struct {
   char *control_path;     /* "control.sock": the plugin's control socket */
   char *monitor_path;     /* "monitor.sock": the plugin's monitor console */
   char *test_qmp_path;    /* "test-qmp.sock": QEMU's QMP for the test itself */
-  char *serial_path;      /* "serial.sock": COM1 of the guest (commands) */
-  char *debugcon_path;    /* "debugcon.log": port 0xe9 */
+  char *serial_path;      /* "serial.sock": the guest's command UART */
+  char *debugcon_path;    /* "debugcon.log": the guest's debug console */
   char *stderr_path;      /* "qemu.stderr": QEMU's stderr (and stdout) */
 
   /* While running. */
@@ -176,6 +183,9 @@ VmsVm *vms_vm_new(const char *dir);
 /* Kills QEMU (SIGKILL) if it runs, reaps it, frees everything. NULL is fine. */
 void vms_vm_free(VmsVm *vm);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsVm, vms_vm_free)
+
+/* @vm->arch is aarch64 (guest RAM at VMS_GUEST_RAM_BASE_AARCH64). */
+gboolean vms_vm_is_aarch64(const VmsVm *vm);
 
 /* The QEMU argv for @vm's configuration (caller owns, NULL-terminated). */
 GPtrArray *vms_vm_build_argv(VmsVm *vm);
@@ -208,8 +218,10 @@ gsize vms_vm_debugcon_size(VmsVm *vm);
 /* Waits for "vmsnap-guest: ready" on debugcon. */
 gboolean vms_vm_wait_ready(VmsVm *vm, guint timeout_ms, GError **error);
 
-/* Reads guest-physical memory through the test QMP (pmemsave into a temp
- * file in vm->dir). Works while the VM runs or is paused. */
+/* Reads guest RAM at @addr, an offset from the start of guest RAM as in
+ * guest-abi.h (the physical address on x86), through the test QMP
+ * (pmemsave into a temp file in vm->dir). Works while the VM runs or is
+ * paused. */
 GBytes *vms_vm_read_phys(VmsVm *vm, guint64 addr, gsize len, GError **error);
 /* The guest's counter (VMS_GUEST_COUNTER_ADDR) and its whole state page. */
 gboolean vms_vm_read_counter(VmsVm *vm, guint64 *ret_counter, GError **error);

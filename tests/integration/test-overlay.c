@@ -8,17 +8,19 @@
 
 #include <sys/stat.h>
 
-/* `vmsnap restore @snap --runtime-dir @f->dir/@name @extra...`, started
- * (and, unless @paused, running). */
+/* `env @env vmsnap restore @snap --runtime-dir @f->dir/@name [--paused]`,
+ * started (and, unless @paused, running). @env: "NAME=VALUE" or NULL. */
 static VmsVm *
-restore_with(Fixture *f, guint slot, const char *name, const char *snap, gboolean paused)
+restore_env(Fixture *f, guint slot, const char *name, const char *snap, gboolean paused,
+            const char *env)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *dir = g_build_filename(f->dir, name, NULL);
 
   g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
   VmsVm *vm = f->vms[slot] = vms_vm_new(dir);
-  const char *const argv[] = { vms_test_cli(), "restore", snap, "--runtime-dir", dir,
+  const char *const argv[] = { "env", env != NULL ? env : "VMSNAP_TEST_NOTHING=1", vms_test_cli(),
+                               "restore", snap, "--runtime-dir", dir,
                                paused ? "--paused" : NULL, NULL };
   g_assert_true(vms_vm_spawn(vm, argv, &error));
   g_assert_no_error(error);
@@ -29,6 +31,12 @@ restore_with(Fixture *f, guint slot, const char *name, const char *snap, gboolea
   if (!paused)
     wait_running(vm);
   return vm;
+}
+
+static VmsVm *
+restore_with(Fixture *f, guint slot, const char *name, const char *snap, gboolean paused)
+{
+  return restore_env(f, slot, name, snap, paused, NULL);
 }
 
 /* The RAM total of the save's live migration, from the plugin's debug
@@ -97,6 +105,37 @@ test_diff(Fixture *f, gconstpointer data)
   guest_cmd(c2, "C 300 37 66");
   guest_cmd(c2, "C 100 8 90");
   guest_cmd(c2, "K");
+}
+
+/* A diff written while the guest runs (diff-precopy.c; the threshold
+ * lowered for the 64 MiB guest): then=pause, so the state page the guest
+ * kept writing during the pre-copy must hold the paused VM's counter —
+ * only the copy made with the VM stopped has it. */
+static void
+test_precopy(Fixture *f, gconstpointer data)
+{
+  const char *base = base_snapshot();
+  g_autofree char *d1 = g_build_filename(f->dir, "d1", NULL);
+  g_autofree char *flat = g_build_filename(f->dir, "d1.flat", NULL);
+  g_autofree char *flat_mem = g_build_filename(flat, "memory.bin", NULL);
+
+  VmsVm *vm = restore_env(f, 0, "c1", base, FALSE, "VMSNAP_TEST_PRECOPY_MIN_BYTES=4096");
+  guest_cmd(vm, "W 300 37 66");
+  guest_cmd(vm, "Z 100 2");
+  g_autoptr(JsonObject) r = save(vm, d1, "diff", "pause");
+  g_autoptr(VmsSnapshot) s = assert_diff_manifest(d1, base, r);
+  g_autofree char *log = vms_vm_stderr(vm);
+  g_assert_nonnull(strstr(log, "written while the guest runs"));
+  g_assert_nonnull(strstr(log, "written again with the VM stopped"));
+  guint64 paused = guest_counter(vm);
+  flatten(d1, flat);
+  g_assert_cmpuint(file_u64(flat_mem, VMS_GUEST_COUNTER_ADDR), ==, paused);
+  for (guint p = 300; p < 337; p++)
+    assert_page_filled(flat_mem, scratch(p), 66);
+  assert_page_filled(flat_mem, scratch(100), 0);
+  assert_page_filled(flat_mem, scratch(102), 90);
+  g_autoptr(GArray) list = read_map(d1, NULL);
+  g_assert_cmpuint(vms_extents_total(list), <=, (39 + GUEST_OWN_PAGES + SLACK_PAGES) * PAGE);
 }
 
 /* A paused clone waits with its state loaded; `cont` starts it where the
@@ -228,6 +267,7 @@ main(int argc, char **argv)
   vms_test_init(&argc, &argv);
   g_setenv("G_MESSAGES_DEBUG", "vmsnap", TRUE); /* QEMU's plugin logs its migration */
   g_test_add("/overlay/diff", Fixture, NULL, setup, test_diff, teardown);
+  g_test_add("/overlay/precopy", Fixture, NULL, setup, test_precopy, teardown);
   g_test_add("/overlay/paused", Fixture, NULL, setup, test_paused, teardown);
   g_test_add("/overlay/fallback", Fixture, NULL, setup, test_fallback, teardown);
   g_test_add("/overlay/plugin-refuses", Fixture, NULL, setup, test_plugin_refuses, teardown);

@@ -164,6 +164,53 @@ test_help(Fixture *f, gconstpointer data)
   }
 }
 
+/* `vmsnap help CMD` is `vmsnap CMD --help`; an unknown one is an error. */
+static void
+test_help_command(Fixture *f, gconstpointer data)
+{
+  g_auto(VmsTestRun) a = { 0 };
+  g_auto(VmsTestRun) b = { 0 };
+  g_auto(VmsTestRun) bad = { 0 };
+
+  vms_test_run_vmsnap(&a, "help", "restore", NULL);
+  vms_test_run_vmsnap(&b, "restore", "--help", NULL);
+  g_assert_cmpint(a.status, ==, 0);
+  g_assert_cmpstr(a.out, ==, b.out);
+  g_assert_nonnull(strstr(a.out, "--libvirt"));
+  vms_test_run_vmsnap(&bad, "help", "frobnicate", NULL);
+  g_assert_cmpint(bad.status, ==, 1);
+  g_assert_nonnull(strstr(bad.err, "vmsnap: error: help: unknown command 'frobnicate'"));
+}
+
+/* With --json an error is one JSON object (a QMP error) on stderr. */
+static void
+test_json_error(Fixture *f, gconstpointer data)
+{
+  g_autofree char *missing = g_build_filename(f->tmp, "missing", NULL);
+  const char *const cases[][3] = {
+    { "info", "--json", missing },
+    { "info", "--json", "--bogus" },
+    { "apply-diff", "--json", missing },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    g_auto(VmsTestRun) r = { 0 };
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) error = NULL;
+
+    vms_test_run_vmsnap(&r, cases[i][0], cases[i][1], cases[i][2], NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_cmpstr(r.out, ==, "");
+    g_assert_true(json_parser_load_from_data(parser, r.err, -1, &error));
+    g_assert_no_error(error);
+    JsonObject *e = json_object_get_object_member(json_node_get_object(json_parser_get_root(parser)),
+                                                  "error");
+    g_assert_cmpstr(json_object_get_string_member(e, "class"), ==, "GenericError");
+    g_assert_nonnull(strstr(json_object_get_string_member(e, "desc"),
+                            i == 1 ? "--bogus" : "missing"));
+  }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -177,6 +224,8 @@ main(int argc, char **argv)
   ADD("/cli/verify-diff-chain", test_verify_diff_chain);
   ADD("/cli/usage-errors", test_usage_errors);
   ADD("/cli/help", test_help);
+  ADD("/cli/help-command", test_help_command);
+  ADD("/cli/json-error", test_json_error);
 #undef ADD
   return g_test_run();
 }

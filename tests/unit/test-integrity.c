@@ -4,6 +4,7 @@
  * concurrent flattens and restores of one diff; modes whatever the umask. */
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -275,6 +276,61 @@ test_modes(Chain *c, gconstpointer data)
   }
 }
 
+/* Issue 10 items 8 and 9: a new writer removes every staged leftover (the
+ * raw state stream too); a snapshot on a read-only filesystem is refused
+ * before QEMU with the option that helps. */
+static void
+test_leftovers(Chain *c, gconstpointer data)
+{
+  g_autofree char *dir = g_build_filename(c->tmp, "crashed", NULL);
+  const char *names[] = { "state.stream.tmp", "memory.bin.tmp", "manifest.bin.tmp",
+                          "memory.chunks.tmp", "state.bin.tmp", "memory.diff.tmp",
+                          "memory.map.tmp" };
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
+  for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+    g_autofree char *p = g_build_filename(dir, names[i], NULL);
+    g_assert_true(g_file_set_contents(p, "x", 1, NULL));
+  }
+  g_autoptr(VmsSnapWriter) w = vms_snap_writer_new(dir, &error);
+  g_assert_no_error(error);
+  for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+    g_autofree char *p = g_build_filename(dir, names[i], NULL);
+    if (g_file_test(p, G_FILE_TEST_EXISTS))
+      g_error("%s survived a new writer", names[i]);
+  }
+}
+
+static void
+test_read_only(Chain *c, gconstpointer data)
+{
+  g_autofree char *ro = g_build_filename(c->tmp, "ro", NULL);
+  g_autofree char *snap = g_build_filename(ro, "base", NULL);
+  g_autofree char *d1 = g_build_filename(ro, "d1", NULL);
+  g_autofree char *ram = g_build_filename(ro, "guest.ram", NULL);
+  g_autofree char *elsewhere = g_build_filename(c->tmp, "flat", NULL);
+  g_autoptr(VmsManifest) m = NULL;
+  g_auto(VmsTestRun) r1 = { 0 }, r2 = { 0 }, r3 = { 0 };
+
+  g_assert_cmpint(g_mkdir_with_parents(ro, 0700), ==, 0);
+  if (mount("vmsnap-test", ro, "tmpfs", 0, "size=16m") < 0) {
+    vms_test_cannot_run("cannot mount a tmpfs (needs CAP_SYS_ADMIN)");
+    return;
+  }
+  m = vms_test_make_full_snapshot(snap, ram, MEM_SIZE, 256);
+  add_diff(d1, snap, "../base");
+  g_assert_cmpint(mount(NULL, ro, NULL, MS_REMOUNT | MS_RDONLY, NULL), ==, 0);
+  vms_test_run_vmsnap(&r1, "restore", snap, NULL);
+  expect_error(&r1, "is on a read-only filesystem");
+  g_assert_nonnull(strstr(r1.err, "copy the snapshot to a writable filesystem"));
+  vms_test_run_vmsnap(&r2, "restore", d1, NULL);
+  expect_error(&r2, "give --flatten-to DIR2 on a writable filesystem");
+  vms_test_run_vmsnap(&r3, "restore", "--flatten-to", elsewhere, d1, NULL);
+  expect_restore_checks_pass(&r3);
+  g_assert_cmpint(umount2(ro, MNT_DETACH), ==, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -286,6 +342,8 @@ main(int argc, char **argv)
   ADD("/integrity/apply-diff-hard-link", test_apply_diff_hard_link);
   ADD("/integrity/concurrent", test_concurrent);
   ADD("/integrity/modes", test_modes);
+  ADD("/integrity/leftovers", test_leftovers);
+  ADD("/integrity/read-only", test_read_only);
 #undef ADD
   return g_test_run();
 }

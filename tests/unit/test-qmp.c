@@ -14,6 +14,7 @@
 #include "error.h"
 #include "helpers.h"
 #include "qmp.h"
+#include "qmp-fixture.h"
 
 /* ---- splitter ---- */
 
@@ -96,155 +97,6 @@ test_splitter_edges(void)
   g_assert_cmpstr(ok, ==, "{\"ab\":1}");
 }
 
-/* ---- a service context on its own thread ---- */
-
-typedef struct {
-  char *dir;
-  char *path;
-  GMainContext *ctx;
-  GMainLoop *loop;
-  GThread *thread;
-  VmsQmpServer *server;
-  VmsQmpRequest *held;   /* a request the handler did not answer yet */
-  GMutex lock;
-} Fixture;
-
-static gpointer
-loop_thread(gpointer data)
-{
-  Fixture *f = data;
-
-  g_main_context_push_thread_default(f->ctx);
-  g_main_loop_run(f->loop);
-  g_main_context_pop_thread_default(f->ctx);
-  return NULL;
-}
-
-static void
-dispatch(VmsQmpRequest *req, const char *command, JsonObject *args, gpointer user_data)
-{
-  Fixture *f = user_data;
-
-  if (strcmp(command, "echo") == 0) {
-    JsonObject *ret = json_object_new();
-    json_object_set_string_member(ret, "said",
-                                  json_object_get_string_member_with_default(args, "text", ""));
-    vms_qmp_request_return(req, json_node_init_object(json_node_alloc(), ret));
-    json_object_unref(ret);
-  } else if (strcmp(command, "hold") == 0) {
-    g_mutex_lock(&f->lock);
-    f->held = req;
-    g_mutex_unlock(&f->lock);
-  } else {
-    vms_qmp_request_error(req, "The command %s has not been found", command);
-  }
-}
-
-static void
-fixture_setup(Fixture *f, gconstpointer data)
-{
-  g_autoptr(JsonObject) version = json_object_new();
-  g_autoptr(GError) error = NULL;
-
-  f->dir = vms_test_tmpdir(NULL);
-  f->path = g_build_filename(f->dir, "ctl.sock", NULL);
-  g_mutex_init(&f->lock);
-  f->ctx = g_main_context_new();
-  f->loop = g_main_loop_new(f->ctx, FALSE);
-  f->server = vms_qmp_server_new(f->path, f->ctx, version, dispatch, f, &error);
-  g_assert_no_error(error);
-  f->thread = g_thread_new("svc", loop_thread, f);
-}
-
-static gboolean
-quit_cb(gpointer data)
-{
-  g_main_loop_quit(data);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-fixture_teardown(Fixture *f, gconstpointer data)
-{
-  g_main_context_invoke(f->ctx, quit_cb, f->loop);
-  g_thread_join(f->thread);
-  vms_qmp_server_free(f->server);
-  g_assert_false(g_file_test(f->path, G_FILE_TEST_EXISTS));
-  g_main_loop_unref(f->loop);
-  g_main_context_unref(f->ctx);
-  vms_test_rmtree(f->dir);
-  g_free(f->dir);
-  g_free(f->path);
-  g_mutex_clear(&f->lock);
-}
-
-/* A blocking raw client reading newline-terminated messages. */
-typedef struct {
-  int fd;
-  GString *buf;
-} Raw;
-
-static Raw *
-raw_connect(const char *path)
-{
-  struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  Raw *r = g_new0(Raw, 1);
-  struct timeval tv = { .tv_sec = 10 };
-
-  g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
-  r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  g_assert_cmpint(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
-  setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  r->buf = g_string_new(NULL);
-  return r;
-}
-
-static void
-raw_free(Raw *r)
-{
-  close(r->fd);
-  g_string_free(r->buf, TRUE);
-  g_free(r);
-}
-
-static void
-raw_send(Raw *r, const char *text)
-{
-  g_assert_cmpint(write(r->fd, text, strlen(text)), ==, (gssize)strlen(text));
-}
-
-/* The next message as a JsonObject (caller unrefs). */
-static JsonObject *
-raw_read(Raw *r)
-{
-  for (;;) {
-    char *nl = strchr(r->buf->str, '\n');
-    char chunk[4096];
-    gssize n;
-
-    if (nl != NULL) {
-      g_autofree char *line = g_strndup(r->buf->str, (gsize)(nl - r->buf->str));
-      g_autoptr(JsonParser) p = json_parser_new();
-      g_string_erase(r->buf, 0, nl - r->buf->str + 1);
-      g_assert_true(json_parser_load_from_data(p, line, -1, NULL));
-      return json_object_ref(json_node_get_object(json_parser_get_root(p)));
-    }
-    n = read(r->fd, chunk, sizeof(chunk));
-    g_assert_cmpint(n, >, 0);
-    g_string_append_len(r->buf, chunk, n);
-  }
-}
-
-static const char *
-error_desc(JsonObject *msg)
-{
-  JsonObject *err = json_object_get_object_member(msg, "error");
-
-  g_assert_nonnull(err);
-  g_assert_cmpstr(json_object_get_string_member(err, "class"), ==, "GenericError");
-  return json_object_get_string_member(err, "desc");
-}
-
 static void
 test_server_protocol(Fixture *f, gconstpointer data)
 {
@@ -321,21 +173,15 @@ test_server_client_gone(Fixture *f, gconstpointer data)
 {
   Raw *r = raw_connect(f->path);
   Raw *other;
-  VmsQmpRequest *held = NULL;
   JsonObject *m;
 
   json_object_unref(raw_read(r));
   raw_send(r, "{\"execute\": \"qmp_capabilities\"}{\"execute\": \"hold\"}");
   json_object_unref(raw_read(r));
-  while (held == NULL) {
-    g_usleep(1000);
-    g_mutex_lock(&f->lock);
-    held = f->held;
-    g_mutex_unlock(&f->lock);
-  }
+  wait_held(f);
   raw_free(r);
   g_usleep(50 * 1000);
-  vms_qmp_request_return(held, NULL);
+  answer_held(f);
   other = raw_connect(f->path);
   json_object_unref(raw_read(other));
   raw_send(other, "{\"execute\": \"qmp_capabilities\"}");
@@ -355,19 +201,13 @@ test_server_order(Fixture *f, gconstpointer data)
   Raw *r = raw_connect(f->path);
   Raw *other = raw_connect(f->path);
   struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
-  VmsQmpRequest *held = NULL;
   JsonObject *m;
 
   json_object_unref(raw_read(r));
   raw_send(r, "{\"execute\": \"qmp_capabilities\"}{\"execute\": \"hold\", \"id\": 1}"
               "{\"execute\": \"echo\", \"arguments\": {\"text\": \"second\"}, \"id\": 2}");
   json_object_unref(raw_read(r));
-  while (held == NULL) {
-    g_usleep(1000);
-    g_mutex_lock(&f->lock);
-    held = f->held;
-    g_mutex_unlock(&f->lock);
-  }
+  wait_held(f);
   /* The echo waits behind the held command... */
   g_assert_cmpint(poll(&pfd, 1, 200), ==, 0);
   g_assert_cmpuint(r->buf->len, ==, 0);
@@ -379,7 +219,7 @@ test_server_order(Fixture *f, gconstpointer data)
   g_assert_cmpint(json_object_get_int_member(m, "id"), ==, 9);
   json_object_unref(m);
 
-  vms_qmp_request_return(held, NULL); /* from this thread, as a save worker would */
+  answer_held(f);
   m = raw_read(r);
   g_assert_cmpint(json_object_get_int_member(m, "id"), ==, 1);
   json_object_unref(m);
@@ -517,6 +357,13 @@ run_loop(gpointer loop)
 {
   g_main_loop_run(loop);
   return NULL;
+}
+
+static gboolean
+quit_cb(gpointer data)
+{
+  g_main_loop_quit(data);
+  return G_SOURCE_REMOVE;
 }
 
 static void

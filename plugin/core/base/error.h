@@ -24,6 +24,8 @@ typedef enum {
   VMS_ERROR_BUSY,             /* another operation is in progress */
   VMS_ERROR_QMP,              /* QEMU answered a QMP command with an error */
   VMS_ERROR_NO_DIGESTS,       /* a snapshot has no memory digests: it cannot be verified */
+  VMS_ERROR_COMMAND_NOT_FOUND, /* no command of that name (QMP class CommandNotFound) */
+  VMS_ERROR_RESUMED,          /* someone else resumed the VM during a save */
 } VmsErrorCode;
 
 GQuark vms_error_quark(void);

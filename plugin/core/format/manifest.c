@@ -87,17 +87,70 @@ vms_manifest_set_argv(VmsManifest *m, const char *const *argv)
   m->n_qemu_argv = n;
 }
 
+/* The trailer: field 23 (content_sha256), wire type 2, tag varint 0xba 0x01,
+ * length 32, then the digest. */
+static const guint8 seal_tag[] = { 0xba, 0x01, VMS_SHA256_LEN };
+#define SEAL_LEN (sizeof seal_tag + VMS_SHA256_LEN)
+
+static void
+sha256(const guint8 *data, gsize len, guint8 ret[VMS_SHA256_LEN])
+{
+  g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+  gsize dlen = VMS_SHA256_LEN;
+
+  g_checksum_update(sum, data, len);
+  g_checksum_get_digest(sum, ret, &dlen);
+}
+
+GBytes *
+vms_manifest_seal(const guint8 *data, gsize len)
+{
+  guint8 *buf = g_malloc(len + SEAL_LEN);
+
+  memcpy(buf, data, len);
+  memcpy(buf + len, seal_tag, sizeof seal_tag);
+  sha256(data, len, buf + len + sizeof seal_tag);
+  return g_bytes_new_take(buf, len + SEAL_LEN);
+}
+
 GBytes *
 vms_manifest_encode(const VmsManifest *m)
 {
+  VmsManifest body;
+  g_autofree guint8 *buf = NULL;
   gsize len;
-  guint8 *buf;
 
   g_return_val_if_fail(m != NULL, NULL);
-  len = vmsnap__v1__snapshot_manifest__get_packed_size(m);
+  /* A shallow copy without the checksum: it is appended, never packed. */
+  body = *m;
+  body.content_sha256 = (ProtobufCBinaryData){ 0 };
+  len = vmsnap__v1__snapshot_manifest__get_packed_size(&body);
   buf = g_malloc(len > 0 ? len : 1);
-  vmsnap__v1__snapshot_manifest__pack(m, buf);
-  return g_bytes_new_take(buf, len);
+  vmsnap__v1__snapshot_manifest__pack(&body, buf);
+  return vms_manifest_seal(buf, len);
+}
+
+/* The checksum first: a flipped bit anywhere fails here, before protobuf
+ * could read a changed value as a valid one. */
+static gboolean
+check_seal(const guint8 *data, gsize len, GError **error)
+{
+  guint8 digest[VMS_SHA256_LEN];
+
+  if (len < SEAL_LEN || memcmp(data + len - SEAL_LEN, seal_tag, sizeof seal_tag) != 0) {
+    g_set_error_literal(error, VMS_ERROR, VMS_ERROR_CORRUPT,
+                        "manifest has no checksum (its last field is not content_sha256): "
+                        "corrupt, or written by a vmsnap without manifest checksums");
+    return FALSE;
+  }
+  sha256(data, len - SEAL_LEN, digest);
+  if (memcmp(digest, data + len - VMS_SHA256_LEN, VMS_SHA256_LEN) != 0) {
+    g_set_error_literal(error, VMS_ERROR, VMS_ERROR_CORRUPT,
+                        "manifest is corrupt: its checksum (content_sha256) doesn't match its "
+                        "content");
+    return FALSE;
+  }
+  return TRUE;
 }
 
 /* Fields this vmsnap doesn't know (from a newer writer, or junk such as a
@@ -128,6 +181,8 @@ vms_manifest_decode(const guint8 *data, gsize len, GError **error)
     g_set_error_literal(error, VMS_ERROR, VMS_ERROR_CORRUPT, "manifest is empty");
     return NULL;
   }
+  if (!check_seal(data, len, error))
+    return NULL;
   /* protobuf-c checks every length and count against the remaining input
    * before it allocates, so truncated input fails cleanly here. */
   m = vmsnap__v1__snapshot_manifest__unpack(NULL, len, data);
@@ -138,6 +193,7 @@ vms_manifest_decode(const guint8 *data, gsize len, GError **error)
     return NULL;
   }
   drop_unknown_fields(&m->base);
+  vms_manifest_set_bytes(&m->content_sha256, NULL, 0); /* checked above; re-made by encode */
   if (m->created_at != NULL)
     drop_unknown_fields(&m->created_at->base);
   if (!vms_manifest_check_complete(m, error))
@@ -204,6 +260,7 @@ check_strings_utf8(const VmsManifest *m, GError **error)
     { "hypervisor_version", m->hypervisor_version }, { "architecture", m->architecture },
     { "parent", m->parent }, { "machine_type", m->machine_type },
     { "plugin_version", m->plugin_version }, { "id", m->id }, { "memory_file", m->memory_file },
+    { "ram_block", m->ram_block },
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS(fields); i++) {
@@ -431,5 +488,7 @@ vms_manifest_to_json(const VmsManifest *m)
   set_str_member(obj, "memory_file", m->memory_file);
   json_object_set_array_member(obj, "disks", vms_disks_to_json(m));
   set_str_member(obj, "vm_generation_id", m->vm_generation_id);
+  json_object_set_int_member(obj, "target_page_size", m->target_page_size);
+  set_str_member(obj, "ram_block", m->ram_block);
   return obj;
 }

@@ -35,12 +35,22 @@ void vms_manifest_set_bytes(ProtobufCBinaryData *field, const guint8 *data, gsiz
 /* Replaces qemu_argv with a copy of the NULL-terminated @argv. */
 void vms_manifest_set_argv(VmsManifest *m, const char *const *argv);
 
-/* Serialises @m. Deterministic: the same manifest always gives the same bytes. */
+/* Serialises @m, sealed (vms_manifest_seal): the protobuf encoding of every
+ * field but content_sha256, then content_sha256 as the last field.
+ * Deterministic: the same manifest always gives the same bytes. */
 GBytes *vms_manifest_encode(const VmsManifest *m);
 
-/* Decodes @len bytes. Refuses more than VMS_MANIFEST_MAX_SIZE, input that is
- * not a valid protobuf, and a message that lacks what every manifest needs
- * (see vms_manifest_check_complete). Returns NULL with VMS_ERROR_CORRUPT. */
+/* @data (a protobuf encoding without field 23) with the checksum field
+ * appended: tag of field 23, length 32, SHA-256 of @data. Tests and the
+ * fuzzer use it to seal hand-made encodings. */
+GBytes *vms_manifest_seal(const guint8 *data, gsize len);
+
+/* Decodes @len bytes. Refuses more than VMS_MANIFEST_MAX_SIZE; then input
+ * whose last field is not a content_sha256 matching the SHA-256 of the
+ * bytes before it (any flipped bit fails here: "checksum"); then input that
+ * is not a valid protobuf, and a message that lacks what every manifest
+ * needs (see vms_manifest_check_complete). Returns NULL with
+ * VMS_ERROR_CORRUPT. The decoded content_sha256 is cleared. */
 VmsManifest *vms_manifest_decode(const guint8 *data, gsize len, GError **error);
 
 /* Reads and decodes a whole manifest from @fd (a regular file, read from

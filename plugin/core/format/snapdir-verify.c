@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "copy.h"
+#include "disk-record.h"
 #include "error.h"
 #include "extents.h"
 #include "util.h"

@@ -23,4 +23,10 @@ gboolean vms_qmp_fill_sockaddr(const char *path, struct sockaddr_un *sa, GError 
 JsonObject *vms_json_get_object(JsonObject *obj, const char *name);
 JsonArray *vms_json_get_array(JsonObject *obj, const char *name);
 
+/* The text of @text's top-level member @name (the last one if repeated),
+ * exactly as sent but for whitespace outside strings, or NULL. @text must
+ * be a JSON object that parsed. For the id echo: a number is echoed with
+ * every digit the client sent. Caller frees. */
+char *vms_json_member_raw(const char *text, const char *name);
+
 G_END_DECLS

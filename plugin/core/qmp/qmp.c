@@ -28,7 +28,7 @@ struct _VmsJsonSplitter {
   guint depth;
   gboolean in_str;
   gboolean esc;
-  gboolean skipping; /* inside an oversized value: bytes are dropped */
+  gboolean skipping; /* inside an oversized or too deep value: bytes are dropped */
 };
 
 VmsJsonSplitter *
@@ -99,6 +99,49 @@ splitter_between_values(VmsJsonSplitter *s, char c, GError **error)
   return TRUE;
 }
 
+/* A byte that cannot appear in JSON outside a string. (Letters can: they
+ * make true, false and null; the parser judges those.) */
+static gboolean
+is_stray(char c)
+{
+  return !(is_json_space(c) || g_ascii_isalnum(c) || strchr("{}[],:-+.\"", c) != NULL) ||
+         c == '\0';
+}
+
+static char *
+stray_name(char c)
+{
+  return g_ascii_isgraph(c) ? g_strdup_printf("%c", c) : g_strdup_printf("\\x%02x", (guchar)c);
+}
+
+/* Drops the value scanned so far, through the current byte (QEMU resets
+ * its parser the same way after a bad token). */
+static void
+splitter_reset(VmsJsonSplitter *s)
+{
+  s->depth = 0;
+  s->in_str = FALSE;
+  s->esc = FALSE;
+  s->start = -1;
+  splitter_consume(s, s->pos);
+}
+
+/* Refuses the value being scanned (too large, too deep) once; its bytes
+ * are dropped up to its end. */
+static gboolean G_GNUC_PRINTF(3, 4)
+splitter_refuse(VmsJsonSplitter *s, GError **error, const char *format, ...)
+{
+  va_list ap;
+
+  s->skipping = s->depth > 0;
+  s->start = -1;
+  splitter_consume(s, s->pos);
+  va_start(ap, format);
+  g_propagate_error(error, g_error_new_valist(VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT, format, ap));
+  va_end(ap);
+  return TRUE;
+}
+
 gboolean
 vms_json_splitter_next(VmsJsonSplitter *s, char **ret_text, GError **error)
 {
@@ -124,16 +167,19 @@ vms_json_splitter_next(VmsJsonSplitter *s, char **ret_text, GError **error)
       s->depth++;
     } else if (c == '}' || c == ']') {
       s->depth--;
-    }
-    if (!s->skipping && s->pos - (gsize)s->start > s->max) {
-      /* too big: report once, then drop bytes until the value ends */
-      s->skipping = s->depth > 0;
-      s->start = -1;
-      splitter_consume(s, s->pos);
+    } else if (!s->skipping && is_stray(c)) {
+      g_autofree char *name = stray_name(c);
+      splitter_reset(s);
       g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
-                  "JSON message too large (more than %" G_GSIZE_FORMAT " bytes)", s->max);
+                  "JSON parse error, stray '%s'", name);
       return TRUE;
     }
+    if (!s->skipping && s->depth > VMS_JSON_MAX_DEPTH)
+      return splitter_refuse(s, error, "JSON nesting depth limit exceeded (more than %u levels)",
+                             VMS_JSON_MAX_DEPTH);
+    if (!s->skipping && s->pos - (gsize)s->start > s->max)
+      return splitter_refuse(s, error, "JSON message too large (more than %u bytes)",
+                             (guint)s->max);
     if (s->depth == 0 && s->skipping) {
       /* the end of an oversized value, already reported */
       s->skipping = FALSE;
@@ -232,57 +278,19 @@ vms_unix_listen(const char *path, GError **error)
   return sock;
 }
 
-gboolean
-vms_socket_send_all(GSocket *sock, const char *buf, gsize len, guint timeout_s, GError **error)
-{
-  gsize done = 0;
-
-  while (done < len) {
-    g_autoptr(GError) local = NULL;
-    gssize n = g_socket_send_with_blocking(sock, buf + done, len - done, FALSE, NULL, &local);
-
-    if (n > 0) {
-      done += (gsize)n;
-      continue;
-    }
-    if (n < 0 && !g_error_matches(local, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
-      g_propagate_error(error, g_steal_pointer(&local));
-      return FALSE;
-    }
-    if (!g_socket_condition_timed_wait(sock, G_IO_OUT, (gint64)timeout_s * G_USEC_PER_SEC, NULL,
-                                       error))
-      return FALSE;
-  }
-  return TRUE;
-}
-
-gboolean
-vms_unix_peer_is_us(GSocket *conn)
-{
-  g_autoptr(GCredentials) cred = g_socket_get_credentials(conn, NULL);
-
-  return cred != NULL && g_credentials_get_unix_user(cred, NULL) == getuid();
-}
-
 JsonNode *
 vms_qmp_parse_object(const char *text, GError **error)
 {
-  g_autoptr(JsonParser) parser = json_parser_new_immutable();
-  g_autoptr(GError) local = NULL;
-  JsonNode *root;
+  g_autoptr(JsonNode) root = vms_json_parse_bounded(text, error);
 
-  if (!json_parser_load_from_data(parser, text, -1, &local)) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT, "JSON parse error, %s",
-                local->message);
+  if (root == NULL)
     return NULL;
-  }
-  root = json_parser_get_root(parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
+  if (!JSON_NODE_HOLDS_OBJECT(root)) {
     g_set_error_literal(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                         "QMP input must be a JSON object");
     return NULL;
   }
-  return json_node_ref(root);
+  return g_steal_pointer(&root);
 }
 
 JsonObject *
@@ -305,7 +313,7 @@ char *
 vms_qmp_object_to_line(JsonObject *obj)
 {
   g_autoptr(JsonNode) node = json_node_init_object(json_node_alloc(), obj);
-  g_autofree char *text = json_to_string(node, FALSE);
+  g_autofree char *text = vms_json_to_text(node);
 
   return g_strconcat(text, "\r\n", NULL);
 }

@@ -6,8 +6,8 @@
  *  - VmsQmpClient: the plugin's connection to QEMU's own QMP socket.
  *  - VmsQmpServer: the plugin's control socket, speaking QMP to management
  *    layers (greeting, qmp_capabilities, execute/arguments/id, events).
- *  - vms_unix_listen(): a listening unix socket with mode 0600 whose peers
- *    must have our uid (SO_PEERCRED), shared with the monitor console.
+ *  - vms_unix_listen(): a listening unix socket with mode 0600; conn.h
+ *    serves connections on it for both socket front ends.
  *
  * Hypervisor-independent: nothing here knows QEMU's plugin API.
  */
@@ -61,6 +61,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsQmpClient, vms_qmp_client_free)
  * Any thread except @context's. */
 gboolean vms_qmp_client_connect_sync(VmsQmpClient *c, guint timeout_ms, GError **error);
 
+/* TRUE once the server closed the connection (QEMU is going away). Any thread. */
+gboolean vms_qmp_client_is_closed(VmsQmpClient *c);
+
 /* The greeting's "QMP"."version" object, or NULL before connecting. Owned by @c. */
 JsonObject *vms_qmp_client_get_version(VmsQmpClient *c);
 
@@ -94,36 +97,66 @@ JsonObject *vms_qmp_client_wait_event_at(VmsQmpClient *c, guint64 after_seq, con
                                          guint timeout_ms, gint64 *ret_timestamp_us,
                                          GError **error);
 
+/* ---- dispatch: what both socket front ends call ---- */
+
+/* How a command answers: exactly one of @ret (consumed) and @error is set.
+ * An @error of VMS_ERROR_COMMAND_NOT_FOUND becomes QMP's CommandNotFound
+ * class, any other GenericError. Any thread, exactly once per command. */
+typedef void (*VmsReplyFunc)(JsonNode *ret, const GError *error, gpointer reply_data);
+
+/* Runs @command with @args (not consumed; an empty object when the client
+ * sent none) and calls @reply(…, @reply_data) exactly once, now or later,
+ * from any thread. Called on the front end's context. The control socket
+ * and the monitor console take the same function. */
+typedef void (*VmsDispatchFunc)(const char *command, JsonObject *args, VmsReplyFunc reply,
+                                gpointer reply_data, gpointer user_data);
+
 /* ---- server (management layers -> plugin) ---- */
 
 typedef struct _VmsQmpServer VmsQmpServer;
-typedef struct _VmsQmpRequest VmsQmpRequest;
+typedef struct _VmsPeerPolicy VmsPeerPolicy;
 
-/* Called on the server's context for each command after negotiation (and
- * never for qmp_capabilities). @arguments is an empty object when the client
- * sent none. The handler must finish @req exactly once, now or later, from
- * any thread, with vms_qmp_request_return() or vms_qmp_request_error(). */
-typedef void (*VmsQmpCommandFunc)(VmsQmpRequest *req, const char *command, JsonObject *arguments,
-                                  gpointer user_data);
+/* Limits of the control socket (doc/protocol.md). */
+#define VMS_QMP_MAX_MESSAGE (1u << 20) /* bytes of one JSON message */
+#define VMS_JSON_MAX_DEPTH 1024         /* nesting of arrays and objects, as QEMU */
 
-/* Listens on @path (see vms_unix_listen) and serves QMP on @context.
- * @version is the greeting's version object (not consumed). */
+/* Listens on @path (see vms_unix_listen; @policy, nullable, says who else
+ * may connect) and serves QMP on @context: greeting with @version (not
+ * consumed), qmp_capabilities, then every command through @dispatch. One
+ * connection's commands run one at a time, in order. A NULL @version
+ * defers every greeting (and reading) until vms_qmp_server_set_version(). */
 VmsQmpServer *vms_qmp_server_new(const char *path, GMainContext *context, JsonObject *version,
-                                 VmsQmpCommandFunc dispatch, gpointer user_data, GError **error);
+                                 const VmsPeerPolicy *policy, VmsDispatchFunc dispatch,
+                                 gpointer user_data, GError **error);
 /* Closes every connection and removes the socket file. */
 void vms_qmp_server_free(VmsQmpServer *s);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsQmpServer, vms_qmp_server_free)
 
-/* Replies {"return": @ret} (consumed; NULL means {}), echoing the id.
- * If the client has gone, the reply is dropped silently. Frees @req. */
-void vms_qmp_request_return(VmsQmpRequest *req, JsonNode *ret);
-/* Replies {"error": {"class": "GenericError", "desc": ...}}. Frees @req. */
-void vms_qmp_request_error(VmsQmpRequest *req, const char *format, ...) G_GNUC_PRINTF(2, 3);
-void vms_qmp_request_gerror(VmsQmpRequest *req, const GError *error);
+/* Sets the greeting's version (not consumed) and greets the clients that
+ * waited for it. Once; any thread. */
+void vms_qmp_server_set_version(VmsQmpServer *s, JsonObject *version);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsQmpServer, vms_qmp_server_free)
 
 /* Sends {"event", "data", "timestamp"} to every negotiated client.
  * Thread-safe; @data is consumed (nullable). */
 void vms_qmp_server_emit(VmsQmpServer *s, const char *event, JsonObject *data);
+
+/* ---- JSON text ---- */
+
+/* @node as compact JSON, numbers in one format everywhere (integers as
+ * such, doubles in the shortest form that reads back the same, non-finite
+ * as null). Caller frees. */
+char *vms_json_to_text(JsonNode *node);
+
+/* Checks that @text (@len bytes) nests arrays and objects at most
+ * @max_depth deep, without parsing it: json-glib recurses once per level,
+ * so text from a peer or a file must pass this first. FALSE with
+ * VMS_ERROR_INVALID_ARGUMENT. */
+gboolean vms_json_check_depth(const char *text, gsize len, guint max_depth, GError **error);
+
+/* Parses @text (nullable-terminated, NUL-free) as one JSON value after
+ * vms_json_check_depth(VMS_JSON_MAX_DEPTH): for JSON of peers and files
+ * (relaunch's recorded -object values). Caller owns the root. */
+JsonNode *vms_json_parse_bounded(const char *text, GError **error);
 
 /* ---- listening sockets ---- */
 
@@ -131,14 +164,5 @@ void vms_qmp_server_emit(VmsQmpServer *s, const char *event, JsonObject *data);
  * replaced; any other file is refused), mode 0600. Returns the GSocket. */
 GSocket *vms_unix_listen(const char *path, GError **error);
 
-/* Sends all @len bytes on the (non-blocking) @sock, waiting at most
- * @timeout_s seconds each time the peer's buffer is full — a peer that stops
- * reading cannot hold the caller for longer. Any thread; callers serialise
- * writers. FALSE with an error (G_IO_ERROR_TIMED_OUT on timeout). */
-gboolean vms_socket_send_all(GSocket *sock, const char *buf, gsize len, guint timeout_s,
-                             GError **error);
-
-/* TRUE if the peer of @conn has this process's uid (SO_PEERCRED). */
-gboolean vms_unix_peer_is_us(GSocket *conn);
 
 G_END_DECLS

@@ -1,0 +1,307 @@
+/* vmsnap core: JSON text — bounded parsing, the raw text of a member,
+ * and one writer so a number prints the same in every reply and event. */
+#include "qmp.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "error.h"
+#include "qmp-private.h"
+
+static gboolean
+is_json_space(char c)
+{
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+gboolean
+vms_json_check_depth(const char *text, gsize len, guint max_depth, GError **error)
+{
+  guint depth = 0;
+  gboolean in_str = FALSE;
+
+  for (gsize i = 0; i < len; i++) {
+    char c = text[i];
+
+    if (in_str) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_str = FALSE;
+    } else if (c == '"') {
+      in_str = TRUE;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) {
+        g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                    "JSON nesting depth limit exceeded (more than %u levels)", max_depth);
+        return FALSE;
+      }
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      depth--;
+    }
+  }
+  return TRUE;
+}
+
+/* json-glib turns "\u0000" into a NUL that silently ends the C string
+ * ("query-vmsnap\u0000x" would run query-vmsnap): refused, as QEMU does. */
+static gboolean
+check_no_nul_escape(const char *text, GError **error)
+{
+  gboolean in_str = FALSE;
+
+  for (const char *p = text; *p != '\0'; p++) {
+    if (!in_str) {
+      in_str = *p == '"';
+    } else if (*p == '"') {
+      in_str = FALSE;
+    } else if (*p == '\\') {
+      if (g_ascii_strncasecmp(p + 1, "u0000", 5) == 0) {
+        g_set_error_literal(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                            "JSON parse error, \\u0000 is not supported");
+        return FALSE;
+      }
+      if (p[1] != '\0')
+        p++;
+    }
+  }
+  return TRUE;
+}
+
+JsonNode *
+vms_json_parse_bounded(const char *text, GError **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new_immutable();
+  g_autoptr(GError) local = NULL;
+  JsonNode *root;
+
+  if (!vms_json_check_depth(text, strlen(text), VMS_JSON_MAX_DEPTH, error) ||
+      !check_no_nul_escape(text, error))
+    return NULL;
+  if (!json_parser_load_from_data(parser, text, -1, &local)) {
+    g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT, "JSON parse error, %s",
+                local->message);
+    return NULL;
+  }
+  root = json_parser_get_root(parser);
+  if (root == NULL) {
+    g_set_error_literal(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
+                        "JSON parse error, no value");
+    return NULL;
+  }
+  return json_node_ref(root);
+}
+
+/* The end of the string that starts at @p (a '"'): the byte after its
+ * closing quote. */
+static const char *
+skip_string(const char *p)
+{
+  for (p++; *p != '\0' && *p != '"'; p++)
+    if (*p == '\\' && p[1] != '\0')
+      p++;
+  return *p == '"' ? p + 1 : p;
+}
+
+/* The end of the value at @p: the first ',' or closing bracket outside it. */
+static const char *
+skip_value(const char *p)
+{
+  guint depth = 0;
+
+  for (; *p != '\0'; p++) {
+    if (*p == '"') {
+      p = skip_string(p) - 1;
+    } else if (*p == '{' || *p == '[') {
+      depth++;
+    } else if (*p == '}' || *p == ']') {
+      if (depth == 0)
+        return p;
+      depth--;
+    } else if (*p == ',' && depth == 0) {
+      return p;
+    }
+  }
+  return p;
+}
+
+/* @start..@end without the whitespace outside strings. */
+static char *
+compact(const char *start, const char *end)
+{
+  GString *s = g_string_new(NULL);
+
+  for (const char *p = start; p < end; p++) {
+    if (*p == '"') {
+      const char *q = MIN(skip_string(p), end);
+      g_string_append_len(s, p, q - p);
+      p = q - 1;
+    } else if (!is_json_space(*p)) {
+      g_string_append_c(s, *p);
+    }
+  }
+  return g_string_free(s, FALSE);
+}
+
+static gboolean
+key_is(const char *start, const char *end, const char *name)
+{
+  g_autofree char *raw = g_strndup(start, (gsize)(end - start));
+  g_autofree char *arr = NULL;
+  g_autoptr(JsonNode) node = NULL;
+
+  if (memchr(start, '\\', (gsize)(end - start)) == NULL)
+    return end - start == (gssize)strlen(name) + 2 && strncmp(start + 1, name, strlen(name)) == 0;
+  /* an escaped key ("\u0069d"): let the parser decode it */
+  node = json_from_string(raw, NULL);
+  return node != NULL && json_node_get_value_type(node) == G_TYPE_STRING &&
+         strcmp(json_node_get_string(node), name) == 0;
+}
+
+char *
+vms_json_member_raw(const char *text, const char *name)
+{
+  const char *p = text;
+  char *found = NULL;
+
+  while (is_json_space(*p))
+    p++;
+  if (*p++ != '{')
+    return NULL;
+  for (;;) {
+    const char *key, *key_end, *value;
+
+    while (is_json_space(*p) || *p == ',')
+      p++;
+    if (*p != '"')
+      return found;
+    key = p;
+    key_end = skip_string(p);
+    p = key_end;
+    while (is_json_space(*p) || *p == ':')
+      p++;
+    value = p;
+    p = skip_value(p);
+    if (key_is(key, key_end, name)) {
+      g_free(found);
+      found = compact(value, p);
+    }
+    if (*p != ',')
+      return found;
+  }
+}
+
+/* ---- writing ---- */
+
+static void
+write_string(GString *out, const char *s)
+{
+  g_autofree char *valid = g_utf8_make_valid(s, -1);
+
+  g_string_append_c(out, '"');
+  for (const char *p = valid; *p != '\0'; p++) {
+    guchar c = (guchar)*p;
+    if (c == '"' || c == '\\')
+      g_string_append_printf(out, "\\%c", c);
+    else if (c == '\n')
+      g_string_append(out, "\\n");
+    else if (c == '\r')
+      g_string_append(out, "\\r");
+    else if (c == '\t')
+      g_string_append(out, "\\t");
+    else if (c < 0x20 || c == 0x7f)
+      g_string_append_printf(out, "\\u%04x", c);
+    else
+      g_string_append_c(out, (char)c);
+  }
+  g_string_append_c(out, '"');
+}
+
+/* The shortest %g form that reads back as @d. */
+static void
+write_double(GString *out, double d)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  if (!isfinite(d)) {
+    g_string_append(out, "null");
+    return;
+  }
+  for (int prec = 1; prec <= 17; prec++) {
+    char fmt[8];
+    g_snprintf(fmt, sizeof(fmt), "%%.%dg", prec);
+    g_ascii_formatd(buf, sizeof(buf), fmt, d);
+    if (g_ascii_strtod(buf, NULL) == d)
+      break;
+  }
+  g_string_append(out, buf);
+}
+
+static void write_node(GString *out, JsonNode *node);
+
+static void
+write_object(GString *out, JsonObject *o)
+{
+  g_autoptr(GList) members = json_object_get_members(o);
+
+  g_string_append_c(out, '{');
+  for (GList *l = members; l != NULL; l = l->next) {
+    if (l != members)
+      g_string_append_c(out, ',');
+    write_string(out, l->data);
+    g_string_append_c(out, ':');
+    write_node(out, json_object_get_member(o, l->data));
+  }
+  g_string_append_c(out, '}');
+}
+
+static void
+write_value(GString *out, JsonNode *node)
+{
+  switch (json_node_get_value_type(node)) {
+  case G_TYPE_INT64:
+    g_string_append_printf(out, "%" G_GINT64_FORMAT, json_node_get_int(node));
+    break;
+  case G_TYPE_DOUBLE:
+    write_double(out, json_node_get_double(node));
+    break;
+  case G_TYPE_BOOLEAN:
+    g_string_append(out, json_node_get_boolean(node) ? "true" : "false");
+    break;
+  case G_TYPE_STRING:
+    write_string(out, json_node_get_string(node));
+    break;
+  default:
+    g_string_append(out, "null");
+  }
+}
+
+static void
+write_node(GString *out, JsonNode *node)
+{
+  if (node == NULL || JSON_NODE_HOLDS_NULL(node)) {
+    g_string_append(out, "null");
+  } else if (JSON_NODE_HOLDS_OBJECT(node)) {
+    write_object(out, json_node_get_object(node));
+  } else if (JSON_NODE_HOLDS_ARRAY(node)) {
+    JsonArray *a = json_node_get_array(node);
+    g_string_append_c(out, '[');
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+      if (i > 0)
+        g_string_append_c(out, ',');
+      write_node(out, json_array_get_element(a, i));
+    }
+    g_string_append_c(out, ']');
+  } else {
+    write_value(out, node);
+  }
+}
+
+char *
+vms_json_to_text(JsonNode *node)
+{
+  GString *out = g_string_new(NULL);
+
+  write_node(out, node);
+  return g_string_free(out, FALSE);
+}
