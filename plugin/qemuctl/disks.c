@@ -4,6 +4,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "qcow2.h"
 
 #define QMP_TIMEOUT_MS 10000
 #define TRANSACTION_TIMEOUT_MS 30000
@@ -115,23 +116,7 @@ gboolean
 vms_disks_create_overlay(const char *path, const char *backing, const char *backing_format,
                          guint64 size, GError **error)
 {
-  g_autofree char *size_text = g_strdup_printf("%" G_GUINT64_FORMAT, size);
-  const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", backing,
-                         "-F", backing_format, path, size_text, NULL };
-  g_autofree char *err = NULL;
-  int status = 0;
-
-  if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
-                    NULL, NULL, NULL, &err, &status, error)) {
-    g_prefix_error(error, "cannot run qemu-img (install qemu-utils): ");
-    return FALSE;
-  }
-  if (!g_spawn_check_wait_status(status, NULL)) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_IO, "qemu-img create of the overlay %s on %s failed: %s",
-                path, backing, g_strstrip(err));
-    return FALSE;
-  }
-  return TRUE;
+  return vms_qcow2_create_overlay(path, backing, backing_format, size, error);
 }
 
 gboolean

@@ -1,7 +1,7 @@
 /* vmsnap qemuctl: the QMP steps of a disk freeze (doc/spec.md section 8).
  *
  * query-block tells which block devices the VM has. Each new overlay is
- * created (qemu-img) and added (blockdev-add) while the VM still runs; in
+ * created (qcow2.h) and added (blockdev-add) while the VM still runs; in
  * the stop window one QMP `transaction` of blockdev-snapshot actions
  * switches every writable disk onto its overlay at once, so the old top
  * images are frozen (QEMU reopens them read-only) and either all devices
@@ -40,9 +40,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsBlockDevice, vms_block_device_free)
  * the members a medium must have (node-name, image filename and format). */
 GPtrArray *vms_disks_query(VmsQmpClient *qmp, GError **error);
 
-/* Creates the qcow2 file @path over @backing (@backing_format), @size bytes
- * virtual, with qemu-img (create -u: the backing is not opened). Outside the
- * stop window: it is the slow part of an overlay. */
+/* Creates the empty qcow2 file @path over @backing (@backing_format), @size
+ * bytes virtual (qcow2.h; an existing file is refused). Outside the stop
+ * window, with blockdev-add: the stop window only switches. */
 gboolean vms_disks_create_overlay(const char *path, const char *backing,
                                   const char *backing_format, guint64 size, GError **error);
 
