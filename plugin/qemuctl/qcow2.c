@@ -16,18 +16,12 @@
 #define EXT_BACKING_FORMAT 0xE2792ACAu
 #define MAX_SIZE (G_GUINT64_CONSTANT(4) << 40)
 
+/* @v as @n big-endian bytes at @p. */
 static void
-be32(guint8 *p, guint32 v)
+put_be(guint8 *p, guint64 v, guint n)
 {
-  v = GUINT32_TO_BE(v);
-  memcpy(p, &v, 4);
-}
-
-static void
-be64(guint8 *p, guint64 v)
-{
-  v = GUINT64_TO_BE(v);
-  memcpy(p, &v, 8);
+  for (guint i = 0; i < n; i++)
+    p[i] = (guint8)(v >> (8 * (n - 1 - i)));
 }
 
 /* Cluster 0: header, the backing-format extension, the end marker, then the
@@ -42,19 +36,19 @@ fill_header(guint8 *c, const char *backing, const char *format, guint64 size)
   if (blen == 0 || blen >= 1024 || flen == 0 || flen > 16 || name_off + blen > CLUSTER)
     return FALSE;
   memcpy(c, "QFI\xfb", 4);
-  be32(c + 4, 3);                 /* version */
-  be64(c + 8, name_off);          /* backing_file_offset */
-  be32(c + 16, (guint32)blen);    /* backing_file_size */
-  be32(c + 20, 16);               /* cluster_bits */
-  be64(c + 24, size);
-  be32(c + 36, (guint32)MAX(l1_size, 1));
-  be64(c + 40, 3 * CLUSTER);      /* l1_table_offset */
-  be64(c + 48, 1 * CLUSTER);      /* refcount_table_offset */
-  be32(c + 56, 1);                /* refcount_table_clusters */
-  be32(c + 96, 4);                /* refcount_order: 16-bit */
-  be32(c + 100, HEADER_LENGTH);
-  be32(c + ext, EXT_BACKING_FORMAT);
-  be32(c + ext + 4, (guint32)flen);
+  put_be(c + 4, 3, 4);                 /* version */
+  put_be(c + 8, name_off, 8);          /* backing_file_offset */
+  put_be(c + 16, (guint32)blen, 4);    /* backing_file_size */
+  put_be(c + 20, 16, 4);               /* cluster_bits */
+  put_be(c + 24, size, 8);
+  put_be(c + 36, (guint32)MAX(l1_size, 1), 4);
+  put_be(c + 40, 3 * CLUSTER, 8);      /* l1_table_offset */
+  put_be(c + 48, 1 * CLUSTER, 8);      /* refcount_table_offset */
+  put_be(c + 56, 1, 4);                /* refcount_table_clusters */
+  put_be(c + 96, 4, 4);                /* refcount_order: 16-bit */
+  put_be(c + 100, HEADER_LENGTH, 4);
+  put_be(c + ext, EXT_BACKING_FORMAT, 4);
+  put_be(c + ext + 4, (guint32)flen, 4);
   memcpy(c + ext + 8, format, flen); /* then padding and the end extension: zeros */
   memcpy(c + name_off, backing, blen);
   return TRUE;
@@ -74,11 +68,9 @@ vms_qcow2_create_overlay(const char *path, const char *backing, const char *back
                 path, size, backing, backing_format);
     return FALSE;
   }
-  be64(img + CLUSTER, 2 * CLUSTER);      /* refcount table -> the block in cluster 2 */
-  for (guint i = 0; i < 4; i++) {        /* clusters 0..3 are in use once */
-    guint16 one = GUINT16_TO_BE(1);
-    memcpy(img + 2 * CLUSTER + 2 * i, &one, 2);
-  }
+  put_be(img + CLUSTER, 2 * CLUSTER, 8);      /* refcount table -> the block in cluster 2 */
+  for (guint i = 0; i < 4; i++)          /* clusters 0..3 are in use once */
+    put_be(img + 2 * CLUSTER + 2 * i, 1, 2);
   fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0)
     return vms_set_error_errno(error, errno, "cannot create the qcow2 overlay %s", path);
