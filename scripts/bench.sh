@@ -88,6 +88,23 @@ if [ "${VMSNAP_BENCH_DIFF:-1}" != 0 ]; then
       --reps "${VMSNAP_BENCH_DIFF_REPS:-3}" 2>"${VMSNAP_BENCH_DIFF_LOG:-/dev/null}"
 fi
 
+# What disks add to save downtime and to restore: 0, 1 and 4 disks of 64 MiB
+# and 4 GiB (64 MiB written in each), vmsnap's freeze against copying the
+# images with the VM paused (tests/bench/bench-disks.c; doc/performance.md
+# "Disks"). Images are sparse beyond the data written, so /dev/shm needs
+# about 1.5 GiB. VMSNAP_BENCH_DISKS=0 skips it; VMSNAP_BENCH_DISKS_REPS
+# overrides the runs. Takes 3-6 minutes.
+if [ "${VMSNAP_BENCH_DISKS:-1}" != 0 ]; then
+  meson compile -C "$build_dir" >/dev/null
+  echo
+  echo "<!-- disks: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+  VMSNAP_PLUGIN="$build_dir/plugin/qemu/libvmsnap.so" \
+  VMSNAP_GUEST="$build_dir/tests/guest/guest.elf" \
+  VMSNAP_CLI="$build_dir/plugin/cli/vmsnap" \
+    "$build_dir/tests/bench/bench-disks" --dir /dev/shm --sizes 64,4096 --disks 0,1,4 \
+      --reps "${VMSNAP_BENCH_DISKS_REPS:-5}"
+fi
+
 # Push and pull of a 1 GiB snapshot (a quarter real data) and of a 1%-dirty
 # diff through a local docker-registry, against tar --sparse | zstd -T0 + a
 # monolithic upload and skopeo copy of the same files

@@ -2,8 +2,10 @@
 # vmsnap demo: boots the test guest in QEMU with the vmsnap plugin, takes
 # snapshots from the monitor console and from the command line, shows the
 # manifest, verifies it, restores a clone, takes a diff snapshot of the
-# clone and flattens it, and shows how damage and an uncommitted directory
-# are reported. Everything lives in a temporary directory on /dev/shm and
+# clone and flattens it, snapshots a VM with a disk and restores a clone with
+# its own overlay on the frozen image, and shows how damage (a changed
+# frozen disk, a flipped state.bin byte) and an uncommitted directory are
+# reported. Everything lives in a temporary directory on /dev/shm and
 # QEMU is always stopped at the end.
 #
 #   scripts/demo.sh            # BUILD_DIR overrides ./build
@@ -112,6 +114,37 @@ qemu_pid=""
 step "flatten the chain (link snapshot + diff) into a full snapshot"
 show "$vmsnap" flatten "$work/snap-diff" "$work/snap-flat"
 show "$vmsnap" verify "$work/snap-flat"
+
+step "disks: a VM with a disk; the snapshot freezes it, each clone writes its own overlay"
+truncate -s 64M "$work/data.raw"
+qemu_disk=("${qemu[@]}" -drive "file=$work/data.raw,format=raw,if=none,id=data"
+  -device virtio-blk-pci,drive=data -device vmgenid)
+qemu_disk=("${qemu_disk[@]//$work\/monitor.sock/$work/disk-monitor.sock}")
+qemu_disk=("${qemu_disk[@]//$work\/control.sock/$work/disk-control.sock}")
+qemu_disk=("${qemu_disk[@]//$work\/qmp.sock/$work/disk-qmp.sock}")
+"${qemu_disk[@]}" 2>"$work/qemu-disk.stderr" &
+qemu_pid=$!
+wait_for "$work/disk-monitor.sock"
+sleep 0.5
+monitor_at "$work/disk-monitor.sock" "save $work/snap-disk memory=copy then=resume"
+show ls -li "$work/data.raw" "$work/snap-disk/disk-data.raw" "$work/data-snap-disk.qcow2"
+echo "(the frozen image is a read-only hard link; the running VM now writes data-snap-disk.qcow2)"
+kill "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true
+qemu_pid=""
+mkdir -p "$work/disk-clone"
+printf '$ %s\n' "$vmsnap restore $work/snap-disk --runtime-dir $work/disk-clone &"
+"$vmsnap" restore "$work/snap-disk" --runtime-dir "$work/disk-clone" 2>"$work/disk-clone.stderr" &
+qemu_pid=$!
+wait_for "$work/disk-clone/disk-monitor.sock"
+sleep 0.5
+show cat "$work/disk-clone.stderr"
+show qemu-img info -U --backing-chain "$work/disk-clone/disk-data.qcow2"
+kill "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true
+qemu_pid=""
+step "a frozen image that changed is refused by name"
+chmod u+w "$work/snap-disk/disk-data.raw"
+printf 'x' | dd of="$work/snap-disk/disk-data.raw" bs=1 seek=0 conv=notrunc status=none
+show_fail "$vmsnap" verify "$work/snap-disk"
 
 step "one flipped byte in state.bin is caught"
 printf '\xff' | dd of="$work/snap-copy/state.bin" bs=1 seek=100 conv=notrunc status=none

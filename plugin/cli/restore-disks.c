@@ -6,6 +6,7 @@
 
 #include "disk-record.h"
 #include "error.h"
+#include "qcow2.h"
 
 void
 vms_clone_identity_clear(VmsCloneIdentity *c)
@@ -22,28 +23,14 @@ keep(VmsCloneIdentity *c, char *s)
   return s;
 }
 
-/* qemu-img create -f qcow2 -u -b FROZEN -F FORMAT OVERLAY SIZE: -u because
- * the size is known and opening the backing chain would only cost time. */
+/* The clone's overlay: an empty qcow2 over the frozen image (qcow2.h). */
 static gboolean
 create_overlay(const VmsDiskRecord *d, const char *frozen, const char *overlay, GError **error)
 {
-  g_autofree char *size = g_strdup_printf("%" G_GUINT64_FORMAT, d->virtual_size);
-  const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", frozen,
-                         "-F", d->format, overlay, size, NULL };
-  g_autofree char *err = NULL;
-  int status = 0;
-
-  if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
-                    NULL, NULL, NULL, &err, &status, error)) {
-    g_prefix_error(error, "disk %s: cannot run qemu-img (install qemu-utils): ", d->device);
-    return FALSE;
-  }
-  if (!g_spawn_check_wait_status(status, NULL)) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_IO, "disk %s: qemu-img create of the overlay %s on %s "
-                "failed: %s", d->device, overlay, frozen, g_strstrip(err));
-    return FALSE;
-  }
-  return TRUE;
+  if (vms_qcow2_create_overlay(overlay, frozen, d->format, d->virtual_size, error))
+    return TRUE;
+  g_prefix_error(error, "disk %s: ", d->device);
+  return FALSE;
 }
 
 static char *

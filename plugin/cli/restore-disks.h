@@ -22,7 +22,7 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VmsCloneIdentity, vms_clone_identity_clear)
 /* Plans (and unless @dry_run creates) the clone's overlays for every
  * writable disk of @m (snapshot directory @snap_dir): "disk-<ID>.qcow2" in
  * @runtime_dir, or "<runtime dir name>-disk-<ID>.qcow2" in @disk_dir when
- * it is not NULL; each backed by the frozen image, created with qemu-img.
+ * it is not NULL; each an empty qcow2 over the frozen image (qcow2.h).
  * @vmgenid_opt: NULL for a fresh random GUID, "saved" for the one in the
  * manifest, or a GUID to use. An existing overlay file is refused. On
  * failure nothing stays created. */

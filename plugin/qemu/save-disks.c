@@ -12,9 +12,11 @@
 #include "error.h"
 
 typedef struct {
-  char *frozen;      /* absolute path of the image being frozen */
-  char *link_name;   /* disk-<ID>.<format> in the snapshot dir, or NULL (external) */
-  char *overlay;     /* the new top after the freeze, or NULL */
+  char *frozen;       /* absolute path of the image being frozen */
+  char *link_name;    /* disk-<ID>.<format> in the snapshot dir, or NULL (external) */
+  char *overlay;      /* the new top after the freeze, or NULL */
+  char *overlay_node; /* its node name once blockdev-add'ed, or NULL */
+  gboolean created;   /* this save created the overlay file */
 } DiskPlan;
 
 struct _VmsSaveDisks {
@@ -36,6 +38,21 @@ plan_clear(gpointer p)
   g_clear_pointer(&plan->frozen, g_free);
   g_clear_pointer(&plan->link_name, g_free);
   g_clear_pointer(&plan->overlay, g_free);
+  g_clear_pointer(&plan->overlay_node, g_free);
+}
+
+/* Undoes the overlays of a save that did not switch: the added nodes go,
+ * and the files this save created. */
+static void
+drop_overlays(VmsSaveDisks *sd)
+{
+  for (guint i = 0; sd->plans != NULL && i < sd->plans->len; i++) {
+    DiskPlan *plan = &g_array_index(sd->plans, DiskPlan, i);
+    if (plan->overlay_node != NULL)
+      vms_disks_del_overlay(sd->qmp, plan->overlay_node);
+    if (plan->created)
+      (void)unlink(plan->overlay);
+  }
 }
 
 void
@@ -43,6 +60,8 @@ vms_save_disks_free(VmsSaveDisks *sd)
 {
   if (sd == NULL)
     return;
+  if (!sd->switched)
+    drop_overlays(sd);
   for (guint i = 0; sd->plans != NULL && i < sd->plans->len && !sd->kept; i++) {
     DiskPlan *plan = &g_array_index(sd->plans, DiskPlan, i);
     if (plan->link_name != NULL)
@@ -114,12 +133,28 @@ plan_disk(VmsSaveDisks *sd, const VmsBlockDevice *d, gboolean switch_overlays, D
   if (d->read_only)
     return TRUE; /* recorded, not frozen */
   plan->frozen = g_canonicalize_filename(d->top.file, NULL);
-  if (switch_overlays) {
-    plan->overlay = overlay_path(plan->frozen, sd->snap_name, error);
-    if (plan->overlay == NULL)
-      return FALSE;
+  if (!plan_link(sd, d, plan, error))
+    return FALSE;
+  if (!switch_overlays)
+    return TRUE;
+  /* The slow part of an overlay, while the VM still runs: the file, and
+   * the node QEMU opens it as. The stop window only switches. */
+  plan->overlay = overlay_path(plan->frozen, sd->snap_name, error);
+  if (plan->overlay == NULL)
+    return FALSE;
+  if (!vms_disks_create_overlay(plan->overlay, plan->frozen, d->top.format, d->virtual_size,
+                                error)) {
+    g_prefix_error(error, "disk %s: ", d->device);
+    return FALSE;
   }
-  return plan_link(sd, d, plan, error);
+  plan->created = TRUE;
+  g_autofree char *node = g_strdup_printf("vmsnap-%08x-%u", g_random_int(), sd->plans->len);
+  if (!vms_disks_add_overlay(sd->qmp, node, plan->overlay, error)) {
+    g_prefix_error(error, "disk %s: blockdev-add of the overlay %s: ", d->device, plan->overlay);
+    return FALSE;
+  }
+  plan->overlay_node = g_steal_pointer(&node);
+  return TRUE;
 }
 
 VmsSaveDisks *
@@ -150,16 +185,12 @@ vms_save_disks_new(VmsQmpClient *qmp, VmsSnapWriter *writer, gboolean switch_ove
 gboolean
 vms_save_disks_freeze(VmsSaveDisks *sd, GError **error)
 {
-  g_autofree const char **overlays = g_new0(const char *, sd->devices->len + 1);
+  g_autofree const char **nodes = g_new0(const char *, sd->devices->len + 1);
 
   for (guint i = 0; i < sd->devices->len; i++)
-    overlays[i] = g_array_index(sd->plans, DiskPlan, i).overlay;
-  if (!vms_disks_switch_overlays(sd->qmp, sd->devices, overlays, error)) {
-    for (guint i = 0; i < sd->devices->len; i++)
-      if (overlays[i] != NULL)
-        (void)unlink(overlays[i]); /* checked absent in prepare: ours */
-    return FALSE;
-  }
+    nodes[i] = g_array_index(sd->plans, DiskPlan, i).overlay_node;
+  if (!vms_disks_switch_overlays(sd->qmp, sd->devices, nodes, error))
+    return FALSE; /* vms_save_disks_free drops the unused overlays */
   sd->switched = TRUE;
   for (guint i = 0; i < sd->devices->len; i++) {
     const DiskPlan *plan = &g_array_index(sd->plans, DiskPlan, i);

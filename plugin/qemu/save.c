@@ -44,6 +44,7 @@ typedef struct {
   VmsSnapWriter *writer;
   VmsSaveDiff *diff;       /* memory=diff only */
   VmsSaveDisks *disks;     /* save-disks.h */
+  double disks_ms;         /* the disks step, inside the downtime */
   gboolean was_running;
   gboolean stopped_by_us;
   gboolean holding;        /* from the stop to our own cont or the commit */
@@ -213,7 +214,11 @@ step_state(SaveCtx *ctx, GError **error)
 static gboolean
 step_disks(SaveCtx *ctx, GError **error)
 {
-  return vms_save_disks_freeze(ctx->disks, error);
+  gint64 t0 = g_get_monotonic_time();
+  gboolean ok = vms_save_disks_freeze(ctx->disks, error);
+
+  ctx->disks_ms = (double)(g_get_monotonic_time() - t0) / 1000.0;
+  return ok;
 }
 
 static void
@@ -381,6 +386,7 @@ save_result(SaveCtx *ctx)
   json_object_set_int_member(ret, "state-bytes", (gint64)ctx->state_size);
   json_object_set_int_member(ret, "memory-bytes-written", (gint64)ctx->memory_written);
   json_object_set_int_member(ret, "disks", vms_save_disks_count(ctx->disks));
+  json_object_set_double_member(ret, "disks-ms", ctx->disks_ms);
   json_object_set_double_member(ret, "downtime-ms", (double)(ctx->t_down_end - ctx->t_stop) / 1000.0);
   json_object_set_double_member(ret, "total-ms", (double)(now - ctx->t_start) / 1000.0);
   json_object_set_boolean_member(ret, "memory-digests", ctx->digests);

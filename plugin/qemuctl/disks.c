@@ -4,6 +4,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "qcow2.h"
 
 #define QMP_TIMEOUT_MS 10000
 #define TRANSACTION_TIMEOUT_MS 30000
@@ -112,7 +113,44 @@ vms_disks_query(VmsQmpClient *qmp, GError **error)
 }
 
 gboolean
-vms_disks_switch_overlays(VmsQmpClient *qmp, GPtrArray *devices, const char *const *overlays,
+vms_disks_create_overlay(const char *path, const char *backing, const char *backing_format,
+                         guint64 size, GError **error)
+{
+  return vms_qcow2_create_overlay(path, backing, backing_format, size, error);
+}
+
+gboolean
+vms_disks_add_overlay(VmsQmpClient *qmp, const char *node, const char *path, GError **error)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  JsonObject *file = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_string_member(file, "driver", "file");
+  json_object_set_string_member(file, "filename", path);
+  json_object_set_string_member(args, "driver", "qcow2");
+  json_object_set_string_member(args, "node-name", node);
+  json_object_set_object_member(args, "file", file);
+  json_object_set_null_member(args, "backing"); /* blockdev-snapshot attaches it */
+  ret = vms_qmp_client_execute(qmp, "blockdev-add", args, -1, QMP_TIMEOUT_MS, error);
+  return ret != NULL;
+}
+
+void
+vms_disks_del_overlay(VmsQmpClient *qmp, const char *node)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+
+  json_object_set_string_member(args, "node-name", node);
+  ret = vms_qmp_client_execute(qmp, "blockdev-del", args, -1, QMP_TIMEOUT_MS, &error);
+  if (ret == NULL)
+    g_debug("blockdev-del %s: %s", node, error->message);
+}
+
+gboolean
+vms_disks_switch_overlays(VmsQmpClient *qmp, GPtrArray *devices, const char *const *overlay_nodes,
                           GError **error)
 {
   g_autoptr(JsonObject) args = json_object_new();
@@ -123,17 +161,13 @@ vms_disks_switch_overlays(VmsQmpClient *qmp, GPtrArray *devices, const char *con
   for (guint i = 0; i < devices->len; i++) {
     const VmsBlockDevice *d = devices->pdata[i];
     JsonObject *action, *data;
-    if (overlays[i] == NULL)
+    if (overlay_nodes[i] == NULL)
       continue;
-    g_autofree char *node = g_strdup_printf("vmsnap-%u-%08x", i, g_random_int());
     action = json_object_new();
     data = json_object_new();
-    json_object_set_string_member(data, "node-name", d->node_name);
-    json_object_set_string_member(data, "snapshot-file", overlays[i]);
-    json_object_set_string_member(data, "snapshot-node-name", node);
-    json_object_set_string_member(data, "format", "qcow2");
-    json_object_set_string_member(data, "mode", "absolute-paths");
-    json_object_set_string_member(action, "type", "blockdev-snapshot-sync");
+    json_object_set_string_member(data, "node", d->node_name);
+    json_object_set_string_member(data, "overlay", overlay_nodes[i]);
+    json_object_set_string_member(action, "type", "blockdev-snapshot");
     json_object_set_object_member(action, "data", data);
     json_array_add_object_element(actions, action);
   }
@@ -141,7 +175,7 @@ vms_disks_switch_overlays(VmsQmpClient *qmp, GPtrArray *devices, const char *con
     return TRUE;
   ret = vms_qmp_client_execute(qmp, "transaction", args, -1, TRANSACTION_TIMEOUT_MS, error);
   if (ret == NULL) {
-    g_prefix_error(error, "disk transaction (blockdev-snapshot-sync of %u disks): ",
+    g_prefix_error(error, "disk transaction (blockdev-snapshot of %u disks): ",
                    json_array_get_length(actions));
     return FALSE;
   }

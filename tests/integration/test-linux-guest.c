@@ -76,7 +76,7 @@ test_boot_run_write(Fixture *f, gconstpointer data)
 
   /* The writer appends numbered lines with the current tag. */
   g_free(vms_linux_run_ok(f->vm, "start-writer /data/history 0.01"));
-  g_free(vms_linux_run_ok(f->vm, "while [ $(wc -l < /data/history) -lt 5 ]; do sleep 0.05; done"));
+  g_free(vms_linux_run_ok(f->vm, "until [ -f /data/history ] && [ $(wc -l < /data/history) -ge 5 ]; do sleep 0.05; done"));
   g_free(vms_linux_run_ok(f->vm, "settag second"));
   g_free(vms_linux_run_ok(f->vm, "while ! grep -q second /data/history; do sleep 0.05; done"));
   g_assert_true(vms_linux_halt(f->vm, 60000, &error));

@@ -5,8 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "disk-record.h"
 #include "error.h"
+#include "qcow2.h"
 #include "relaunch.h"
 
 static const char *const disk_argv[] = {
@@ -134,6 +136,66 @@ test_identity(void)
   (void)rmdir(dir);
 }
 
+static char *
+spawn_out(const char *cmd)
+{
+  g_autoptr(GError) error = NULL;
+  char *out = NULL;
+  int status = -1;
+
+  g_assert_true(g_spawn_command_line_sync(cmd, &out, NULL, &status, &error));
+  g_assert_no_error(error);
+  if (status != 0)
+    g_error("%s exited %d: %s", cmd, status, out);
+  return out;
+}
+
+/* The overlay we write is one qemu-img accepts: check clean, the backing
+ * chain and size right, and data written through it lands in it only. */
+static void
+test_qcow2_overlay(void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
+  g_autofree char *dir = g_dir_make_tmp("vmsnap-qcow2-XXXXXX", &error);
+  g_autofree char *base = g_build_filename(dir, "base.raw", NULL);
+  g_autofree char *ov = g_build_filename(dir, "ov.qcow2", NULL);
+
+  if (qemu_img == NULL) {
+    vms_test_cannot_run("qemu-img not found (qemu-utils)");
+    return;
+  }
+  g_assert_true(g_file_set_contents(base, "base-data", -1, &error));
+  g_assert_cmpint(truncate(base, 3u << 20), ==, 0);
+  g_assert_true(vms_qcow2_create_overlay(ov, base, "raw", 3u << 20, &error));
+  g_assert_no_error(error);
+  g_autofree char *chk = g_strdup_printf("qemu-img check %s", ov);
+  g_free(spawn_out(chk));
+  g_autofree char *info_cmd = g_strdup_printf("qemu-img info --output=json %s", ov);
+  g_autofree char *info = spawn_out(info_cmd);
+  g_autofree char *want_backing = g_strdup_printf("\"backing-filename\": \"%s\"", base);
+  g_assert_nonnull(strstr(info, want_backing));
+  g_assert_nonnull(strstr(info, "\"backing-filename-format\": \"raw\""));
+  g_assert_nonnull(strstr(info, "\"virtual-size\": 3145728"));
+  g_autofree char *io = g_strdup_printf("qemu-io -f qcow2 -c 'write -P 0x5a 65536 4096' %s", ov);
+  g_free(spawn_out(io));
+  g_free(spawn_out(chk));
+  g_autofree char *rd = g_strdup_printf("qemu-io -f qcow2 -c 'read -P 0x5a 65536 4096' -c "
+                                        "'read -v 0 9' %s", ov);
+  g_autofree char *read_out = spawn_out(rd);
+  g_assert_nonnull(strstr(read_out, "62 61 73 65 2d 64 61 74 61")); /* "base-data" */
+  g_autofree char *base_now = NULL;
+  g_assert_true(g_file_get_contents(base, &base_now, NULL, &error));
+  g_assert_cmpstr(base_now, ==, "base-data"); /* the backing file was not written */
+
+  /* An existing file is refused. */
+  g_assert_false(vms_qcow2_create_overlay(ov, base, "raw", 3u << 20, &error));
+  g_assert_nonnull(strstr(error->message, ov));
+  (void)unlink(ov);
+  (void)unlink(base);
+  (void)rmdir(dir);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -141,5 +203,6 @@ main(int argc, char **argv)
   g_test_add_func("/disks/relaunch-rewrite", test_rewrite);
   g_test_add_func("/disks/relaunch-refusals", test_refusals);
   g_test_add_func("/disks/identity", test_identity);
+  g_test_add_func("/disks/qcow2-overlay", test_qcow2_overlay);
   return g_test_run();
 }
