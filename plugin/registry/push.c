@@ -271,7 +271,9 @@ static VmsRegIndex *
 push_chunks(Push *p, const VmsChunkSource *src, const VmsChunkIndex *cidx, VmsRegTicker *t)
 {
   g_autofree VmsRegChunk *slots = g_new0(VmsRegChunk, MAX(cidx->count, 1));
-  guint window = p->opts->transfers * 2 + 4;
+  /* Blobs alive at once (up to 8 MiB each): one per transfer, and a few
+   * being compressed or written meanwhile. */
+  guint window = p->opts->transfers + 4;
   VmsRegIndex *ix = g_new0(VmsRegIndex, 1);
   guint64 first = 0, next = 0;
   guint n = 0;
