@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Build vmsnap and run every test suite (unit, fuzz, integration).
+# Build vmsnap and run every test suite (unit, fuzz, integration), then the
+# integration suite again with vcpu-events=off, and the unit, fuzz and
+# integration suites of an ASan+UBSan build (scripts/test-sanitize.sh, in
+# $SANITIZE_BUILD_DIR, default BUILD-sanitize). With arguments, only
+# `meson test ARGS` of the normal build runs.
 #
 #   scripts/test.sh                 # build in ./build, run all suites
 #   BUILD_DIR=/tmp/b scripts/test.sh
 #   scripts/test.sh --suite unit    # extra arguments go to `meson test`
+#   VMSNAP_DEB_TEST=1 scripts/test.sh   # also the Debian package (CI always)
 #
 # Installs the dependencies first (scripts/setup.sh). Exit status is 0 only
 # if every test passed; with CI=true a skipped test fails the run too (CI
@@ -37,13 +42,20 @@ fi
 
 # The integration suite again with vcpu-events=off (the qmpvcpus setup,
 # tests/meson.build): the QMP-only vCPU path KVM needs, proven under TCG.
-# Only on a full run (no arguments), like CI's.
+# Only on a full run (no arguments), like CI's. Not the libvirt test: libvirtd
+# starts its QEMU, which the setup's environment never reaches.
 logs=("$log")
 if [ $# -eq 0 ]; then
   qlog="$build/meson-logs/testlog-qmpvcpus.json"
   rm -f "$qlog"
-  meson test -C "$build" --print-errorlogs --setup qmpvcpus --suite integration || status=$?
+  meson test -C "$build" --print-errorlogs --setup qmpvcpus --suite integration \
+    --no-suite libvirt || status=$?
   logs+=("$qlog")
+  # The ASan+UBSan build's unit, fuzz and integration suites, after the
+  # normal runs (never beside them: they share 2 cores).
+  sbuild="${SANITIZE_BUILD_DIR:-$build-sanitize}"
+  "$root/scripts/test-sanitize.sh" "$sbuild" "$build" || status=$?
+  logs+=("$sbuild/meson-logs/testlog.json")
 fi
 
 # Count from meson's own record of each test, not from its console output.
@@ -95,6 +107,18 @@ fi
 if [ "$passed" -eq 0 ]; then
   echo "test.sh: no test passed" >&2
   status=1
+fi
+
+# CI also builds the Debian package and checks what it installs (debian/,
+# scripts/deb-test.sh); VMSNAP_DEB_TEST=1 asks for it outside CI.
+if [ "${CI:-}" = "true" ] || [ "${VMSNAP_DEB_TEST:-}" = "1" ]; then
+  if "$root/scripts/deb-test.sh"; then
+    passed=$((passed + 1))
+  else
+    echo "test.sh: the Debian package test failed" >&2
+    failed=$((failed + 1))
+    status=1
+  fi
 fi
 
 echo "$passed passed, $failed failed, $skipped skipped"

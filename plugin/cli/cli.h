@@ -17,6 +17,7 @@ int vms_cli_verify(int argc, char **argv);     /* cmd-info.c */
 int vms_cli_apply_diff(int argc, char **argv); /* cmd-diff.c */
 int vms_cli_flatten(int argc, char **argv);    /* cmd-diff.c */
 int vms_cli_save(int argc, char **argv);       /* cmd-save.c */
+int vms_cli_monitor(int argc, char **argv);    /* cmd-monitor.c */
 int vms_cli_restore(int argc, char **argv);    /* cmd-restore.c */
 int vms_cli_push(int argc, char **argv);       /* cmd-push.c */
 int vms_cli_pull(int argc, char **argv);       /* cmd-pull.c */

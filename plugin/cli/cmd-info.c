@@ -11,15 +11,23 @@
 #include "util.h"
 
 /* Exactly one positional argument, the snapshot directory. */
-static const char *
-single_dir_argument(int argc, char **argv)
+/* The one snapshot directory argument, opened; NULL after printing why
+ * (a wrong argument count, or the snapshot cannot be read). */
+static VmsSnapshot *
+open_dir_argument(int argc, char **argv)
 {
+  g_autoptr(GError) error = NULL;
+  VmsSnapshot *s;
+
   if (argc != 2) {
     vms_cli_error(argc < 2 ? "missing snapshot directory (see --help)"
                            : "too many arguments (see --help)");
     return NULL;
   }
-  return argv[1];
+  s = vms_snapshot_open(argv[1], &error);
+  if (s == NULL)
+    vms_cli_error("%s", error->message);
+  return s;
 }
 
 static void
@@ -136,18 +144,13 @@ vms_cli_info(int argc, char **argv)
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the manifest as JSON", NULL },
     { NULL },
   };
-  g_autoptr(GError) error = NULL;
   g_autoptr(VmsSnapshot) s = NULL;
-  const char *dir;
 
   if (!vms_cli_parse(&argc, &argv, entries, "DIR", "Print a snapshot's manifest."))
     return 1;
-  dir = single_dir_argument(argc, argv);
-  if (dir == NULL)
-    return 1;
-  s = vms_snapshot_open(dir, &error);
+  s = open_dir_argument(argc, argv);
   if (s == NULL)
-    return vms_cli_error("%s", error->message);
+    return 1;
   if (json)
     print_json(s);
   else
@@ -173,12 +176,10 @@ vms_cli_verify(int argc, char **argv)
                      "file's size and every chunk digest of its memory (memory.chunks), and\n"
                      "for a diff snapshot the same for its whole parent chain."))
     return 1;
-  dir = single_dir_argument(argc, argv);
-  if (dir == NULL)
-    return 1;
-  s = vms_snapshot_open(dir, &error);
+  s = open_dir_argument(argc, argv);
   if (s == NULL)
-    return vms_cli_error("%s", error->message);
+    return 1;
+  dir = argv[1];
   is_diff = s->manifest->kind == VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF;
   if (!vms_chain_verify(dir, &error)) {
     if (g_error_matches(error, VMS_ERROR, VMS_ERROR_NO_DIGESTS))

@@ -244,5 +244,9 @@ vms_cli_save(int argc, char **argv)
   if (domain_xml != NULL && !vms_libvirt_keep_xml(argv[1], domain_xml, &error))
     return vms_cli_error("the snapshot is committed, but the domain XML was not kept: %s",
                          error->message);
+  if (domain_xml != NULL && g_strcmp0(then, "quit") != 0 &&
+      !vms_libvirt_follow_disks(domain, uri, argv[1], &error))
+    return vms_cli_error("the snapshot is committed, but domain %s's definition still names its "
+                         "frozen disk images: %s", domain, error->message);
   return 0;
 }

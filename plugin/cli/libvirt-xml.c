@@ -185,16 +185,57 @@ add_qemu_arg(xmlNode *commandline, const char *value)
   xmlNewProp(arg, BAD_CAST "value", BAD_CAST value);
 }
 
+static void
+remove_nodes(xmlXPathContext *ctx, const char *expr)
+{
+  g_autoptr(xmlXPathObject) nodes = xpath(ctx, expr);
+  for (int i = 0; i < xpath_count(nodes); i++) {
+    xmlUnlinkNode(nodes->nodesetval->nodeTab[i]);
+    xmlFreeNode(nodes->nodesetval->nodeTab[i]);
+  }
+}
+
+/* Drops every "-incoming X" pair of the command line and restore=/overlay=
+ * of the plugin: what a saved clone's XML carries from its own restore. */
+static void
+strip_restore(xmlXPathContext *ctx)
+{
+  g_autoptr(xmlXPathObject) args = xpath(ctx, "/domain/qemu:commandline/qemu:arg");
+  g_autofree char *prev = NULL;
+
+  for (int i = 0; i < xpath_count(args); i++) {
+    xmlNode *n = args->nodesetval->nodeTab[i];
+    g_autofree char *value = prop(n, "value");
+    if (value == NULL)
+      continue;
+    if (g_str_equal(value, "-incoming") && i + 1 < xpath_count(args)) {
+      for (int k = i; k <= i + 1; k++) {
+        xmlUnlinkNode(args->nodesetval->nodeTab[k]);
+        xmlFreeNode(args->nodesetval->nodeTab[k]);
+      }
+      i++; /* the value, gone with it */
+      continue;
+    }
+    if (g_strcmp0(prev, "-plugin") == 0 && is_our_plugin(value)) {
+      g_autofree char *a = vms_qemu_opt_set(value, "restore", NULL);
+      g_autofree char *b = vms_qemu_opt_set(a, "overlay", NULL);
+      xmlSetProp(n, BAD_CAST "value", BAD_CAST b);
+    }
+    g_free(prev);
+    prev = g_steal_pointer(&value);
+  }
+}
+
 /* The plugin restores and sockets move; -incoming defer is added. */
 static gboolean
 clone_commandline(Clone *c, xmlXPathContext *ctx, GError **error)
 {
-  g_autoptr(xmlXPathObject) args = xpath(ctx, "/domain/qemu:commandline/qemu:arg");
-  g_autofree char *prev = NULL;
-  gboolean incoming = FALSE;
-
   if (find_plugin_arg(ctx, error) == NULL)
     return FALSE;
+  strip_restore(ctx);
+  g_autoptr(xmlXPathObject) args = xpath(ctx, "/domain/qemu:commandline/qemu:arg");
+  g_autofree char *prev = NULL;
+
   for (int i = 0; i < xpath_count(args); i++) {
     xmlNode *n = args->nodesetval->nodeTab[i];
     g_autofree char *value = prop(n, "value");
@@ -205,21 +246,42 @@ clone_commandline(Clone *c, xmlXPathContext *ctx, GError **error)
       next = clone_plugin_arg(c, value);
     else if (g_strcmp0(prev, "-chardev") == 0)
       next = clone_chardev_arg(c, value);
-    incoming |= g_str_equal(value, "-incoming");
     if (next != NULL)
       xmlSetProp(n, BAD_CAST "value", BAD_CAST next);
     g_free(prev);
     prev = g_steal_pointer(&value);
   }
-  if (incoming) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
-                "domain XML: its <qemu:commandline> already has -incoming");
-    return FALSE;
-  }
   xmlNode *cmdline = args->nodesetval->nodeTab[0]->parent;
   add_qemu_arg(cmdline, "-incoming");
   add_qemu_arg(cmdline, "defer");
   return TRUE;
+}
+
+static char *
+dump_xml(xmlDoc *doc)
+{
+  xmlChar *out = NULL;
+  int len = 0;
+
+  xmlDocDumpMemory(doc, &out, &len);
+  char *text = g_strndup((const char *)out, (gsize)len);
+  xmlFree(out);
+  return text;
+}
+
+char *
+vms_libvirt_booting_xml(const char *clone_xml, const char *uuid, GError **error)
+{
+  g_autoptr(xmlDoc) doc = parse_xml(clone_xml, error);
+  if (doc == NULL)
+    return NULL;
+  g_autoptr(xmlXPathContext) ctx = xpath_context(doc);
+  if (find_plugin_arg(ctx, error) == NULL)
+    return NULL;
+  strip_restore(ctx);
+  remove_nodes(ctx, "/domain/uuid");
+  xmlNewTextChild(xmlDocGetRootElement(doc), NULL, BAD_CAST "uuid", BAD_CAST uuid);
+  return dump_xml(doc);
 }
 
 /* Character devices and their logs with a path on the host. */
@@ -261,29 +323,56 @@ check_memory(xmlXPathContext *ctx, GError **error)
   return FALSE;
 }
 
+static const VmsLibvirtDisk *
+find_disk(const VmsCloneSpec *spec, const char *image)
+{
+  for (gsize i = 0; image != NULL && i < spec->n_disks; i++)
+    if (g_str_equal(spec->disks[i].image, image))
+      return &spec->disks[i];
+  return NULL;
+}
+
+/* Each writable disk onto its overlay; one without an overlay is refused. */
 static gboolean
-refuse_writable_disks(xmlXPathContext *ctx, GError **error)
+repoint_disks(xmlXPathContext *ctx, const VmsCloneSpec *spec, GError **error)
 {
   g_autoptr(xmlXPathObject) disks =
       xpath(ctx, "/domain/devices/disk[not(readonly) and not(shareable) and "
-                 "(@device='disk' or not(@device))]/target");
-  if (xpath_count(disks) == 0)
-    return TRUE;
-  g_autofree char *dev = prop(disks->nodesetval->nodeTab[0], "dev");
-  g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
-              "disk %s: the domain has a writable disk, and a clone never shares a writable "
-              "image with the original (per-clone disk overlays: doc/libvirt.md)", dev);
-  return FALSE;
-}
+                 "(@device='disk' or not(@device))]");
 
-static void
-remove_nodes(xmlXPathContext *ctx, const char *expr)
-{
-  g_autoptr(xmlXPathObject) nodes = xpath(ctx, expr);
-  for (int i = 0; i < xpath_count(nodes); i++) {
-    xmlUnlinkNode(nodes->nodesetval->nodeTab[i]);
-    xmlFreeNode(nodes->nodesetval->nodeTab[i]);
+  for (int i = 0; i < xpath_count(disks); i++) {
+    xmlNode *disk = disks->nodesetval->nodeTab[i];
+    ctx->node = disk;
+    g_autoptr(xmlXPathObject) source = xmlXPathEvalExpression(BAD_CAST "source[@file]", ctx);
+    g_autoptr(xmlXPathObject) target = xmlXPathEvalExpression(BAD_CAST "target", ctx);
+    g_autoptr(xmlXPathObject) driver = xmlXPathEvalExpression(BAD_CAST "driver", ctx);
+    xmlNode *src = xpath_count(source) > 0 ? source->nodesetval->nodeTab[0] : NULL;
+    g_autofree char *file = src != NULL ? prop(src, "file") : NULL;
+    g_autofree char *dev = xpath_count(target) > 0 ? prop(target->nodesetval->nodeTab[0], "dev")
+                                                   : g_strdup("?");
+    const VmsLibvirtDisk *d = find_disk(spec, file);
+    if (d == NULL) {
+      g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
+                  "disk %s: the snapshot holds no frozen image of %s, and a clone never shares "
+                  "a writable image with the original", dev, file != NULL ? file : "(no file)");
+      return FALSE;
+    }
+    xmlSetProp(src, BAD_CAST "file", BAD_CAST d->overlay);
+    if (xpath_count(driver) > 0)
+      xmlSetProp(driver->nodesetval->nodeTab[0], BAD_CAST "type", BAD_CAST "qcow2");
+    else
+      xmlSetProp(xmlNewChild(disk, NULL, BAD_CAST "driver", NULL), BAD_CAST "type", BAD_CAST "qcow2");
+    /* libvirt probes the chain from the overlay (its backing: the frozen image). */
+    for (xmlNode *c = disk->children, *next; c != NULL; c = next) {
+      next = c->next;
+      if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST "backingStore")) {
+        xmlUnlinkNode(c);
+        xmlFreeNode(c);
+      }
+    }
   }
+  ctx->node = NULL;
+  return TRUE;
 }
 
 /* Name, uuid and id are the new domain's; an empty <genid/> makes libvirt
@@ -319,18 +408,13 @@ vms_libvirt_clone_xml(const char *xml, const VmsCloneSpec *spec, gboolean *ret_g
   Clone c = { .spec = spec, .moved = moved, .names = names };
   gboolean genid = FALSE;
 
-  if (!check_memory(ctx, error) || !refuse_writable_disks(ctx, error) ||
+  if (!check_memory(ctx, error) || !repoint_disks(ctx, spec, error) ||
       !clone_commandline(&c, ctx, error))
     return NULL;
   clone_device_paths(&c, ctx);
   clone_identity(doc, ctx, spec->name, &genid);
-  xmlChar *out = NULL;
-  int len = 0;
-  xmlDocDumpMemory(doc, &out, &len);
-  char *text = g_strndup((const char *)out, (gsize)len);
-  xmlFree(out);
   *ret_genid = genid;
-  return text;
+  return dump_xml(doc);
 }
 
 gboolean
@@ -354,4 +438,18 @@ vms_libvirt_keep_xml(const char *dir, const char *xml, GError **error)
     return vms_set_error_errno(error, err, "failed to rename %s to %s", tmp, path);
   }
   return TRUE;
+}
+
+char *
+vms_libvirt_repoint_disks(const char *xml, const VmsLibvirtDisk *disks, gsize n_disks,
+                          GError **error)
+{
+  g_autoptr(xmlDoc) doc = parse_xml(xml, error);
+  if (doc == NULL)
+    return NULL;
+  g_autoptr(xmlXPathContext) ctx = xpath_context(doc);
+  VmsCloneSpec spec = { .disks = disks, .n_disks = n_disks };
+  if (!repoint_disks(ctx, &spec, error))
+    return NULL;
+  return dump_xml(doc);
 }

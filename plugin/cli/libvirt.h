@@ -18,6 +18,13 @@ G_BEGIN_DECLS
 /* The name of the file beside manifest.bin that keeps the domain XML. */
 #define VMS_LIBVIRT_XML_FILE "libvirt-domain.xml"
 
+/* A writable disk of the clone: the image the saved domain's XML names and
+ * the clone's own qcow2 overlay on the snapshot's frozen copy of it. */
+typedef struct {
+  const char *image;   /* DiskRecord identity path: the <source file> saved */
+  const char *overlay; /* absolute */
+} VmsLibvirtDisk;
+
 /* What makes a clone's domain XML. */
 typedef struct {
   const char *name;         /* the clone's domain name */
@@ -25,6 +32,8 @@ typedef struct {
   const char *memory;       /* absolute: the plugin's overlay= (the snapshot's memory, or
                              * for a diff its flattening's) */
   const char *runtime_dir;  /* absolute: the clone's sockets and chardev files go here */
+  const VmsLibvirtDisk *disks; /* @n_disks writable disks */
+  gsize n_disks;
 } VmsCloneSpec;
 
 /* Runs `virsh -q [-c @uri] ARGS...` (NULL-terminated, after @error). On
@@ -42,12 +51,35 @@ char *vms_libvirt_control_socket(const char *xml, GError **error);
  * uuid, a new <genid/> if the domain had one (*@ret_genid says so), the
  * plugin with restore=, overlay= and libvirt=on, every socket and
  * file of the plugin, -chardev and serial/console/channel devices moved
- * into @spec's runtime dir, and `-incoming defer`. Refuses a domain whose
+ * into @spec's runtime dir, and `-incoming defer` (a saved clone's own
+ * restore= and -incoming replaced). Refuses a domain whose
  * RAM is not file-backed and shared (libvirt's file becomes the RAM
- * overlay's placeholder), that loads no plugin, or that has a writable disk
- * (a clone never shares a writable image). Caller frees. */
+ * overlay's placeholder) or that loads no plugin. Each writable file disk
+ * is pointed at its overlay in @spec (driver qcow2; libvirt reads the
+ * backing chain from the overlay); one without an overlay is refused (a
+ * clone never shares a writable image). Caller frees. */
 char *vms_libvirt_clone_xml(const char *xml, const VmsCloneSpec *spec, gboolean *ret_genid,
                             GError **error);
+
+/* @clone_xml (of vms_libvirt_clone_xml) without its restore: no restore=
+ * or overlay= on the plugin, no -incoming; with @uuid, the uuid libvirt gave
+ * the running clone (a definition replaces it). The persistent definition of a
+ * clone once it runs, so a later `virsh start` boots it from its own disks
+ * instead of restoring the snapshot's memory over disks it has written. */
+char *vms_libvirt_booting_xml(const char *clone_xml, const char *uuid, GError **error);
+
+/* @xml with every writable file disk pointed at its overlay in @disks (as
+ * vms_libvirt_clone_xml does). Caller frees. */
+char *vms_libvirt_repoint_disks(const char *xml, const VmsLibvirtDisk *disks, gsize n_disks,
+                                GError **error);
+
+/* After `vmsnap save --libvirt` of @domain froze its disks and QEMU runs
+ * on (or will run on) new overlays that libvirt does not know of: points
+ * the domain's persistent definition at the overlay each disk's device now
+ * uses (query-block through libvirt), so its next start writes the overlay,
+ * not the frozen image (read-only now, and the snapshot's). */
+gboolean vms_libvirt_follow_disks(const char *domain, const char *uri, const char *dir,
+                                  GError **error);
 
 /* Writes @xml as @dir/libvirt-domain.xml: a temp file, mode 0600, renamed
  * into place. */

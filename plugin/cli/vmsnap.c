@@ -21,6 +21,7 @@ static const Command commands[] = {
   { "apply-diff", vms_cli_apply_diff, "copy a diff's data extents onto a base file in place" },
   { "flatten", vms_cli_flatten, "turn a diff snapshot and its chain into a full snapshot" },
   { "save", vms_cli_save, "ask a running VM's plugin for a snapshot" },
+  { "monitor", vms_cli_monitor, "talk to a running VM's plugin through its monitor console" },
   { "restore", vms_cli_restore, "start QEMU from a snapshot" },
   { "push", vms_cli_push, "send a snapshot to an OCI registry" },
   { "pull", vms_cli_pull, "fetch a snapshot from an OCI registry" },

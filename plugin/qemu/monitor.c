@@ -1,10 +1,21 @@
-/* vmsnap plugin: the monitor console (doc/spec.md section 5) on the
- * connection engine (conn.h): lines in, plain words out. */
+/* vmsnap plugin: the monitor console (doc/spec.md sections 5 and 11) on
+ * the connection engine (conn.h): lines in, plain words out.
+ *
+ * Two kinds of peer, told apart by what they send:
+ *  - line clients (`socat - UNIX-CONNECT:...` on a cooked terminal,
+ *    scripts) send whole lines; nothing is echoed;
+ *  - raw terminals (`socat -,raw,echo=0 UNIX-CONNECT:...`, like QEMU's
+ *    HMP) send a key at a time: a read of one byte that is not a newline,
+ *    a lone CR, ESC, Tab, Backspace or another control key switches the
+ *    connection to the line editor (monitor-edit.h) for good: echo,
+ *    history, completion, and CR LF line ends.
+ */
 #include "monitor.h"
 
 #include <string.h>
 
 #include "error.h"
+#include "monitor-edit.h"
 
 #define MONITOR_PROMPT "(vmsnap) "
 #define MONITOR_MAX_LINE 4096
@@ -27,17 +38,29 @@ typedef struct {
   GString *in;      /* bytes not yet cut into lines */
   gboolean discarding; /* the current line is too long */
   gboolean eof;
+  VmsLineEditor *editor; /* set once the peer shows it is a raw terminal */
 } MonConn;
 
 typedef struct {
-  VmsConn *conn;
+  MonConn *c;       /* lives as long as the reference on its connection */
   char *command;
 } MonReply;
 
+/* Any thread. A raw terminal does not turn LF into CR LF itself. */
 static void
-mon_send(VmsConn *conn, const char *text)
+mon_send(MonConn *c, const char *text)
 {
-  vms_conn_send(conn, text, strlen(text));
+  if (g_atomic_pointer_get(&c->editor) != NULL) {
+    g_autoptr(GString) s = g_string_new(NULL);
+    for (const char *p = text; *p != '\0'; p++) {
+      if (*p == '\n' && (p == text || p[-1] != '\r'))
+        g_string_append_c(s, '\r');
+      g_string_append_c(s, *p);
+    }
+    vms_conn_send(c->conn, s->str, s->len);
+    return;
+  }
+  vms_conn_send(c->conn, text, strlen(text));
 }
 
 /* Any thread (snapshot-save answers from its worker). */
@@ -55,9 +78,9 @@ mon_reply(JsonNode *ret, const GError *error, gpointer reply_data)
     text = g_strdup_printf("%s\n" MONITOR_PROMPT, body);
     json_node_unref(ret);
   }
-  mon_send(r->conn, text);
-  vms_conn_release(r->conn);
-  vms_conn_unref(r->conn);
+  mon_send(r->c, text);
+  vms_conn_release(r->c->conn);
+  vms_conn_unref(r->c->conn);
   g_free(r->command);
   g_free(r);
 }
@@ -73,7 +96,7 @@ mon_run_line(MonConn *c, const char *line)
   if (!vms_monitor_parse_line(line, &parsed, &error)) {
     g_autofree char *safe = vms_monitor_escape(error->message);
     g_autofree char *text = g_strdup_printf("error: %s\n" MONITOR_PROMPT, safe);
-    mon_send(c->conn, text);
+    mon_send(c, text);
     return TRUE;
   }
   if (parsed.quit)
@@ -82,11 +105,12 @@ mon_run_line(MonConn *c, const char *line)
     /* an empty line, help, a bare `info`: answered here */
     g_autofree char *text = g_strdup_printf("%s" MONITOR_PROMPT,
                                             parsed.text != NULL ? parsed.text : "");
-    mon_send(c->conn, text);
+    mon_send(c, text);
     return TRUE;
   }
   r = g_new0(MonReply, 1);
-  r->conn = vms_conn_ref(c->conn);
+  r->c = c;
+  vms_conn_ref(c->conn);
   r->command = g_strdup(parsed.command);
   vms_conn_hold(c->conn);
   c->mon->dispatch(parsed.command, parsed.args, mon_reply, r, c->mon->user_data);
@@ -105,7 +129,7 @@ mon_next_line(MonConn *c, gsize *ret_len)
   if (nl == NULL) {
     if (c->in->len > MONITOR_MAX_LINE) {
       if (!c->discarding)
-        mon_send(c->conn, "error: line too long\n" MONITOR_PROMPT);
+        mon_send(c, "error: line too long\n" MONITOR_PROMPT);
       c->discarding = TRUE;
       g_string_truncate(c->in, 0);
     }
@@ -125,11 +149,40 @@ mon_next_line(MonConn *c, gsize *ret_len)
   return line;
 }
 
+/* Raw terminal: keys through the editor until a line is submitted or the
+ * input is used up. FALSE when the console must close. */
+static gboolean
+mon_pump_keys(MonConn *c)
+{
+  gsize used = 0;
+  gboolean open = TRUE;
+
+  while (open && used < c->in->len && !vms_conn_held(c->conn)) {
+    g_autoptr(GString) out = g_string_new(NULL);
+    g_autofree char *line = NULL;
+    VmsEditResult r = vms_line_editor_feed(c->editor, (guchar)c->in->str[used++], out, &line);
+
+    if (out->len > 0)
+      vms_conn_send(c->conn, out->str, out->len);
+    if (r == VMS_EDIT_EOF)
+      open = FALSE;
+    else if (r == VMS_EDIT_LINE)
+      open = mon_run_line(c, line);
+  }
+  g_string_erase(c->in, 0, (gssize)used);
+  return open;
+}
+
 static void
 mon_pump(VmsConn *conn, gpointer conn_user)
 {
   MonConn *c = conn_user;
 
+  if (c->editor != NULL) {
+    if (!mon_pump_keys(c))
+      vms_conn_close(conn);
+    return;
+  }
   while (!vms_conn_held(conn)) {
     gsize len = 0;
     g_autofree char *line = mon_next_line(c, &len);
@@ -138,7 +191,7 @@ mon_pump(VmsConn *conn, gpointer conn_user)
       return;
     if (strlen(line) != len) {
       /* a C string would end at the NUL: `info snapshot /a\0b` is not /a */
-      mon_send(conn, "error: the line holds a NUL byte; refused\n" MONITOR_PROMPT);
+      mon_send(c, "error: the line holds a NUL byte; refused\n" MONITOR_PROMPT);
       continue;
     }
     if (len > 0 && line[len - 1] == '\r')
@@ -150,11 +203,32 @@ mon_pump(VmsConn *conn, gpointer conn_user)
   }
 }
 
+/* What no line client sends: a single key, or keys a cooked terminal
+ * would have handled itself. */
+static gboolean
+looks_like_raw_terminal(const char *data, gsize len)
+{
+  if (len == 1 && data[0] != '\n')
+    return TRUE;
+  for (gsize i = 0; i < len; i++) {
+    guchar b = (guchar)data[i];
+    if (b == '\r' && (i + 1 == len || data[i + 1] != '\n'))
+      return TRUE;
+    /* (a NUL is no key: a line holding one is refused, below) */
+    if (b == 0x7f || (b < 0x20 && b != '\n' && b != '\r' && b != '\0'))
+      return TRUE;
+  }
+  return FALSE;
+}
+
 static void
 mon_input(VmsConn *conn, const char *data, gsize len, gpointer conn_user)
 {
   MonConn *c = conn_user;
 
+  /* a partial line read before the switch is typed into the editor */
+  if (c->editor == NULL && looks_like_raw_terminal(data, len))
+    g_atomic_pointer_set(&c->editor, vms_line_editor_new(MONITOR_PROMPT));
   g_string_append_len(c->in, data, (gssize)len);
   mon_pump(conn, conn_user);
 }
@@ -176,7 +250,7 @@ mon_accepted(VmsConn *conn, gpointer listener_user)
   c->mon = listener_user;
   c->conn = conn;
   c->in = g_string_new(NULL);
-  mon_send(conn, MONITOR_BANNER MONITOR_PROMPT);
+  vms_conn_send(conn, MONITOR_BANNER MONITOR_PROMPT, strlen(MONITOR_BANNER MONITOR_PROMPT));
   return c;
 }
 
@@ -186,6 +260,7 @@ mon_conn_free(gpointer p)
   MonConn *c = p;
 
   g_string_free(c->in, TRUE);
+  vms_line_editor_free(c->editor);
   g_free(c);
 }
 

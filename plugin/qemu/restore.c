@@ -16,6 +16,7 @@
  * Everything in the snapshot is opened read-only; nothing is written.
  */
 #include "restore.h"
+#include "disk-guard.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include "chain.h"
 #include "error.h"
 #include "relaunch.h"
+#include "save-guard.h"
 #include "save-qemu.h"
 #include "snapdir.h"
 #include "util.h"
@@ -343,6 +345,7 @@ load_state(VmsSnapshot *s, VmsQmpClient *qmp, gboolean libvirt, GError **error)
   g_autoptr(GError) put_back = NULL;
   gboolean ok;
 
+  vms_save_test_hook("restore");
   if (!vms_migration_settings_query(qmp, &prior, error))
     return FALSE;
   prior.leave_events = libvirt;
@@ -364,7 +367,8 @@ vms_restore_run(const char *dir, gboolean resume, gboolean libvirt, VmsQmpClient
 {
   g_autoptr(VmsSnapshot) s = open_full_snapshot(dir, error);
 
-  if (s == NULL || !check_mapping(s, mem, error) || !check_autostart(resume, error))
+  if (s == NULL || !check_mapping(s, mem, error) || !check_autostart(resume, error) ||
+      !vms_disk_guard_check(s, qmp, error))
     return FALSE;
   /* Again, just before loading it: state.bin may have changed since install. */
   if (!vms_snapshot_verify_state(s, error))

@@ -407,6 +407,10 @@ save_failed(SaveCtx *ctx, const char *step, GError **error)
   }
   g_clear_pointer(&ctx->disks, vms_save_disks_free); /* its links, before the directory goes */
   g_clear_pointer(&ctx->writer, vms_snap_writer_free);
+  if (vms_qmp_client_is_closed(vms_service_get_qmp(ctx->svc)))
+    g_prefix_error(error, "QEMU is going away (it closed its QMP connection to the plugin), so "
+                          "nothing was committed; a later save into %s removes what this one "
+                          "staged: ", ctx->dir);
   g_prefix_error(error, "snapshot-save %s failed at step '%s': ", ctx->dir, step);
   json_object_set_string_member(data, "dir", ctx->dir);
   json_object_set_string_member(data, "desc", (*error)->message);

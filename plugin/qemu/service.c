@@ -1,5 +1,6 @@
 /* vmsnap plugin: the service thread, start-up and QEMU events. */
 #include "service.h"
+#include "disks.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct _VmsService {
   const char *save_step;   /* the step it is at (static string), NULL before the first */
   gboolean save_cancelled; /* snapshot-cancel asked */
   GCond cancel_cond;       /* signalled by a cancel (VMSNAP_TEST_HOLD_STEP waits on it) */
+  char *vm_generation_id;  /* the vmgenid GUID after start-up; NULL: no vmgenid device */
 };
 
 void
@@ -233,6 +235,7 @@ startup_thread(gpointer user_data)
                          &error))) &&
       svc->opts.restore != NULL)
     restore_failed(error);
+  g_autofree char *genid = error == NULL ? vms_disks_query_vmgenid(svc->qmp) : NULL;
   g_mutex_lock(&svc->lock);
   if (error != NULL) {
     svc->init_error = g_strdup(error->message);
@@ -242,6 +245,7 @@ startup_thread(gpointer user_data)
     svc->mem.path = g_strdup(mem.path);
     svc->restored_from = g_strdup(svc->opts.restore);
     memcpy(svc->restored_manifest_sha256, restored_sha, sizeof(restored_sha));
+    svc->vm_generation_id = g_steal_pointer(&genid);
     svc->ready = TRUE;
   }
   svc->started = TRUE;
@@ -378,6 +382,10 @@ vms_service_query(VmsService *svc)
   } else {
     json_object_set_null_member(ret, "memory");
   }
+  if (svc->vm_generation_id != NULL) /* doc/spec.md section 9 */
+    json_object_set_string_member(ret, "vm-generation-id", svc->vm_generation_id);
+  else
+    json_object_set_null_member(ret, "vm-generation-id");
   if (svc->restored_from != NULL)
     json_object_set_string_member(ret, "restored-from", svc->restored_from);
   else

@@ -164,12 +164,6 @@ vms_vcpus_count(void)
   return (guint)MAX(0, g_atomic_int_get(&vcpus_qmp_count));
 }
 
-guint
-vms_vcpus_expected(void)
-{
-  return vcpus_smp;
-}
-
 gboolean
 vms_vcpus_use_events(void)
 {

@@ -54,9 +54,6 @@ gboolean vms_vcpus_attach(VmsQmpClient *qmp, GError **error);
  * Any thread. */
 guint vms_vcpus_count(void);
 
-/* The count the install info announced. */
-guint vms_vcpus_expected(void);
-
 /* TRUE once attached in events mode; FALSE in QMP mode or before attach. */
 gboolean vms_vcpus_use_events(void);
 

@@ -26,7 +26,8 @@ gboolean vms_save_guard_not_resumed(VmsQmpClient *qmp, guint64 since_seq, GError
 /* The test-only step hook, read from VMSNAP_TEST_SAVE_HOOK in QEMU's
  * environment as "STEP:ACTION" (unset: nothing happens, at the cost of one
  * getenv). Called by save.c at the start of each step (STEP is the step's
- * name: prepare, stop, state, memory, resume, strip, commit, digests).
+ * name: prepare, stop, state, memory, resume, strip, commit, digests) and
+ * by restore.c before it loads state.bin (STEP "restore").
  * ACTION "kill": the process kills itself with SIGKILL (QEMU dies mid-save).
  * ACTION "wait=FILE": creates FILE and waits until someone removes it (at
  * most 60 s), so a test can act while the save is at STEP. */

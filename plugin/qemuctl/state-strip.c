@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "stream.h"
 #include "snapdir.h"
 #include "util.h"
 
@@ -264,18 +265,16 @@ parse(Stream *s)
   return s->bad == NULL;
 }
 
+/* The kept ranges, in order, through a GIO stream from @dst_fd's position. */
 static gboolean
 write_kept(const Stream *s, int dst_fd, GError **error)
 {
-  guint64 off = 0;
-
   for (guint i = 0; i < s->keep->len; i += 2) {
     guint64 from = g_array_index(s->keep, guint64, i);
     guint64 n = g_array_index(s->keep, guint64, i + 1);
-    int r = vms_pwrite_full(dst_fd, s->data + from, (gsize)n, off);
-    if (r < 0)
-      return vms_set_error_errno(error, -r, "failed to write the stripped state");
-    off += n;
+    if (!vms_stream_write_all(dst_fd, s->data + from, (gsize)n, NULL, "the stripped state",
+                              error))
+      return FALSE;
   }
   return TRUE;
 }

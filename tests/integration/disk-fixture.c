@@ -2,7 +2,9 @@
 #include "disk-fixture.h"
 
 #include <string.h>
+#include <stdio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 void
 disk_setup(DiskFixture *f, gconstpointer data)
@@ -25,7 +27,7 @@ disk_teardown(DiskFixture *f, gconstpointer data)
 }
 
 VmsVm *
-disk_boot(DiskFixture *f, guint slot, const char *name, gboolean vmgenid)
+disk_prepare(DiskFixture *f, guint slot, const char *name, gboolean vmgenid)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *dir = g_build_filename(f->dir, name, NULL);
@@ -41,10 +43,26 @@ disk_boot(DiskFixture *f, guint slot, const char *name, gboolean vmgenid)
     g_ptr_array_add(vm->extra_args, g_strdup("-device"));
     g_ptr_array_add(vm->extra_args, g_strdup("vmgenid,guid=6b0c2c3e-3b1f-4a57-9a53-0f6d0c1e2a11"));
   }
+  return vm;
+}
+
+void
+disk_start(VmsVm *vm)
+{
+  g_autoptr(GError) error = NULL;
+
   g_assert_true(vms_vm_start(vm, &error));
   g_assert_no_error(error);
   g_assert_true(vms_linux_wait_boot(vm, VMS_LINUX_BOOT_TIMEOUT_MS, &error));
   g_assert_no_error(error);
+}
+
+VmsVm *
+disk_boot(DiskFixture *f, guint slot, const char *name, gboolean vmgenid)
+{
+  VmsVm *vm = disk_prepare(f, slot, name, vmgenid);
+
+  disk_start(vm);
   return vm;
 }
 
@@ -199,30 +217,51 @@ disk_halt_and_check(VmsVm *vm, const char *image, const char *scratch)
 }
 
 guint
-disk_assert_history(const char *history, const char *first_tag, guint min_first,
-                    const char *then_tag)
+disk_assert_history_runs(const char *history, const char *const *tags, guint min_first)
 {
   g_auto(GStrv) lines = g_strsplit(history, "\n", -1);
-  guint n = 0, k = 0;
-  gboolean in_first = TRUE;
+  guint n = 0, run = 0, first = 0;
 
   g_assert_cmpuint(strlen(history), >, 0);
   g_assert_cmpint(history[strlen(history) - 1], ==, '\n');
   for (; lines[n] != NULL && lines[n][0] != '\0'; n++) {
-    g_autofree char *want_first = g_strdup_printf("%u %s", n + 1, first_tag);
-    g_autofree char *want_then = g_strdup_printf("%u %s", n + 1, then_tag ? then_tag : "");
-    if (in_first && g_str_equal(lines[n], want_first)) {
-      k++;
-      continue;
-    }
-    in_first = FALSE;
-    if (then_tag == NULL || !g_str_equal(lines[n], want_then))
-      g_error("history line %u is '%s': want '%s' or '%s'", n + 1, lines[n], want_first,
-              want_then);
+    g_autofree char *num = g_strdup_printf("%u ", n + 1);
+    if (!g_str_has_prefix(lines[n], num))
+      g_error("history line %u is '%s': the numbering broke", n + 1, lines[n]);
+    const char *tag = lines[n] + strlen(num);
+    while (tags[run] != NULL && !g_str_equal(tag, tags[run]))
+      run++;
+    if (tags[run] == NULL)
+      g_error("history line %u is '%s': its tag is not expected here", n + 1, lines[n]);
+    first += run == 0;
   }
   g_assert_true(lines[n] != NULL && lines[n + 1] == NULL); /* nothing after the last newline */
-  g_assert_cmpuint(k, >=, min_first);
-  return k;
+  g_assert_cmpuint(first, >=, min_first);
+  return first;
+}
+
+guint
+disk_assert_history(const char *history, const char *first_tag, guint min_first,
+                    const char *then_tag)
+{
+  const char *const tags[] = { first_tag, then_tag, NULL };
+
+  return disk_assert_history_runs(history, tags, min_first);
+}
+
+void
+disk_add_blank(VmsVm *vm, const char *id, const char *path, guint mib, gboolean readonly)
+{
+  FILE *f = fopen(path, "w");
+
+  g_assert_nonnull(f);
+  g_assert_cmpint(ftruncate(fileno(f), (off_t)mib << 20), ==, 0);
+  fclose(f);
+  g_ptr_array_add(vm->extra_args, g_strdup("-drive"));
+  g_ptr_array_add(vm->extra_args, g_strdup_printf("file=%s,format=raw,if=none,id=%s%s", path, id,
+                                                  readonly ? ",readonly=on" : ""));
+  g_ptr_array_add(vm->extra_args, g_strdup("-device"));
+  g_ptr_array_add(vm->extra_args, g_strdup_printf("virtio-blk-pci,drive=%s,id=%s-dev", id, id));
 }
 
 int

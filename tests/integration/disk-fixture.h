@@ -23,6 +23,9 @@ void disk_teardown(DiskFixture *f, gconstpointer data);
  * fresh raw copy of root.ext4 in that directory, drive id "root") and, if
  * @vmgenid, -device vmgenid. Waits for the agent. Stored in @f->vms[@slot]. */
 VmsVm *disk_boot(DiskFixture *f, guint slot, const char *name, gboolean vmgenid);
+/* The same in two halves: configure (add disks in between), then start. */
+VmsVm *disk_prepare(DiskFixture *f, guint slot, const char *name, gboolean vmgenid);
+void disk_start(VmsVm *vm);
 
 /* Starts the writer with tag @tag and waits until the history has @lines lines. */
 void disk_start_writer(VmsVm *vm, const char *tag, guint lines);
@@ -49,12 +52,20 @@ char *disk_top_image(VmsVm *vm);
 char *disk_halt_and_check(VmsVm *vm, const char *image, const char *scratch);
 
 /* Checks a history: lines "N TAG" numbered 1.. without a gap or a foreign
- * byte; TAGs are @first_tag for lines 1..k (k >= @min_first) and @then_tag
- * (NULL: none allowed) after. Returns k. */
+ * byte, and TAGs in runs in the order of @tags (NULL-terminated; a run may
+ * be empty, none may come back). The first run has at least @min_first
+ * lines; returns its length. */
+guint disk_assert_history_runs(const char *history, const char *const *tags, guint min_first);
+/* disk_assert_history_runs() with the runs @first_tag, @then_tag (nullable). */
 guint disk_assert_history(const char *history, const char *first_tag, guint min_first,
                           const char *then_tag);
 
-/* `vmsnap ARGS...`: exit status, output in *@ret_out/*@ret_err (nullable). */
+/* Adds "-drive file=@path,format=raw,if=none,id=@id[,readonly=on]" and its
+ * virtio-blk device to @vm after creating @path (@mib MiB, sparse). */
+void disk_add_blank(VmsVm *vm, const char *id, const char *path, guint mib, gboolean readonly);
+
+/* `vmsnap ARGS...`: exit status; stdout and stderr in *@ret_out and *@ret_err
+ * (each nullable). */
 int disk_cli(const char *const *args, char **ret_out, char **ret_err);
 
 G_END_DECLS

@@ -51,7 +51,8 @@ vms_vm_wait_debugcon(VmsVm *vm, const char *text, gsize from, guint timeout_ms, 
 gboolean
 vms_vm_wait_ready(VmsVm *vm, guint timeout_ms, GError **error)
 {
-  return vms_vm_wait_debugcon(vm, VMS_GUEST_PREFIX "ready", 0, timeout_ms, NULL, error);
+  return vms_harness_said(vms_vm_wait_debugcon(vm, VMS_GUEST_PREFIX "ready", 0, timeout_ms, NULL,
+                                               error), error, "vms_vm_wait_ready");
 }
 
 GBytes *
@@ -116,14 +117,14 @@ vms_vm_wait_counter_above(VmsVm *vm, guint64 above, guint timeout_ms, GError **e
 
   for (;;) {
     if (!vms_vm_read_counter(vm, &counter, error))
-      return FALSE;
+      return vms_harness_said(FALSE, error, "vms_vm_wait_counter_above");
     if (counter > above)
       return TRUE;
     if (g_get_monotonic_time() >= deadline) {
       g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                   "guest counter still %" G_GUINT64_FORMAT " (<= %" G_GUINT64_FORMAT ") after %u ms",
                   counter, above, timeout_ms);
-      return FALSE;
+      return vms_harness_said(FALSE, error, "vms_vm_wait_counter_above");
     }
     g_usleep(1000);
   }
@@ -136,7 +137,7 @@ vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error)
   g_autoptr(VmsTestQmp) ctl = vms_test_qmp_connect(vm->control_path, timeout_ms, error);
 
   if (ctl == NULL)
-    return NULL;
+    return vms_harness_said(FALSE, error, "vms_vm_control"), NULL;
   for (;;) {
     g_autoptr(GError) local = NULL;
     g_autoptr(JsonNode) ret = vms_test_qmp_execute(ctl, "query-vmsnap", NULL, &local);
@@ -145,7 +146,7 @@ vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error)
     if (g_get_monotonic_time() >= deadline) {
       g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "the plugin is not ready after %u ms: %s",
                   timeout_ms, local->message);
-      return NULL;
+      return vms_harness_said(FALSE, error, "vms_vm_control"), NULL;
     }
     g_usleep(10 * 1000);
   }

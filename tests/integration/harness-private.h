@@ -2,6 +2,7 @@
 #pragma once
 
 #include <glib.h>
+#include <gio/gio.h>
 
 /* GSubprocess*, not owned: every live QEMU, killed by the atexit safety net. */
 extern GPtrArray *vms_harness_live_procs;
@@ -10,3 +11,14 @@ extern GPtrArray *vms_harness_temp_dirs;
 
 /* The value of environment variable @name, or @fallback when unset or empty. */
 const char *vms_harness_env_or(const char *name, const char *fallback);
+
+/* Returns @ok; when it is FALSE, first prints "harness: @fn: <message>" to
+ * stderr, so a test that asserts only the boolean still shows why. */
+gboolean vms_harness_said(gboolean ok, GError **error, const char *fn);
+
+/* Adds what a sanitized build needs to run QEMU to @launcher: with
+ * VMSNAP_TEST_QEMU_PRELOAD set (meson sets it to the ASan runtime under
+ * -Db_sanitize=address), LD_PRELOAD of it (an ASan plugin loads into QEMU
+ * only if the runtime comes first) and ASAN_OPTIONS without leak checks
+ * (QEMU's own leaks at exit are not ours to fix). */
+void vms_harness_sanitizer_env(GSubprocessLauncher *launcher);

@@ -204,13 +204,14 @@ vms_vm_spawn(VmsVm *vm, const char *const *argv, GError **error)
   g_subprocess_launcher_take_stdout_fd(launcher, fcntl(fd, F_DUPFD_CLOEXEC, 0));
   g_subprocess_launcher_take_stderr_fd(launcher, fd);
   g_subprocess_launcher_set_child_setup(launcher, child_setup, NULL, NULL);
+  vms_harness_sanitizer_env(launcher);
   if (g_getenv("VMSNAP_TEST_VERBOSE") != NULL) {
     g_autofree char *cmd = g_strjoinv(" ", (char **)argv);
     g_test_message("spawn: %s", cmd);
   }
   vm->proc = g_subprocess_launcher_spawnv(launcher, argv, error);
   if (vm->proc == NULL)
-    return FALSE;
+    return vms_harness_said(FALSE, error, "vms_vm_spawn");
   if (vms_harness_live_procs != NULL)
     g_ptr_array_add(vms_harness_live_procs, vm->proc);
   return TRUE;
@@ -237,11 +238,11 @@ vms_vm_connect(VmsVm *vm, guint timeout_ms, GError **error)
     if (vm->proc != NULL && g_subprocess_get_identifier(vm->proc) == NULL) {
       g_autofree char *err = vms_vm_stderr(vm);
       g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "QEMU exited at start: %s", err);
-      return FALSE;
+      return vms_harness_said(FALSE, error, "vms_vm_connect");
     }
     if (g_get_monotonic_time() >= deadline) {
       g_propagate_error(error, g_steal_pointer(&local));
-      return FALSE;
+      return vms_harness_said(FALSE, error, "vms_vm_connect");
     }
   }
   return TRUE;
@@ -280,7 +281,7 @@ vms_vm_wait_exit(VmsVm *vm, guint timeout_ms, int *ret_status, GError **error)
       g_subprocess_force_exit(vm->proc);
       while (!done)
         g_main_context_iteration(NULL, TRUE);
-      return FALSE;
+      return vms_harness_said(FALSE, error, "vms_vm_wait_exit");
     }
     g_main_context_iteration(NULL, FALSE);
     g_usleep(5 * 1000);

@@ -112,3 +112,27 @@ vms_test_query_ready(VmsTestQmp *ctl)
   }
   g_error("the plugin never found the guest memory");
 }
+
+gboolean
+vms_harness_said(gboolean ok, GError **error, const char *fn)
+{
+  if (!ok)
+    g_printerr("harness: %s: %s\n", fn,
+               error != NULL && *error != NULL ? (*error)->message : "(no error message)");
+  return ok;
+}
+
+void
+vms_harness_sanitizer_env(GSubprocessLauncher *launcher)
+{
+  const char *preload = g_getenv("VMSNAP_TEST_QEMU_PRELOAD");
+  const char *asan = g_getenv("ASAN_OPTIONS");
+  g_autofree char *opts = NULL;
+
+  if (preload == NULL || preload[0] == '\0')
+    return;
+  g_subprocess_launcher_setenv(launcher, "LD_PRELOAD", preload, TRUE);
+  opts = g_strdup_printf("%s%sdetect_leaks=0", asan != NULL ? asan : "",
+                         asan != NULL && asan[0] != '\0' ? ":" : "");
+  g_subprocess_launcher_setenv(launcher, "ASAN_OPTIONS", opts, TRUE);
+}

@@ -24,6 +24,17 @@ clone_guid(VmsVm *vm)
   return g_strdup(json_object_get_string_member(json_node_get_object(ret), "guid"));
 }
 
+/* query-vmsnap's vm-generation-id (doc/spec.md section 9). */
+static char *
+reported_guid(VmsVm *vm)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmsTestQmp) ctl = vms_vm_control(vm, VMS_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error(error);
+  g_autoptr(JsonObject) q = vms_test_query_ready(ctl);
+  return g_strdup(json_object_get_string_member(q, "vm-generation-id"));
+}
+
 static gboolean
 reseeded(VmsVm *vm)
 {
@@ -77,6 +88,8 @@ test_clones(DiskFixture *f, gconstpointer data)
   g_assert_true(reseeded(a)); /* 6: a new GUID, and the kernel saw it */
   g_autofree char *guid_a = clone_guid(a);
   g_assert_cmpstr(guid_a, !=, SAVED_GUID);
+  g_autofree char *reported_a = reported_guid(a);
+  g_assert_cmpstr(reported_a, ==, guid_a);
   g_autofree char *top_a = disk_top_image(a);
   g_autofree char *hist_a = disk_halt_and_check(a, top_a, top_a);
   guint k_a = disk_assert_history(hist_a, "orig", before, "a");

@@ -16,6 +16,30 @@
 
 #define HOOK_ENV "VMSNAP_TEST_SAVE_HOOK"
 
+/* Starts @vm with @hook (nullable) as its step hook in QEMU's environment. */
+static void
+start_with_hook(VmsVm *vm, const char *hook)
+{
+  g_autoptr(GError) error = NULL;
+  gboolean ok;
+
+  if (hook != NULL)
+    g_setenv(HOOK_ENV, hook, TRUE);
+  ok = vms_vm_start(vm, &error);
+  g_unsetenv(HOOK_ENV);
+  g_assert_no_error(error);
+  g_assert_true(ok);
+}
+
+/* Waits (up to 15 s) until a "wait=FILE" hook has created @path. */
+static void
+wait_for_hook(const char *path)
+{
+  for (int i = 0; i < 3000 && !g_file_test(path, G_FILE_TEST_EXISTS); i++)
+    g_usleep(5000);
+  g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+}
+
 /* A plugin VM in @f->dir/@name with @hook (nullable) as its step hook,
  * booted to ready; its control connection in *@ret_ctl. */
 static VmsVm *
@@ -27,12 +51,7 @@ hooked_vm(Fixture *f, guint slot, const char *name, const char *hook, VmsTestQmp
   g_clear_pointer(&f->vms[slot], vms_vm_free);
   g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
   VmsVm *vm = f->vms[slot] = vms_vm_new(dir);
-  if (hook != NULL)
-    g_setenv(HOOK_ENV, hook, TRUE);
-  gboolean ok = vms_vm_start(vm, &error);
-  g_unsetenv(HOOK_ENV);
-  g_assert_no_error(error);
-  g_assert_true(ok);
+  start_with_hook(vm, hook);
   g_assert_true(vms_vm_wait_ready(vm, VMS_TEST_TIMEOUT_MS, &error));
   g_assert_no_error(error);
   *ret_ctl = vms_vm_control(vm, VMS_TEST_TIMEOUT_MS, &error);
@@ -62,17 +81,15 @@ save_error(VmsTestQmp *ctl, const char *dir, const char *memory, const char *the
   return g_strdup(error->message);
 }
 
-static const char *
-run_status(VmsVm *vm)
+/* TRUE if QEMU's query-status says @status. */
+static gboolean
+vm_status_is(VmsVm *vm, const char *status)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonNode) ret = vms_test_qmp_execute(vm->qmp, "query-status", NULL, &error);
-  static char status[32];
 
   g_assert_no_error(error);
-  g_strlcpy(status, json_object_get_string_member(json_node_get_object(ret), "status"),
-            sizeof status);
-  return status;
+  return g_str_equal(json_object_get_string_member(json_node_get_object(ret), "status"), status);
 }
 
 static gboolean
@@ -107,10 +124,8 @@ test_resumed_during_save(Fixture *f, gconstpointer data)
   VmsVm *vm = hooked_vm(f, 0, "vm", hook, &ctl);
 
   g_assert_true(send_save(ctl, snap, "copy", "pause"));
-  for (int i = 0; i < 3000 && !g_file_test(hook_file, G_FILE_TEST_EXISTS); i++)
-    g_usleep(5000);
-  g_assert_true(g_file_test(hook_file, G_FILE_TEST_EXISTS));
-  g_assert_cmpstr(run_status(vm), !=, "running");
+  wait_for_hook(hook_file);
+  g_assert_false(vm_status_is(vm, "running"));
   g_autoptr(JsonNode) cont = vms_test_qmp_execute(vm->qmp, "cont", NULL, &error);
   g_assert_no_error(error);
   g_assert_cmpint(unlink(hook_file), ==, 0);
@@ -122,7 +137,7 @@ test_resumed_during_save(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(desc, "resumed by someone else"));
   g_assert_nonnull(strstr(desc, "paused again"));
   g_assert_false(has_file(snap, VMS_MANIFEST_FILE));
-  g_assert_cmpstr(run_status(vm), ==, "paused");
+  g_assert_true(vm_status_is(vm, "paused"));
 }
 
 static JsonNode *
@@ -175,6 +190,31 @@ test_settings_put_back(Fixture *f, gconstpointer data)
   JsonObject *p = json_node_get_object(params);
   g_assert_cmpint(json_object_get_int_member(p, "max-bandwidth"), ==, 33554432);
   g_assert_cmpint(json_object_get_int_member(p, "downtime-limit"), ==, 123);
+}
+
+/* The same for a restore: settings made while QEMU waits for the incoming
+ * state (the hook holds the plugin just before it loads state.bin) are
+ * what the restored VM has after it. */
+static void
+test_restore_puts_back(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *hook_file = g_build_filename(f->dir, "hook", NULL);
+  g_autofree char *hook = g_strdup_printf("restore:wait=%s", hook_file);
+  VmsVm *vm = f->vms[0] = restored_vm(f->dir, "restored", base_snapshot());
+
+  start_with_hook(vm, hook);
+  wait_for_hook(hook_file);
+  json_node_unref(qmp(vm, "migrate-set-capabilities",
+                      "{\"capabilities\": [{\"capability\": \"events\", \"state\": true}]}"));
+  json_node_unref(qmp(vm, "migrate-set-parameters", "{\"max-bandwidth\": 33554432}"));
+  g_assert_cmpint(unlink(hook_file), ==, 0);
+  assert_continues(vm, base_counter(), base_boot_id());
+  g_assert_true(capability(vm, "events"));
+  g_assert_false(capability(vm, "x-ignore-shared"));
+  g_autoptr(JsonNode) params = qmp(vm, "query-migrate-parameters", NULL);
+  g_assert_cmpint(json_object_get_int_member(json_node_get_object(params), "max-bandwidth"), ==,
+                  33554432);
 }
 
 static const char *const save_steps[] = {
@@ -284,7 +324,7 @@ test_enospc(Fixture *f, gconstpointer data)
   g_autofree char *m1 = save_error(ctl, copy_dir, "copy", "resume");
   assert_enospc("memory=copy", m1);
   g_assert_false(g_file_test(copy_dir, G_FILE_TEST_EXISTS));
-  g_assert_cmpstr(run_status(src), ==, "running");
+  g_assert_true(vm_status_is(src, "running"));
   g_clear_pointer(&ctl, vms_test_qmp_free);
 
   VmsVm *vm = f->vms[1] = restored_vm(f->dir, "restored", base_snapshot());
@@ -387,6 +427,8 @@ main(int argc, char **argv)
   g_test_add("/integrity/resumed-during-save", Fixture, NULL, setup, test_resumed_during_save,
              teardown);
   g_test_add("/integrity/settings-put-back", Fixture, NULL, setup, test_settings_put_back,
+             teardown);
+  g_test_add("/integrity/restore-puts-back", Fixture, NULL, setup, test_restore_puts_back,
              teardown);
   g_test_add("/integrity/kill-at-every-step", Fixture, NULL, setup, test_kill_at_every_step,
              teardown);

@@ -27,21 +27,25 @@ lv_cannot_run() {
 }
 
 lv_require() {
-  for prog in libvirtd virsh qemu-system-x86_64 setpriv socat; do
+  for prog in libvirtd virsh qemu-system-x86_64 qemu-img setpriv socat python3; do
     PATH=/usr/sbin:/sbin:$PATH command -v "$prog" >/dev/null ||
       lv_cannot_run "$prog not installed (scripts/setup.sh installs it)"
   done
 }
 
-lv_as() {
-  local env=(env -i "PATH=/usr/sbin:/usr/bin:/sbin:/bin" "HOME=$LV_DIR/home"
-             "XDG_CONFIG_HOME=$LV_DIR/config" "XDG_RUNTIME_DIR=$LV_DIR/run"
-             "XDG_CACHE_HOME=$LV_DIR/cache" "LIBVIRT_AUTOSTART=0" "LC_ALL=C")
+# The command that runs "$@" as the libvirt user in the session's environment.
+lv_cmd() {
+  LV_CMD=(env -i "PATH=/usr/sbin:/usr/bin:/sbin:/bin" "HOME=$LV_DIR/home"
+          "XDG_CONFIG_HOME=$LV_DIR/config" "XDG_RUNTIME_DIR=$LV_DIR/run"
+          "XDG_CACHE_HOME=$LV_DIR/cache" "LIBVIRT_AUTOSTART=0" "LC_ALL=C" "$@")
   if [ "$(id -u)" -eq 0 ]; then
-    setpriv --reuid="$LV_USER" --regid="$LV_GROUP" --clear-groups "${env[@]}" "$@"
-  else
-    "${env[@]}" "$@"
+    LV_CMD=(setpriv --reuid="$LV_USER" --regid="$LV_GROUP" --clear-groups "${LV_CMD[@]}")
   fi
+}
+
+lv_as() {
+  lv_cmd "$@"
+  "${LV_CMD[@]}"
 }
 
 virsh_() {
@@ -78,7 +82,9 @@ CONF
     chown -R "$LV_USER:$LV_GROUP" "$LV_DIR" "$LV_CAPS_CACHE"
   fi
   trap lv_cleanup EXIT
-  lv_as libvirtd >"$LV_DIR/home/libvirtd.out" 2>&1 &
+  # exec: $! is libvirtd itself (setpriv and env exec too), so it can be stopped.
+  lv_cmd libvirtd
+  exec "${LV_CMD[@]}" >"$LV_DIR/home/libvirtd.out" 2>&1 &
   LV_PID=$!
   local i
   for i in $(seq 1 300); do
@@ -110,8 +116,15 @@ lv_cleanup() {
         tail -n 8 "$log" >&2
       done
     fi
-    kill "$LV_PID" 2>/dev/null || true
-    wait "$LV_PID" 2>/dev/null || true
+    # libvirtd may miss a SIGTERM while it is still starting up.
+    kill "$LV_PID" 2>/dev/null
+    local i
+    for i in $(seq 1 50); do
+      kill -0 "$LV_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$LV_PID" 2>/dev/null
+    wait "$LV_PID" 2>/dev/null
   fi
   [ -n "${LV_DIR:-}" ] && rm -rf "$LV_DIR"
   exit "$status"

@@ -3,7 +3,7 @@
 # a domain that loads the plugin boots and its control socket answers;
 # `vmsnap save --libvirt` snapshots it; `vmsnap restore --libvirt` starts two
 # clone domains whose guests continue from the snapshot, with new VM
-# generation IDs and libvirt's migration settings intact; `virsh save`,
+# generation IDs, disks of their own and libvirt's migration settings intact; `virsh save`,
 # `virsh restore`, `virsh domstate` and `virsh destroy` manage a clone.
 #
 # Environment (set by meson): VMSNAP_PLUGIN, VMSNAP_GUEST, VMSNAP_CLI,
@@ -60,6 +60,11 @@ domain_xml() {
   </memoryBacking>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='$run/disk.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
     <serial type='unix'><source mode='bind' path='$run/com1.sock'/></serial>
     <video><model type='none'/></video>
     <memballoon model='none'/>
@@ -82,6 +87,7 @@ XML
 
 lv_setup
 lv_as mkdir "$LV_DIR/vm0"
+lv_as truncate -s 16M "$LV_DIR/vm0/disk.img"
 domain_xml vm0 > "$LV_DIR/vm0.xml"
 virsh_ define "$LV_DIR/vm0.xml" >/dev/null
 virsh_ start vm0 >/dev/null
@@ -160,7 +166,14 @@ for clone in clone1 clone2; do
 caps = {c["capability"]: c["state"] for c in json.loads(sys.argv[1])["return"]}
 sys.exit(0 if caps["events"] and not caps["x-ignore-shared"] else 1)' "$caps" ||
     fail "$clone: migration capabilities: $caps"
-  echo "ok: $clone continues from tick $saved_tick, genid $g"
+  # Its own disk: a qcow2 overlay in its runtime dir on the snapshot's frozen image.
+  disk=$(virsh_ domblklist "$clone" | awk '$1 == "vda" { print $2 }')
+  case "$disk" in "$LV_DIR/$clone/disk-"*.qcow2) ;; *) fail "$clone's vda is '$disk'" ;; esac
+  backing=$(lv_as qemu-img info -U --output=json "$disk" | python3 -c 'import json, sys
+print(json.load(sys.stdin)["backing-filename"])')
+  case "$backing" in "$LV_DIR/snap/disk-"*) ;; *) fail "$clone's overlay is backed by '$backing'" ;; esac
+  echo "ok: $clone continues from tick $saved_tick, genid $g, disk $disk"
+  [ "$clone" = clone2 ] && disk2=$disk
 done
 [ "$g" != "$(genid_of clone1)" ] || fail "the clones share a genid"
 
@@ -176,12 +189,34 @@ wait_continues clone1 "$before"
 grep -q "vmsnap: restore=$LV_DIR/snap skipped" "$LV_DIR/cache/libvirt/qemu/log/clone1.log" ||
   fail "the plugin did not step aside for libvirt's restore"
 echo "ok: virsh save / virsh restore of clone1 (was at tick $before)"
-# A clone domain started again restores the snapshot again.
+# A clone saved with vmsnap is cloned in turn (its own restore= and
+# -incoming in its XML are replaced).
+vmsnap_tick=$(last_tick "$LV_DIR/clone2/debugcon.log")
+lv_as "$VMSNAP_CLI" save --libvirt clone2 --connect "$uri" --memory copy --then resume \
+  "$LV_DIR/snap2" >/dev/null
+[ "$(virsh_ domstate clone2)" = "running" ] || fail "clone2 after save --then resume"
+lv_as "$VMSNAP_CLI" restore "$LV_DIR/snap2" --libvirt clone3 --connect "$uri"
+wait_continues clone3 "$vmsnap_tick"
+[ "$(virsh_ dumpxml clone3 | grep -c '<qemu:arg value=.-incoming.')" = 1 ] || fail "clone3's -incoming"
+echo "ok: clone2 saved and cloned as clone3"
+# Once a clone runs, its definition boots: a later start must not put the
+# snapshot's memory over the disks it wrote.
+virsh_ dumpxml clone2 | grep -q "restore=$LV_DIR/snap," || fail "clone2's live XML has no restore="
+if virsh_ dumpxml --inactive clone2 | grep -q 'restore=\|-incoming'; then
+  fail "clone2's persistent XML still restores"
+fi
 virsh_ destroy clone2 >/dev/null
 virsh_ start clone2 >/dev/null
-wait_continues clone2 "$saved_tick"
-echo "ok: virsh destroy / virsh start of clone2 restores the snapshot again"
-for dom in clone1 clone2; do
+wait_text "$LV_DIR/clone2/debugcon.log" "vmsnap-guest: ready" 60
+# The snap2 save froze clone2's overlay; vmsnap pointed clone2's definition
+# at the overlay QEMU went on writing, on top of the frozen one.
+vda=$(virsh_ domblklist clone2 | awk '$1 == "vda" { print $2 }')
+[ "$vda" != "$disk2" ] || fail "clone2 started again on its frozen overlay"
+[ "$(lv_as qemu-img info -U --output=json "$vda" | python3 -c 'import json, sys
+print(json.load(sys.stdin)["backing-filename"])')" = "$disk2" ] ||
+  fail "clone2's disk $vda is not on its frozen overlay $disk2"
+echo "ok: virsh destroy / virsh start of clone2 boots it on its own disk ($vda)"
+for dom in clone1 clone2 clone3; do
   virsh_ destroy "$dom" >/dev/null
   [ "$(virsh_ domstate "$dom")" = "shut off" ] || fail "$dom after destroy"
   virsh_ undefine "$dom" >/dev/null

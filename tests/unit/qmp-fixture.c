@@ -58,7 +58,13 @@ fixture_start(Fixture *f)
   g_mutex_init(&f->lock);
   f->ctx = g_main_context_new();
   f->loop = g_main_loop_new(f->ctx, FALSE);
+  /* GLib creates the default context (a wakeup pipe) the first time a
+   * thread pushes a context: here, not later in a test that has used up
+   * every fd on purpose */
+  (void)g_main_context_default();
   f->thread = g_thread_new("svc", loop_thread, f);
+  while (!g_main_loop_is_running(f->loop))
+    g_usleep(1000);
 }
 
 void

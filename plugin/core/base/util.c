@@ -15,13 +15,17 @@ vms_close_fdp(int *fdp)
   *fdp = -1;
 }
 
-gssize
-vms_pread_full(int fd, void *buf, gsize len, guint64 offset)
+/* One read loop for read() and pread(): @offset < 0 reads at the file
+ * position. Stops at end of file; -errno on failure. */
+static gssize
+read_loop(int fd, void *buf, gsize len, gint64 offset)
 {
   gsize done = 0;
 
   while (done < len) {
-    ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(offset + done));
+    char *at = (char *)buf + done;
+    ssize_t n = offset < 0 ? read(fd, at, len - done)
+                           : pread(fd, at, len - done, (off_t)((guint64)offset + done));
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -32,63 +36,54 @@ vms_pread_full(int fd, void *buf, gsize len, guint64 offset)
     done += (gsize)n;
   }
   return (gssize)done;
+}
+
+/* The same for write() and pwrite(); a write of nothing is -EIO. */
+static int
+write_loop(int fd, const void *buf, gsize len, gint64 offset)
+{
+  gsize done = 0;
+
+  while (done < len) {
+    const char *at = (const char *)buf + done;
+    ssize_t n = offset < 0 ? write(fd, at, len - done)
+                           : pwrite(fd, at, len - done, (off_t)((guint64)offset + done));
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    if (n == 0)
+      return -EIO;
+    done += (gsize)n;
+  }
+  return 0;
+}
+
+gssize
+vms_pread_full(int fd, void *buf, gsize len, guint64 offset)
+{
+  g_return_val_if_fail(offset <= G_MAXINT64, -EINVAL);
+  return read_loop(fd, buf, len, (gint64)offset);
 }
 
 int
 vms_pwrite_full(int fd, const void *buf, gsize len, guint64 offset)
 {
-  gsize done = 0;
-
-  while (done < len) {
-    ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(offset + done));
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (n == 0)
-      return -EIO;
-    done += (gsize)n;
-  }
-  return 0;
+  g_return_val_if_fail(offset <= G_MAXINT64, -EINVAL);
+  return write_loop(fd, buf, len, (gint64)offset);
 }
 
 gssize
 vms_read_full(int fd, void *buf, gsize len)
 {
-  gsize done = 0;
-
-  while (done < len) {
-    ssize_t n = read(fd, (char *)buf + done, len - done);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (n == 0)
-      break;
-    done += (gsize)n;
-  }
-  return (gssize)done;
+  return read_loop(fd, buf, len, -1);
 }
 
 int
 vms_write_full(int fd, const void *buf, gsize len)
 {
-  gsize done = 0;
-
-  while (done < len) {
-    ssize_t n = write(fd, (const char *)buf + done, len - done);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (n == 0)
-      return -EIO;
-    done += (gsize)n;
-  }
-  return 0;
+  return write_loop(fd, buf, len, -1);
 }
 
 int

@@ -12,6 +12,7 @@
 #include "chunks.h"
 #include "error.h"
 #include "extents.h"
+#include "stream.h"
 #include "util.h"
 
 static gboolean
@@ -220,29 +221,26 @@ flatten_memory(GPtrArray *chain, VmsSnapWriter *w, const VmsCopyOptions *opts,
   return vms_snap_writer_finish(w, VMS_MEMORY_FILE, NULL, NULL, error);
 }
 
-/* state.bin of @newest, checked, then copied and checked again. */
+/* state.bin of @newest, checked, then copied through GIO streams with its
+ * SHA-256 taken while it is written, and checked again. */
 static gboolean
 flatten_state(VmsSnapshot *newest, VmsSnapWriter *w, GError **error)
 {
+  g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+  g_autofree char *what = g_strdup_printf("%s/%s", newest->path, VMS_STATE_FILE);
   guint8 sha[VMS_SHA256_LEN];
   guint64 size = 0;
-  struct stat st;
 
   if (!vms_snapshot_verify_state(newest, error))
     return FALSE;
   vms_autofd src_fd = vms_snapshot_open_file(newest, VMS_STATE_FILE, O_RDONLY, error);
   if (src_fd < 0)
     return FALSE;
-  if (fstat(src_fd, &st) < 0)
-    return vms_set_error_errno(error, errno, "failed to stat %s/%s", newest->path, VMS_STATE_FILE);
   vms_autofd dst_fd = vms_snap_writer_stage(w, VMS_STATE_FILE, error);
-  if (dst_fd < 0)
+  if (dst_fd < 0 || !vms_stream_copy(src_fd, dst_fd, sum, &size, what, error) ||
+      !vms_snap_writer_finish(w, VMS_STATE_FILE, NULL, NULL, error))
     return FALSE;
-  VmsCopySource src = { .fd = src_fd, .mem = NULL, .size = (guint64)st.st_size };
-  if (!vms_sparse_copy(&src, dst_fd, NULL, NULL, NULL, error))
-    return FALSE;
-  if (!vms_snap_writer_finish(w, VMS_STATE_FILE, sha, &size, error))
-    return FALSE;
+  vms_stream_digest(sum, sha);
   const VmsManifest *m = newest->manifest;
   if (size != m->state_size || memcmp(sha, m->state_sha256.data, VMS_SHA256_LEN) != 0)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,

@@ -20,10 +20,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <gio/gunixoutputstream.h>
 
 #include "error.h"
 #include "extents.h"
+#include "stream.h"
 #include "util.h"
 
 #define CHUNKS_MAGIC "VMSNCHK1"
@@ -81,15 +81,11 @@ encode_chunks(const VmsChunkIndex *idx, const guint8 manifest_sha256[VMS_SHA256_
 static gboolean
 write_all_fd(int fd, GBytes *bytes, const char *what, GError **error)
 {
-  g_autoptr(GOutputStream) out = g_unix_output_stream_new(fd, FALSE);
-  g_autoptr(GError) local = NULL;
   gsize len = 0;
   const guint8 *data = g_bytes_get_data(bytes, &len);
 
-  if (!g_output_stream_write_all(out, data, len, NULL, NULL, &local)) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_IO, "failed to write %s: %s", what, local->message);
+  if (!vms_stream_write_all(fd, data, len, NULL, what, error))
     return FALSE;
-  }
   if (fsync(fd) < 0)
     return vms_set_error_errno(error, errno, "failed to fsync %s", what);
   return TRUE;

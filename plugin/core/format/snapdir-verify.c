@@ -3,6 +3,7 @@
  * chain.c's, memory chunk digests chunks.c's. */
 #include "snapdir.h"
 #include "snapdir-private.h"
+#include "disk-record.h"
 
 #include <errno.h>
 #include <fcntl.h>

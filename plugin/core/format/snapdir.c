@@ -14,6 +14,7 @@
 #include "copy.h"
 #include "error.h"
 #include "extents.h"
+#include "stream.h"
 #include "util.h"
 
 struct _VmsSnapWriter {
@@ -238,23 +239,7 @@ gboolean
 vms_snapdir_hash_fd(int fd, const char *what, guint8 ret_sha256[VMS_SHA256_LEN],
                     guint64 *ret_size, GError **error)
 {
-  g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
-  g_autofree guint8 *buf = g_malloc(1 << 20);
-  guint64 off = 0;
-  gsize dlen = VMS_SHA256_LEN;
-
-  for (;;) {
-    gssize n = vms_pread_full(fd, buf, 1 << 20, off);
-    if (n < 0)
-      return vms_set_error_errno(error, (int)-n, "failed to read %s", what);
-    if (n == 0)
-      break;
-    g_checksum_update(sum, buf, n);
-    off += (guint64)n;
-  }
-  g_checksum_get_digest(sum, ret_sha256, &dlen);
-  *ret_size = off;
-  return TRUE;
+  return vms_stream_sha256(fd, ret_sha256, ret_size, what, error);
 }
 
 gboolean
@@ -382,9 +367,9 @@ vms_snap_writer_commit(VmsSnapWriter *w, const VmsManifest *m, GError **error)
   remember_created(w, tmp);
   if (fchmod(fd, VMS_SNAPSHOT_FILE_MODE) < 0)
     return vms_set_error_errno(error, errno, "failed to chmod %s/%s", w->path, tmp);
-  r = vms_pwrite_full(fd, data, len, 0);
-  if (r < 0)
-    return vms_set_error_errno(error, -r, "failed to write %s/%s", w->path, tmp);
+  g_autofree char *what = g_strdup_printf("%s/%s", w->path, tmp);
+  if (!vms_stream_write_all(fd, data, len, NULL, what, error))
+    return FALSE;
   if (fsync(fd) < 0)
     return vms_set_error_errno(error, errno, "failed to fsync %s/%s", w->path, tmp);
   /* The renames of the other files must be durable before the commit record. */

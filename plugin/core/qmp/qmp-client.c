@@ -475,3 +475,10 @@ vms_qmp_client_wait_event(VmsQmpClient *c, guint64 after_seq, const char *event,
                                       error);
 }
 
+gboolean
+vms_qmp_client_is_closed(VmsQmpClient *c)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&c->lock);
+
+  return c->dead;
+}

@@ -61,6 +61,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsQmpClient, vms_qmp_client_free)
  * Any thread except @context's. */
 gboolean vms_qmp_client_connect_sync(VmsQmpClient *c, guint timeout_ms, GError **error);
 
+/* TRUE once the server closed the connection (QEMU is going away). Any thread. */
+gboolean vms_qmp_client_is_closed(VmsQmpClient *c);
+
 /* The greeting's "QMP"."version" object, or NULL before connecting. Owned by @c. */
 JsonObject *vms_qmp_client_get_version(VmsQmpClient *c);
 
