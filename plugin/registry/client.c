@@ -16,6 +16,7 @@ struct _VmsRegClient {
   char *auth;     /* "Authorization: ..." or NULL */
   VmsRegCred *cred;
   char *auth_file;
+  char *mount_from; /* or NULL */
   CURL *easy;     /* for synchronous requests */
 };
 
@@ -263,8 +264,12 @@ fetch_token(VmsRegClient *c, const VmsRegChallenge *ch, gboolean push, GError **
   g_autofree char *esc_scope = g_uri_escape_string(scope, NULL, FALSE);
   g_autofree char *esc_service =
       g_uri_escape_string(ch->service != NULL ? ch->service : "", NULL, FALSE);
-  g_autofree char *url = g_strdup_printf("%s%sservice=%s&scope=%s", ch->realm,
-                                         strchr(ch->realm, '?') ? "&" : "?", esc_service, esc_scope);
+  g_autofree char *from = c->mount_from != NULL ? g_strdup_printf("repository:%s:pull", c->mount_from) : NULL;
+  g_autofree char *esc_from = from != NULL ? g_uri_escape_string(from, NULL, FALSE) : NULL;
+  /* A cross-repository mount needs pull access to the source as well. */
+  g_autofree char *url = g_strdup_printf("%s%sservice=%s&scope=%s%s%s", ch->realm,
+                                         strchr(ch->realm, '?') ? "&" : "?", esc_service, esc_scope,
+                                         esc_from != NULL ? "&scope=" : "", esc_from != NULL ? esc_from : "");
   g_auto(VmsRegResponse) r = { 0 };
   g_autofree char *token = NULL;
 
@@ -327,6 +332,7 @@ vms_reg_client_open(const VmsRegRef *ref, const VmsRegOptions *opts, GError **er
   c->name = g_strdup_printf("%s/%s", ref->host, ref->repository);
   c->origin = g_strconcat(opts->insecure ? "http://" : "https://", ref->host, NULL);
   c->auth_file = vms_reg_auth_file_path();
+  c->mount_from = g_strdup(opts->mount_from);
   c->easy = curl_easy_init();
   if (c->easy == NULL) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_FAILED, "libcurl could not start a transfer");
@@ -355,5 +361,6 @@ vms_reg_client_free(VmsRegClient *c)
   g_free(c->auth);
   vms_reg_cred_free(c->cred);
   g_free(c->auth_file);
+  g_free(c->mount_from);
   g_free(c);
 }

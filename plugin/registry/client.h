@@ -22,6 +22,7 @@ typedef struct _VmsRegClient VmsRegClient;
 typedef struct {
   gboolean insecure; /* plain HTTP instead of HTTPS */
   gboolean push;     /* ask for push access too */
+  const char *mount_from; /* nullable: a repository the token must also let us pull */
 } VmsRegOptions;
 
 VmsRegClient *vms_reg_client_open(const VmsRegRef *ref, const VmsRegOptions *opts, GError **error);

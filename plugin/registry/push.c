@@ -499,7 +499,7 @@ vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions 
              VmsRegStats *ret_stats, GError **error)
 {
   g_autoptr(VmsRegRef) ref = vms_reg_ref_parse(ref_text, error);
-  VmsRegOptions copts = { .insecure = opts->insecure, .push = TRUE };
+  VmsRegOptions copts = { .insecure = opts->insecure, .push = TRUE, .mount_from = opts->mount_from };
   g_autoptr(VmsRegClient) client = NULL;
   g_autoptr(VmsRegEngine) engine = NULL;
   g_autoptr(GPtrArray) chain = NULL;

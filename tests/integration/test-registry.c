@@ -510,6 +510,11 @@ test_bearer(Fixture *f, gconstpointer data)
   g_autofree char *o2 = RUN_OK(f, "pull", "--insecure", ref, target);
   g_assert_cmpuint(vms_test_token_server_issued(ts), ==, 2);
   g_autofree char *v = RUN_OK(f, "verify", target);
+  /* A mount from another repository: the token covers both. */
+  g_autofree char *other = vms_test_registry_ref(f->reg, "vm/tok2:v1");
+  g_autofree char *o3 = RUN_OK(f, "push", "--insecure", "--mount-from", "vm/tok", snap, other);
+  g_assert_cmpuint(vms_test_number_before(o3, " blobs uploaded"), ==, 0);
+  g_assert_cmpuint(vms_test_number_before(o3, " mounted"), >=, 4);
 
   g_autofree char *b64 = g_base64_encode((const guchar *)"alice:wrong", 11);
   g_autofree char *bad = g_strdup_printf("{\"auths\": {\"%s\": {\"auth\": \"%s\"}}}", f->reg->host, b64);
