@@ -515,6 +515,15 @@ test_bearer(Fixture *f, gconstpointer data)
   g_autofree char *o3 = RUN_OK(f, "push", "--insecure", "--mount-from", "vm/tok", snap, other);
   g_assert_cmpuint(vms_test_number_before(o3, " blobs uploaded"), ==, 0);
   g_assert_cmpuint(vms_test_number_before(o3, " mounted"), >=, 4);
+  /* A token the registry refuses half way (expired; here: pull only) is
+   * replaced once, and the push goes on. */
+  guint before = vms_test_token_server_issued(ts);
+  vms_test_token_server_pull_only(ts, 1);
+  g_autofree char *snap2 = make_full(f, "snap2", 16, 3);
+  g_autofree char *ref3 = vms_test_registry_ref(f->reg, "vm/tok:v2");
+  g_autofree char *o4 = RUN_OK(f, "push", "--insecure", snap2, ref3);
+  g_assert_cmpuint(vms_test_token_server_issued(ts), ==, before + 2);
+  g_assert_cmpuint(vms_test_number_before(o4, " blobs uploaded"), >=, 3);
 
   g_autofree char *b64 = g_base64_encode((const guchar *)"alice:wrong", 11);
   g_autofree char *bad = g_strdup_printf("{\"auths\": {\"%s\": {\"auth\": \"%s\"}}}", f->reg->host, b64);

@@ -22,6 +22,7 @@ struct _VmsTestTokenServer {
   char *realm;
   char *basic;    /* expected "Basic ..." */
   gint issued;
+  gint pull_only; /* tokens still to be issued with pull access only */
 };
 
 static char *
@@ -38,7 +39,7 @@ b64url(const void *data, gsize len)
 
 /* Scopes "repository:NAME:ACTIONS" (each asked for) -> the access claim. */
 static char *
-access_claim(GPtrArray *scopes)
+access_claim(GPtrArray *scopes, gboolean pull_only)
 {
   g_autoptr(GString) out = g_string_new("[");
 
@@ -47,7 +48,7 @@ access_claim(GPtrArray *scopes)
     g_autoptr(GString) acts = g_string_new(NULL);
     if (g_strv_length(parts) != 3)
       continue;
-    g_auto(GStrv) a = g_strsplit(parts[2], ",", -1);
+    g_auto(GStrv) a = g_strsplit(pull_only ? "pull" : parts[2], ",", -1);
     for (gsize i = 0; a[i] != NULL; i++)
       g_string_append_printf(acts, "%s\"%s\"", i ? "," : "", a[i]);
     g_string_append_printf(out, "%s{\"type\":\"%s\",\"name\":\"%s\",\"actions\":[%s]}",
@@ -62,7 +63,10 @@ make_token(VmsTestTokenServer *t, GPtrArray *scope)
 {
   gint64 now = g_get_real_time() / G_USEC_PER_SEC;
   g_autofree char *head = g_strdup_printf("{\"typ\":\"JWT\",\"alg\":\"RS256\",\"x5c\":[\"%s\"]}", t->x5c);
-  g_autofree char *access = access_claim(scope);
+  gboolean pull_only = g_atomic_int_get(&t->pull_only) > 0;
+  if (pull_only)
+    g_atomic_int_add(&t->pull_only, -1);
+  g_autofree char *access = access_claim(scope, pull_only);
   g_autofree char *claims = g_strdup_printf(
       "{\"iss\":\"%s\",\"sub\":\"alice\",\"aud\":\"%s\",\"exp\":%" G_GINT64_FORMAT
       ",\"nbf\":%" G_GINT64_FORMAT ",\"iat\":%" G_GINT64_FORMAT ",\"jti\":\"%u\",\"access\":%s}",
@@ -229,4 +233,10 @@ guint
 vms_test_token_server_issued(VmsTestTokenServer *t)
 {
   return (guint)g_atomic_int_get(&t->issued);
+}
+
+void
+vms_test_token_server_pull_only(VmsTestTokenServer *t, guint n)
+{
+  g_atomic_int_set(&t->pull_only, (gint)n);
 }
