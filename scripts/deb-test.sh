@@ -53,6 +53,11 @@ ls "$work/root/usr/share/doc/vmsnap/libvirt.md"* >/dev/null 2>&1 || fail "no doc
 
 "$cli" --version | grep -q '^vmsnap ' || fail "vmsnap --version"
 "$cli" help restore | grep -q -- '--libvirt' || fail "vmsnap help restore"
+# vmsnap(1) covers every command the binary lists.
+man1=$(zcat "$work/root/usr/share/man/man1/vmsnap.1.gz")
+for cmd in $("$cli" --help | awk '/^Commands:/ { on = 1; next } on && !NF { exit } on { print $1 }'); do
+  grep -q "^\.BI\? \"\?$cmd\b" <<<"$man1" || fail "vmsnap(1) does not describe '$cmd'"
+done
 for page in man1/vmsnap.1.gz man7/libvmsnap.7.gz; do
   out=$(man --warnings -l "$work/root/usr/share/man/$page" 2>&1 >/dev/null)
   [ -z "$out" ] || fail "man $page: $out"

@@ -15,6 +15,7 @@
 #
 #   lv_setup          start libvirtd; sets LV_DIR (private, owned by LV_USER)
 #   lv_as CMD...      run CMD as the libvirt user with the session's environment
+#   lv_stage FILE     a copy of FILE the libvirt user can read; prints its path
 #   virsh_ ARGS...    virsh -c qemu:///session ARGS as that user
 #   lv_cleanup        destroy every domain, stop libvirtd, remove LV_DIR
 #
@@ -68,6 +69,7 @@ lv_setup() {
   chmod 0700 "$LV_DIR/run"
   # The probe results persist in the build dir; everything else is private.
   ln -s "$LV_CAPS_CACHE/capabilities" "$LV_DIR/cache/libvirt/qemu/cache/capabilities"
+  mkdir -p "$LV_DIR/bin"
   cat > "$LV_DIR/config/libvirt/qemu.conf" <<CONF
 # QEMU's stdout/stderr straight to the domain log: no virtlogd to run.
 stdio_handler = "file"
@@ -80,6 +82,13 @@ log_outputs = "2:file:$LV_DIR/home/libvirtd.log"
 CONF
   if [ "$(id -u)" -eq 0 ]; then
     chown -R "$LV_USER:$LV_GROUP" "$LV_DIR" "$LV_CAPS_CACHE"
+  fi
+  if ! lv_as test -w "$LV_CAPS_CACHE/capabilities/."; then
+    # A build dir the libvirt user cannot reach (a checkout under /root):
+    # probe into the private dir instead, once per run.
+    echo "libvirtd.sh: $LV_USER cannot write $LV_CAPS_CACHE; QEMU is probed afresh" >&2
+    rm "$LV_DIR/cache/libvirt/qemu/cache/capabilities"
+    lv_as mkdir "$LV_DIR/cache/libvirt/qemu/cache/capabilities"
   fi
   trap lv_cleanup EXIT
   # exec: $! is libvirtd itself (setpriv and env exec too), so it can be stopped.
@@ -95,6 +104,17 @@ CONF
   echo "libvirtd did not come up:" >&2
   cat "$LV_DIR/home/libvirtd.out" >&2
   exit 1
+}
+
+# A copy of file $1 in $LV_DIR/bin that the libvirt user can read and run
+# (the build dir may be out of its reach); prints its path.
+lv_stage() {
+  local copy
+  copy="$LV_DIR/bin/$(basename "$1")"
+  cp "$1" "$copy"
+  chmod 0755 "$copy"
+  [ "$(id -u)" -ne 0 ] || chown "$LV_USER:$LV_GROUP" "$copy"
+  echo "$copy"
 }
 
 lv_cleanup() {

@@ -86,6 +86,10 @@ XML
 }
 
 lv_setup
+# As the libvirt user sees them (the build dir may be out of its reach).
+VMSNAP_PLUGIN=$(lv_stage "$VMSNAP_PLUGIN")
+VMSNAP_GUEST=$(lv_stage "$VMSNAP_GUEST")
+VMSNAP_CLI=$(lv_stage "$VMSNAP_CLI")
 lv_as mkdir "$LV_DIR/vm0"
 lv_as truncate -s 16M "$LV_DIR/vm0/disk.img"
 domain_xml vm0 > "$LV_DIR/vm0.xml"
