@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "error.h"
+#include "json-bounded.h"
 
 struct _VmsRegClient {
   char *origin;   /* "http(s)://HOST[:PORT]" */
@@ -205,6 +206,7 @@ registry_message(const VmsRegResponse *r)
   JsonArray *errs;
 
   if (r->body == NULL || r->body->len == 0 ||
+      !vms_json_check_depth((const char *)r->body->data, r->body->len, VMS_JSON_MAX_DEPTH, NULL) ||
       !json_parser_load_from_data(p, (const char *)r->body->data, r->body->len, NULL))
     return g_strdup("");
   root = json_parser_get_root(p);
