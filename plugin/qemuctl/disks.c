@@ -48,13 +48,23 @@ parse_layer(JsonObject *image, const char *device, VmsBlockLayer *ret, GError **
   return TRUE;
 }
 
+/* @o's object member @name, or NULL when it is absent or not an object
+ * (json_object_get_object_member warns on a missing member). */
+static JsonObject *
+object_member(JsonObject *o, const char *name)
+{
+  JsonNode *n = o != NULL ? json_object_get_member(o, name) : NULL;
+
+  return n != NULL && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
 static VmsBlockDevice *
 parse_device(JsonObject *info, JsonObject *inserted, GError **error)
 {
   g_autoptr(VmsBlockDevice) d = g_new0(VmsBlockDevice, 1);
   const char *device = json_object_get_string_member_with_default(info, "device", "");
   const char *node = json_object_get_string_member_with_default(inserted, "node-name", NULL);
-  JsonObject *image = json_object_get_object_member(inserted, "image");
+  JsonObject *image = object_member(inserted, "image");
 
   d->backing = g_array_new(FALSE, TRUE, sizeof(VmsBlockLayer));
   g_array_set_clear_func(d->backing, layer_clear);
@@ -70,9 +80,8 @@ parse_device(JsonObject *info, JsonObject *inserted, GError **error)
   d->virtual_size = (guint64)json_object_get_int_member_with_default(image, "virtual-size", 0);
   if (!parse_layer(image, d->device, &d->top, error))
     return NULL;
-  for (JsonObject *b = json_object_get_object_member(image, "backing-image"); b != NULL;
-       b = json_object_has_member(b, "backing-image")
-             ? json_object_get_object_member(b, "backing-image") : NULL) {
+  for (JsonObject *b = object_member(image, "backing-image"); b != NULL;
+       b = object_member(b, "backing-image")) {
     VmsBlockLayer layer = { 0 };
     if (!parse_layer(b, d->device, &layer, error))
       return NULL;
@@ -99,8 +108,7 @@ vms_disks_query(VmsQmpClient *qmp, GError **error)
   list = json_node_get_array(ret);
   for (guint i = 0; i < json_array_get_length(list); i++) {
     JsonObject *info = json_array_get_object_element(list, i);
-    JsonObject *inserted = info != NULL && json_object_has_member(info, "inserted")
-                             ? json_object_get_object_member(info, "inserted") : NULL;
+    JsonObject *inserted = object_member(info, "inserted");
     VmsBlockDevice *d;
     if (inserted == NULL)
       continue; /* no medium */
