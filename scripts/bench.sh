@@ -126,15 +126,19 @@ fi
 # beside the guest; PSS of 1, 4, 16 clones of a 512 MiB snapshot beside
 # QEMU's own restore; warm-clone start; 16 clones at once against 16 in a
 # row (tests/bench/bench-fleet*.c; doc/performance.md "Fleet"). Needs about
-# 12 GiB free in /dev/shm. VMSNAP_BENCH_FLEET=0 skips it;
-# VMSNAP_BENCH_FLEET_REPS overrides the runs. Takes 5-10 minutes.
+# 12 GiB free in /dev/shm. Every save's step times, with the save worker's
+# CPU time, go to $VMSNAP_BENCH_FLEET_STEPS (default /dev/null).
+# VMSNAP_BENCH_FLEET=0 skips it; VMSNAP_BENCH_FLEET_REPS overrides the runs.
+# Takes 15-30 minutes on a loaded machine (most of it today's path).
 if [ "${VMSNAP_BENCH_FLEET:-1}" != 0 ]; then
   meson compile -C "$build_dir" >/dev/null
   echo
   echo "<!-- fleet: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
+  G_MESSAGES_DEBUG=vmsnap \
   VMSNAP_PLUGIN="$build_dir/plugin/qemu/libvmsnap.so" \
   VMSNAP_GUEST="$build_dir/tests/guest/guest.elf" \
     "$build_dir/tests/bench/bench-fleet" --dir /dev/shm --sizes 2048,4096 --dirty 0.1,1,10 \
-      --density-mib 512 --clones 1,4,16 --fleet 16 --reps "${VMSNAP_BENCH_FLEET_REPS:-3}"
+      --density-mib 512 --clones 1,4,16 --fleet 16 --reps "${VMSNAP_BENCH_FLEET_REPS:-3}" \
+      2>"${VMSNAP_BENCH_FLEET_STEPS:-/dev/null}"
   echo "<!-- fleet end: $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
 fi

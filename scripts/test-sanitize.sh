@@ -7,10 +7,11 @@
 #
 # scripts/test.sh runs it after the normal suites (one after the other, so
 # the sanitized QEMU runs never compete with the normal ones for the CPU).
-# The integration harness LD_PRELOADs the ASan runtime into QEMU, which is
-# not built with ASan and would otherwise refuse to load the plugin
-# (tests/integration/meson.build, VMSNAP_TEST_QEMU_PRELOAD). Leak checks run
-# in our own processes (CLI, unit and fuzz tests), not in QEMU.
+# QEMU is not built with ASan and loads an ASan plugin only if the runtime
+# comes first: the integration harness runs QEMU through wrappers that
+# preload it (tests/integration/meson.build sets VMSNAP_TEST_QEMU_PRELOAD;
+# harness-private.h). Leak checks run in our own processes (CLI, unit and
+# fuzz tests), not in QEMU.
 # Writes BUILD_DIR/meson-logs/testlog.json; the exit status is meson's.
 set -euo pipefail
 

@@ -19,6 +19,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json-bounded.h"
 #include "restore-disks.h"
 #include "snapdir.h"
 
@@ -252,7 +253,7 @@ query_block(const char *domain, const char *uri, GError **error)
   if (!vms_virsh(uri, &out, error, "qemu-monitor-command", domain, "{\"execute\":\"query-block\"}",
                  NULL))
     return NULL;
-  JsonNode *node = json_from_string(out, error);
+  JsonNode *node = vms_json_parse_bounded(out, error);
   if (node == NULL || !JSON_NODE_HOLDS_OBJECT(node) ||
       json_object_get_array_member(json_node_get_object(node), "return") == NULL) {
     g_clear_pointer(&node, json_node_unref);

@@ -2,6 +2,7 @@
  * to an OCI registry (doc/spec.md section 12, doc/usage.md). */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -24,6 +25,9 @@ vms_cli_registry_progress(const VmsRegProgress *p, gpointer user)
 void
 vms_cli_registry_options(VmsRegTransferOptions *o, gboolean insecure, int transfers)
 {
+  /* A registry that closes a TLS connection mid-write must be an error,
+   * not a SIGPIPE (libcurl runs with CURLOPT_NOSIGNAL). */
+  signal(SIGPIPE, SIG_IGN);
   o->insecure = insecure;
   o->transfers = transfers > 0 ? (guint)transfers : 0;
   if (isatty(STDERR_FILENO))

@@ -90,6 +90,8 @@ cancel_thread(gpointer user_data)
   else if (!json_object_get_boolean_member_with_default(json_node_get_object(ret), "cancelled",
                                                         FALSE))
     fprintf(stderr, "\nvmsnap: too late to cancel: the save is committing\n");
+  else
+    fprintf(stderr, "vmsnap: the save stops at its next step\n");
   return NULL;
 }
 

@@ -169,7 +169,9 @@ complete(VmsLineEditor *e, GString *out)
     return;
   prefix = matches[1] == NULL ? g_strdup(matches[0]) : common_prefix(matches);
   if (strlen(prefix) > strlen(word) || matches[1] == NULL) {
-    gboolean space = matches[1] == NULL && !g_str_has_suffix(prefix, "=");
+    /* a whole word gets its space; "memory=" and "dir/" want more */
+    gboolean space = matches[1] == NULL && !g_str_has_suffix(prefix, "=") &&
+                     !g_str_has_suffix(prefix, "/");
     kill_range(e, start, e->cursor);
     g_string_insert(e->line, (gssize)start, prefix);
     e->cursor = start + strlen(prefix);
@@ -180,8 +182,10 @@ complete(VmsLineEditor *e, GString *out)
     return;
   }
   g_string_append(out, "\r\n");
-  for (char **m = matches; *m != NULL; m++)
-    g_string_append_printf(out, "%s%s", m == matches ? "" : "  ", *m);
+  for (char **m = matches; *m != NULL; m++) {
+    g_autofree char *shown = vms_monitor_escape(*m); /* file names are anyone's bytes */
+    g_string_append_printf(out, "%s%s", m == matches ? "" : "  ", shown);
+  }
   g_string_append(out, "\r\n");
 }
 

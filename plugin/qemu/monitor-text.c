@@ -256,13 +256,38 @@ add_matches(GPtrArray *out, const char *prefix, const char *const *names, const 
     add_match(out, prefix, names[i], before);
 }
 
+/* A DIR argument: the directories (and entries) of the plugin's file
+ * system that start with @prefix; a directory ends in '/'. Hidden entries
+ * only when the prefix asks for them. */
+static void
+complete_path(GPtrArray *out, const char *prefix)
+{
+  const char *slash = strrchr(prefix, '/');
+  g_autofree char *dir = slash != NULL ? g_strndup(prefix, (gsize)(slash - prefix + 1))
+                                       : g_strdup("");
+  const char *base = slash != NULL ? slash + 1 : prefix;
+  g_autoptr(GDir) d = g_dir_open(*dir != '\0' ? dir : ".", 0, NULL);
+  const char *name;
+
+  while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
+    g_autofree char *full = g_strconcat(dir, name, NULL);
+    if (!g_str_has_prefix(name, base) || (name[0] == '.' && base[0] != '.'))
+      continue;
+    g_ptr_array_add(out, g_strconcat(full, g_file_test(full, G_FILE_TEST_IS_DIR) ? "/" : "",
+                                     NULL));
+  }
+}
+
 /* The console words that may stand as word @index (0-based) after @words. */
 static void
 complete_word(GPtrArray *out, char **words, guint index, const char *prefix)
 {
   static const char *const save_keys[] = { "memory=", "then=", NULL };
 
-  if (index == 0 || (index == 1 && strcmp(words[0], "help") == 0)) {
+  if ((index == 1 && strcmp(words[0], "save") == 0) ||
+      (index == 2 && strcmp(words[0], "info") == 0 && strcmp(words[1], "snapshot") == 0)) {
+    complete_path(out, prefix);
+  } else if (index == 0 || (index == 1 && strcmp(words[0], "help") == 0)) {
     for (gsize i = 0; i < G_N_ELEMENTS(console_cmds); i++)
       add_match(out, prefix, console_cmds[i].name, "");
   } else if (index == 1 && strcmp(words[0], "info") == 0) {

@@ -51,8 +51,9 @@ char *vms_monitor_format(const char *command, JsonNode *ret);
 char *vms_monitor_escape(const char *text);
 
 /* Completions of the word that ends @line (the console's Tab): every
- * command, `info` subcommand, save option and value that starts with it.
- * NULL-terminated; caller frees. */
+ * command, `info` subcommand, save option and value that starts with it,
+ * and for a DIR argument the entries of the plugin's file system
+ * (directories end in '/'). NULL-terminated; caller frees. */
 char **vms_monitor_complete(const char *line);
 
 G_END_DECLS

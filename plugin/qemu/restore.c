@@ -251,18 +251,6 @@ match_migration_end(const char *event, JsonObject *data, gpointer user_data)
                                         : "");
 }
 
-/* Why the incoming migration failed, from query-migrate (best effort). */
-static char *
-migration_error(VmsQmpClient *qmp)
-{
-  g_autoptr(JsonNode) ret = vms_qmp_client_execute(qmp, "query-migrate", NULL, -1, QMP_TIMEOUT_MS, NULL);
-
-  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT(ret))
-    return g_strdup("no reason given");
-  return g_strdup(json_object_get_string_member_with_default(json_node_get_object(ret), "error-desc",
-                                                             "no reason given"));
-}
-
 /* Polls query-migrate until the incoming migration ends; its status. */
 static char *
 poll_migration_end(VmsQmpClient *qmp, GError **error)

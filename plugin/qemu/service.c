@@ -42,7 +42,6 @@ struct _VmsService {
   gboolean saving;         /* a snapshot-save runs */
   const char *save_step;   /* the step it is at (static string), NULL before the first */
   gboolean save_cancelled; /* snapshot-cancel asked */
-  GCond cancel_cond;       /* signalled by a cancel (VMSNAP_TEST_HOLD_STEP waits on it) */
   char *vm_generation_id;  /* the vmgenid GUID after start-up; NULL: no vmgenid device */
 };
 
@@ -297,7 +296,6 @@ vms_service_start(VmsPluginOptions *opts, const char *target_name, GError **erro
   svc->target_name = g_strdup(target_name);
   g_mutex_init(&svc->lock);
   g_cond_init(&svc->ready_cond);
-  g_cond_init(&svc->cancel_cond);
   svc->armed = g_ptr_array_new_with_free_func(g_free);
   svc->context = g_main_context_new();
   svc->loop = g_main_loop_new(svc->context, FALSE);
@@ -462,23 +460,7 @@ vms_service_cancel_save(VmsService *svc)
   if (!svc->save_cancelled && g_strcmp0(svc->save_step, "state") == 0)
     g_thread_unref(g_thread_new("vmsnap-cancel", migrate_cancel_thread, svc));
   svc->save_cancelled = TRUE;
-  g_cond_broadcast(&svc->cancel_cond);
   return TRUE;
-}
-
-/* Test only: VMSNAP_TEST_HOLD_STEP=STEP in QEMU's environment makes every
- * save wait (up to 30 s) for a snapshot-cancel before STEP, so tests can
- * cancel at a step of their choosing instead of racing a timer. Under the
- * service lock. */
-static void
-test_hold_locked(VmsService *svc, const char *step)
-{
-  gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
-
-  if (g_strcmp0(g_getenv("VMSNAP_TEST_HOLD_STEP"), step) != 0)
-    return;
-  while (!svc->save_cancelled && g_cond_wait_until(&svc->cancel_cond, &svc->lock, deadline))
-    ;
 }
 
 gboolean
@@ -486,7 +468,6 @@ vms_service_save_step(VmsService *svc, const char *step, GError **error)
 {
   g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&svc->lock);
 
-  test_hold_locked(svc, step);
   if (svc->save_cancelled) {
     g_set_error_literal(error, VMS_ERROR, VMS_ERROR_FAILED,
                         "cancelled by snapshot-cancel; nothing was committed");

@@ -1,5 +1,6 @@
 /* vmsnap qemuctl: when a restore may use the RAM overlay (overlay.h). */
 #include "overlay.h"
+#include "json-bounded.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +33,7 @@ static char *
 option_type(const char *opt, const char *value)
 {
   if (value[0] == '{') {
-    g_autoptr(JsonNode) node = json_from_string(value, NULL);
+    g_autoptr(JsonNode) node = vms_json_parse_bounded(value, NULL);
     JsonObject *o = node != NULL && JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
     const char *key = g_str_equal(opt, "-object") ? "qom-type" : g_str_equal(opt, "-device") ? "driver" : "type";
     return o != NULL ? g_strdup(json_object_get_string_member_with_default(o, key, "")) : g_strdup("");

@@ -6,6 +6,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json-bounded.h"
 #include "snapdir.h"
 
 #define PLUGIN_NAME "libvmsnap.so"
@@ -160,11 +161,9 @@ option_name(const char *arg)
 static JsonObject *
 parse_json_object(const char *text)
 {
-  g_autoptr(JsonParser) parser = json_parser_new();
+  /* Bounded: the text comes from a manifest (json-bounded.h). */
+  g_autoptr(JsonNode) root = vms_json_parse_bounded(text, NULL);
 
-  if (!json_parser_load_from_data(parser, text, -1, NULL))
-    return NULL;
-  JsonNode *root = json_parser_get_root(parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root))
     return NULL;
   return json_object_ref(json_node_get_object(root));

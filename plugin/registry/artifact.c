@@ -6,6 +6,7 @@
 
 #include "blob.h"
 #include "error.h"
+#include "json-bounded.h"
 #include "reference.h"
 
 #define INDEX_MAGIC "VMSNCIX1"
@@ -198,7 +199,8 @@ vms_reg_artifact_from_json(GBytes *json, const char *what, GError **error)
   JsonObject *o, *ann;
   JsonArray *layers;
 
-  if (!json_parser_load_from_data(parser, data, (gssize)len, NULL) ||
+  if (!vms_json_check_depth(data, len, VMS_JSON_MAX_DEPTH, NULL) ||
+      !json_parser_load_from_data(parser, data, (gssize)len, NULL) ||
       !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser)))
     return corrupt(error, what, "its manifest is not a JSON object"), NULL;
   o = json_node_get_object(json_parser_get_root(parser));

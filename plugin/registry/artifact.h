@@ -30,10 +30,10 @@ G_BEGIN_DECLS
 
 /* A memory blob holds up to this many consecutive non-zero chunks of the
  * chunk stream (chunks.h), from one aligned window of that many chunks:
- * 4 MiB blobs, so a push or pull costs the registry a quarter of the
- * requests that 1 MiB blobs would (doc/design.md), while every 1 MiB chunk
- * is still checked against memory.chunks. */
-#define VMS_REG_BLOB_CHUNKS 4u
+ * 8 MiB blobs, so a push or pull costs the registry an eighth of the
+ * requests that 1 MiB blobs would (doc/format.md, doc/performance.md),
+ * while every 1 MiB chunk is still checked against memory.chunks. */
+#define VMS_REG_BLOB_CHUNKS 8u
 /* An artifact with more layers than this is refused (a 256 GiB guest). */
 #define VMS_REG_MAX_LAYERS 65536u
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "json-bounded.h"
 
 void
 vms_reg_cred_free(VmsRegCred *c)
@@ -90,7 +91,11 @@ vms_reg_cred_lookup(const char *host, VmsRegCred **ret_cred, GError **error)
   *ret_cred = NULL;
   if (!g_file_test(path, G_FILE_TEST_EXISTS))
     return TRUE;
-  if (!json_parser_load_from_file(parser, path, &local)) {
+  g_autofree char *text = NULL;
+  gsize text_len = 0;
+  if (!g_file_get_contents(path, &text, &text_len, &local) ||
+      !vms_json_check_depth(text, text_len, VMS_JSON_MAX_DEPTH, &local) ||
+      !json_parser_load_from_data(parser, text, (gssize)text_len, &local)) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
                 "registry auth file %s is not valid JSON: %s", path, local->message);
     return FALSE;
@@ -197,7 +202,8 @@ vms_reg_token_from_json(const char *json, gsize len, const char *realm, GError *
   JsonNode *root;
   const char *tok = NULL;
 
-  if (json_parser_load_from_data(parser, json, (gssize)len, NULL)) {
+  if (vms_json_check_depth(json, len, VMS_JSON_MAX_DEPTH, NULL) &&
+      json_parser_load_from_data(parser, json, (gssize)len, NULL)) {
     root = json_parser_get_root(parser);
     if (root != NULL && JSON_NODE_HOLDS_OBJECT(root)) {
       JsonObject *o = json_node_get_object(root);

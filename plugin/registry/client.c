@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "error.h"
+#include "json-bounded.h"
 
 struct _VmsRegClient {
   char *origin;   /* "http(s)://HOST[:PORT]" */
@@ -16,6 +17,10 @@ struct _VmsRegClient {
   char *auth;     /* "Authorization: ..." or NULL */
   VmsRegCred *cred;
   char *auth_file;
+  char *mount_from; /* or NULL */
+  VmsRegChallenge *bearer; /* the Bearer challenge answered, to fetch a new token */
+  gboolean push;
+  guint token_gen;  /* incremented with every new token */
   CURL *easy;     /* for synchronous requests */
 };
 
@@ -149,10 +154,33 @@ vms_reg_client_transport_error(VmsRegClient *c, CURLcode code, const char *url, 
   return FALSE;
 }
 
+static gboolean request_once(VmsRegClient *c, const char *method, const char *path_or_url,
+                             GBytes *body, const char *content_type, const char *accept,
+                             VmsRegResponse *resp, GError **error);
+
 gboolean
 vms_reg_client_request(VmsRegClient *c, const char *method, const char *path_or_url,
                        GBytes *body, const char *content_type, const char *accept,
                        VmsRegResponse *resp, GError **error)
+{
+  gsize max = resp->max_body;
+
+  if (!request_once(c, method, path_or_url, body, content_type, accept, resp, error))
+    return FALSE;
+  /* An expired or too narrow token: one new token, one more try. */
+  if (resp->status == 401 && vms_reg_client_can_reauth(c) && g_str_has_prefix(path_or_url, "/v2/")) {
+    if (!vms_reg_client_reauth(c, error))
+      return FALSE;
+    vms_reg_response_clear(resp);
+    resp->max_body = max;
+    return request_once(c, method, path_or_url, body, content_type, accept, resp, error);
+  }
+  return TRUE;
+}
+
+static gboolean
+request_once(VmsRegClient *c, const char *method, const char *path_or_url, GBytes *body,
+             const char *content_type, const char *accept, VmsRegResponse *resp, GError **error)
 {
   g_autofree char *url = vms_reg_client_url(c, path_or_url);
   struct curl_slist *h = vms_reg_client_setup(c, c->easy, method, url, body, content_type,
@@ -178,6 +206,7 @@ registry_message(const VmsRegResponse *r)
   JsonArray *errs;
 
   if (r->body == NULL || r->body->len == 0 ||
+      !vms_json_check_depth((const char *)r->body->data, r->body->len, VMS_JSON_MAX_DEPTH, NULL) ||
       !json_parser_load_from_data(p, (const char *)r->body->data, r->body->len, NULL))
     return g_strdup("");
   root = json_parser_get_root(p);
@@ -263,8 +292,12 @@ fetch_token(VmsRegClient *c, const VmsRegChallenge *ch, gboolean push, GError **
   g_autofree char *esc_scope = g_uri_escape_string(scope, NULL, FALSE);
   g_autofree char *esc_service =
       g_uri_escape_string(ch->service != NULL ? ch->service : "", NULL, FALSE);
-  g_autofree char *url = g_strdup_printf("%s%sservice=%s&scope=%s", ch->realm,
-                                         strchr(ch->realm, '?') ? "&" : "?", esc_service, esc_scope);
+  g_autofree char *from = c->mount_from != NULL ? g_strdup_printf("repository:%s:pull", c->mount_from) : NULL;
+  g_autofree char *esc_from = from != NULL ? g_uri_escape_string(from, NULL, FALSE) : NULL;
+  /* A cross-repository mount needs pull access to the source as well. */
+  g_autofree char *url = g_strdup_printf("%s%sservice=%s&scope=%s%s%s", ch->realm,
+                                         strchr(ch->realm, '?') ? "&" : "?", esc_service, esc_scope,
+                                         esc_from != NULL ? "&scope=" : "", esc_from != NULL ? esc_from : "");
   g_auto(VmsRegResponse) r = { 0 };
   g_autofree char *token = NULL;
 
@@ -280,6 +313,7 @@ fetch_token(VmsRegClient *c, const VmsRegChallenge *ch, gboolean push, GError **
     return FALSE;
   g_free(c->auth);
   c->auth = g_strconcat("Authorization: Bearer ", token, NULL);
+  c->token_gen++;
   return TRUE;
 }
 
@@ -300,6 +334,7 @@ authenticate(VmsRegClient *c, gboolean push, GError **error)
   if (ch != NULL && strcmp(ch->scheme, "bearer") == 0 && ch->realm != NULL) {
     if (!fetch_token(c, ch, push, error))
       return FALSE;
+    c->bearer = g_steal_pointer(&ch);
   } else if (c->cred != NULL) {
     c->auth = basic_header(c->cred);
   } else {
@@ -327,6 +362,8 @@ vms_reg_client_open(const VmsRegRef *ref, const VmsRegOptions *opts, GError **er
   c->name = g_strdup_printf("%s/%s", ref->host, ref->repository);
   c->origin = g_strconcat(opts->insecure ? "http://" : "https://", ref->host, NULL);
   c->auth_file = vms_reg_auth_file_path();
+  c->mount_from = g_strdup(opts->mount_from);
+  c->push = opts->push;
   c->easy = curl_easy_init();
   if (c->easy == NULL) {
     g_set_error(error, VMS_ERROR, VMS_ERROR_FAILED, "libcurl could not start a transfer");
@@ -355,5 +392,26 @@ vms_reg_client_free(VmsRegClient *c)
   g_free(c->auth);
   vms_reg_cred_free(c->cred);
   g_free(c->auth_file);
+  g_free(c->mount_from);
+  vms_reg_challenge_free(c->bearer);
   g_free(c);
+}
+
+gboolean
+vms_reg_client_can_reauth(VmsRegClient *c)
+{
+  return c->bearer != NULL;
+}
+
+guint
+vms_reg_client_token_gen(VmsRegClient *c)
+{
+  return c->token_gen;
+}
+
+gboolean
+vms_reg_client_reauth(VmsRegClient *c, GError **error)
+{
+  g_debug("registry: %s: a new token from %s", c->name, c->bearer->realm);
+  return fetch_token(c, c->bearer, c->push, error);
 }

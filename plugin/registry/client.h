@@ -22,6 +22,7 @@ typedef struct _VmsRegClient VmsRegClient;
 typedef struct {
   gboolean insecure; /* plain HTTP instead of HTTPS */
   gboolean push;     /* ask for push access too */
+  const char *mount_from; /* nullable: a repository the token must also let us pull */
 } VmsRegOptions;
 
 VmsRegClient *vms_reg_client_open(const VmsRegRef *ref, const VmsRegOptions *opts, GError **error);
@@ -58,10 +59,21 @@ struct curl_slist *vms_reg_client_setup(VmsRegClient *c, CURL *easy, const char 
                                         const char *accept, VmsRegResponse *resp);
 
 /* Runs one request synchronously. FALSE only if no HTTP answer came (the
- * registry is not there): the message names the registry and the URL. */
+ * registry is not there; or a new token could not be had): the message
+ * names the registry and the URL. A 401 to a Bearer session is answered
+ * once with a new token and the request made again. */
 gboolean vms_reg_client_request(VmsRegClient *c, const char *method, const char *path_or_url,
                                 GBytes *body, const char *content_type, const char *accept,
                                 VmsRegResponse *resp, GError **error);
+
+/* TRUE if the session authenticates with a Bearer token (which can be
+ * fetched again when the registry refuses it). */
+gboolean vms_reg_client_can_reauth(VmsRegClient *c);
+/* Which token requests set up now carry (incremented by each new one), so
+ * several requests refused at once fetch one new token, not one each. */
+guint vms_reg_client_token_gen(VmsRegClient *c);
+/* Fetches a new token for the same scope; later requests use it. */
+gboolean vms_reg_client_reauth(VmsRegClient *c, GError **error);
 
 /* The error for a transfer that got no HTTP answer (curl code @code). */
 gboolean vms_reg_client_transport_error(VmsRegClient *c, CURLcode code, const char *url,

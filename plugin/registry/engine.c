@@ -13,6 +13,9 @@ typedef struct {
   gpointer job;
   VmsRegHttpDone done;
   const char *method;
+  char *accept;
+  gboolean retried;  /* once, with a new token */
+  guint token_gen;   /* of the token it was sent with */
   gint64 start_us;
 } Op;
 
@@ -71,6 +74,7 @@ op_free(Op *op)
   if (op->body != NULL)
     g_bytes_unref(op->body);
   g_free(op->url);
+  g_free(op->accept);
   vms_reg_response_clear(&op->resp);
   g_free(op);
 }
@@ -133,6 +137,8 @@ vms_reg_engine_http(VmsRegEngine *e, const char *method, const char *path_or_url
   op->job = job;
   op->done = done;
   op->method = method; /* a literal */
+  op->accept = g_strdup(accept);
+  op->token_gen = vms_reg_client_token_gen(e->client);
   op->start_us = g_get_monotonic_time();
   op->headers = vms_reg_client_setup(e->client, op->easy, method, op->url, op->body, NULL, accept,
                                      &op->resp);
@@ -159,6 +165,35 @@ vms_reg_engine_busy(VmsRegEngine *e)
   return e->running + g_queue_get_length(&e->waiting) + e->works;
 }
 
+/* A 401 to a Bearer session: a new token (synchronously, on this thread),
+ * and the same request queued again, once. FALSE: let the caller see it. */
+static gboolean
+retry_with_new_token(VmsRegEngine *e, Op *op)
+{
+  long status = 0;
+  gsize max = op->resp.max_body;
+  g_autoptr(GError) error = NULL;
+
+  curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (status != 401 || op->retried || !vms_reg_client_can_reauth(e->client))
+    return FALSE;
+  /* Sent with the token that failed: fetch one; with an older one: a newer
+   * one is already there. */
+  if (op->token_gen == vms_reg_client_token_gen(e->client) && !vms_reg_client_reauth(e->client, &error))
+    return FALSE;
+  op->retried = TRUE;
+  op->token_gen = vms_reg_client_token_gen(e->client);
+  vms_reg_response_clear(&op->resp);
+  op->resp.max_body = max;
+  curl_slist_free_all(op->headers);
+  op->headers = vms_reg_client_setup(e->client, op->easy, op->method, op->url, op->body, NULL,
+                                     op->accept, &op->resp);
+  curl_easy_setopt(op->easy, CURLOPT_PRIVATE, op);
+  g_queue_push_tail(&e->waiting, op);
+  start_waiting(e);
+  return TRUE;
+}
+
 static void
 finish_op(VmsRegEngine *e, CURL *easy, CURLcode rc)
 {
@@ -170,6 +205,8 @@ finish_op(VmsRegEngine *e, CURL *easy, CURLcode rc)
   curl_multi_remove_handle(e->multi, easy);
   g_hash_table_remove(e->active, op);
   e->running--;
+  if (rc == CURLE_OK && retry_with_new_token(e, op))
+    return;
   if (rc != CURLE_OK) {
     vms_reg_client_transport_error(e->client, rc, op->url, &transport);
   } else {

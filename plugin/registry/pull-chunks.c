@@ -248,7 +248,9 @@ gboolean
 vms_reg_pull_chunks(Pull *p, const VmsRegTarget *target, const VmsRegIndex *ix, gboolean resume,
                     VmsRegTicker *t, GError **error)
 {
-  guint window = p->opts->transfers * 2 + 4;
+  /* Blobs alive at once (up to 8 MiB each): one per transfer, and a few
+   * being compressed or written meanwhile. */
+  guint window = p->opts->transfers + 4;
   guint64 total = 0;
 
   for (guint i = 0; i < ix->chunks->len; i++)

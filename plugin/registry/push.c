@@ -271,7 +271,9 @@ static VmsRegIndex *
 push_chunks(Push *p, const VmsChunkSource *src, const VmsChunkIndex *cidx, VmsRegTicker *t)
 {
   g_autofree VmsRegChunk *slots = g_new0(VmsRegChunk, MAX(cidx->count, 1));
-  guint window = p->opts->transfers * 2 + 4;
+  /* Blobs alive at once (up to 8 MiB each): one per transfer, and a few
+   * being compressed or written meanwhile. */
+  guint window = p->opts->transfers + 4;
   VmsRegIndex *ix = g_new0(VmsRegIndex, 1);
   guint64 first = 0, next = 0;
   guint n = 0;
@@ -497,7 +499,7 @@ vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions 
              VmsRegStats *ret_stats, GError **error)
 {
   g_autoptr(VmsRegRef) ref = vms_reg_ref_parse(ref_text, error);
-  VmsRegOptions copts = { .insecure = opts->insecure, .push = TRUE };
+  VmsRegOptions copts = { .insecure = opts->insecure, .push = TRUE, .mount_from = opts->mount_from };
   g_autoptr(VmsRegClient) client = NULL;
   g_autoptr(VmsRegEngine) engine = NULL;
   g_autoptr(GPtrArray) chain = NULL;

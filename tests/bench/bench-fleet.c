@@ -226,13 +226,73 @@ parse_list(const char *text, gboolean floating)
   return a;
 }
 
+/* What main parsed, for the phases. */
+typedef struct {
+  const char *root;
+  GArray *sizes, *dirty, *clones;
+  guint density_mib, fleet_n;
+  gboolean hog, diff_only, warm_only;
+} Plan;
+
+/* The bases the warm-clone phase restores, with their sizes and counters. */
+typedef struct {
+  GPtrArray *bases;
+  GArray *sizes;
+  GArray *counters;
+} Warm;
+
+static void
+warm_add(Warm *w, char *base, guint mib, guint64 counter)
+{
+  g_ptr_array_add(w->bases, base);
+  g_array_append_val(w->sizes, mib);
+  g_array_append_val(w->counters, counter);
+}
+
+/* Density and many clones first: their base is the smallest. */
+static void
+run_clone_benches(const Plan *p, Warm *w)
+{
+  g_autofree char *native = g_build_filename(p->root, "native.mig", NULL);
+  guint pages = 0;
+  guint64 counter = 0;
+  char *base = fleet_make_base(p->root, p->density_mib, native, &pages, &counter);
+
+  if (!p->warm_only)
+    fleet_bench_density(p->root, base, native, p->density_mib, pages, p->clones);
+  if (p->fleet_n > 0 && !p->warm_only)
+    fleet_bench_parallel(p->root, base, p->density_mib, counter, p->fleet_n);
+  warm_add(w, base, p->density_mib, counter);
+  vms_test_rm_rf(native);
+}
+
+static void
+run_diff_benches(const Plan *p, Warm *w)
+{
+  pid_t hog = p->hog && !p->warm_only ? hog_start() : 0;
+
+  if (!p->warm_only)
+    fleet_diff_header(p->hog);
+  for (guint i = 0; i < p->sizes->len; i++) {
+    guint mib = (guint)g_array_index(p->sizes, double, i), pages = 0;
+    guint64 counter = 0;
+    char *base = fleet_make_base(p->root, mib, NULL, &pages, &counter);
+    for (guint d = 0; d < p->dirty->len && !p->warm_only; d++)
+      fleet_bench_diff(p->root, base, mib, g_array_index(p->dirty, double, d));
+    warm_add(w, base, mib, counter);
+  }
+  hog_stop(hog);
+  if (!p->warm_only)
+    fleet_diff_footer(p->hog);
+}
+
 int
 main(int argc, char **argv)
 {
   g_autofree char *sizes = g_strdup("2048,4096"), *dirty = g_strdup("0.1,1,10");
   g_autofree char *clones = g_strdup("1,4,16"), *dir = g_strdup("/dev/shm");
   gint reps = 3, density_mib = 512, fleet_n = 16;
-  gboolean no_hog = FALSE, no_private = FALSE, diff_only = FALSE;
+  gboolean no_hog = FALSE, no_private = FALSE, diff_only = FALSE, warm_only = FALSE;
   GOptionEntry entries[] = {
     { "sizes", 0, 0, G_OPTION_ARG_STRING, &sizes, "guest RAM sizes (MiB) of the diff bench", "LIST" },
     { "dirty", 0, 0, G_OPTION_ARG_STRING, &dirty, "dirty percentages", "LIST" },
@@ -244,6 +304,7 @@ main(int argc, char **argv)
     { "no-hog", 0, 0, G_OPTION_ARG_NONE, &no_hog, "no CPU hog beside the diff bench", NULL },
     { "no-private", 0, 0, G_OPTION_ARG_NONE, &no_private, "diff bench: the overlay only", NULL },
     { "diff-only", 0, 0, G_OPTION_ARG_NONE, &diff_only, "the diff bench only", NULL },
+    { "warm-only", 0, 0, G_OPTION_ARG_NONE, &warm_only, "the warm-clone bench only", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("- fleet costs (issue 15)");
@@ -263,41 +324,18 @@ main(int argc, char **argv)
   g_autoptr(GArray) dirty_list = parse_list(dirty, TRUE);
   g_autoptr(GArray) clone_list = parse_list(clones, FALSE);
 
-  /* density and fleet first: their base is the smallest. */
-  g_autofree char *native = g_build_filename(root, "native.mig", NULL);
-  guint dpages = 0;
-  guint64 dcounter = 0;
-  g_autofree char *dbase = NULL;
-  g_autoptr(GPtrArray) warm_bases = g_ptr_array_new();
-  g_autoptr(GArray) warm_sizes = g_array_new(FALSE, FALSE, sizeof(guint));
-  if (!diff_only) {
-    dbase = fleet_make_base(root, (guint)density_mib, native, &dpages, &dcounter);
-    fleet_bench_density(root, dbase, native, (guint)density_mib, dpages, clone_list);
-    if (fleet_n > 0)
-      fleet_bench_parallel(root, dbase, (guint)density_mib, dcounter, (guint)fleet_n);
-    g_ptr_array_add(warm_bases, dbase);
-    guint dm = (guint)density_mib;
-    g_array_append_val(warm_sizes, dm);
-  }
-  vms_test_rm_rf(native);
-
-  pid_t hog = no_hog ? 0 : hog_start();
-  g_autoptr(GPtrArray) bases = g_ptr_array_new_with_free_func(g_free);
-  fleet_diff_header(!no_hog);
-  for (guint i = 0; i < size_list->len; i++) {
-    guint mib = (guint)g_array_index(size_list, double, i), pages = 0;
-    guint64 counter = 0;
-    char *base = fleet_make_base(root, mib, NULL, &pages, &counter);
-    g_ptr_array_add(bases, base);
-    for (guint d = 0; d < dirty_list->len; d++)
-      fleet_bench_diff(root, base, mib, g_array_index(dirty_list, double, d));
-    g_ptr_array_add(warm_bases, base);
-    g_array_append_val(warm_sizes, mib);
-  }
-  hog_stop(hog);
-  fleet_diff_footer(!no_hog);
+  Warm warm = { g_ptr_array_new_with_free_func(g_free), g_array_new(FALSE, FALSE, sizeof(guint)),
+                g_array_new(FALSE, FALSE, sizeof(guint64)) };
+  Plan plan = { root, size_list, dirty_list, clone_list, (guint)density_mib, (guint)fleet_n,
+                !no_hog, diff_only, warm_only };
   if (!diff_only)
-    fleet_bench_warm(root, warm_bases, warm_sizes);
+    run_clone_benches(&plan, &warm);
+  run_diff_benches(&plan, &warm);
+  if (!diff_only)
+    fleet_bench_warm(root, warm.bases, warm.sizes, warm.counters);
+  g_ptr_array_unref(warm.bases);
+  g_array_unref(warm.sizes);
+  g_array_unref(warm.counters);
   vms_test_rm_rf(root);
   return 0;
 }

@@ -41,6 +41,6 @@ void fleet_diff_footer(gboolean hog);
 void fleet_bench_density(const char *root, const char *base, const char *native, guint mib,
                          guint pages, GArray *counts);
 void fleet_bench_parallel(const char *root, const char *base, guint mib, guint64 counter, guint n);
-void fleet_bench_warm(const char *root, GPtrArray *bases, GArray *sizes);
+void fleet_bench_warm(const char *root, GPtrArray *bases, GArray *sizes, GArray *counters);
 
 G_END_DECLS

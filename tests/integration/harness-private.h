@@ -16,9 +16,13 @@ const char *vms_harness_env_or(const char *name, const char *fallback);
  * stderr, so a test that asserts only the boolean still shows why. */
 gboolean vms_harness_said(gboolean ok, GError **error, const char *fn);
 
-/* Adds what a sanitized build needs to run QEMU to @launcher: with
- * VMSNAP_TEST_QEMU_PRELOAD set (meson sets it to the ASan runtime under
- * -Db_sanitize=address), LD_PRELOAD of it (an ASan plugin loads into QEMU
- * only if the runtime comes first) and ASAN_OPTIONS without leak checks
- * (QEMU's own leaks at exit are not ours to fix). */
+/* What a sanitized build needs to run QEMU: with VMSNAP_TEST_QEMU_PRELOAD
+ * set (meson sets it to the ASan runtime under -Db_sanitize=address; an
+ * ASan plugin loads into QEMU only if the runtime comes first), spawned
+ * processes get a PATH whose first directory holds qemu-system-* wrappers
+ * that preload it (with leak checks off: QEMU's own leaks at exit are not
+ * ours), so `vmsnap restore` execs a preloaded QEMU too while its qemu-img
+ * children run plain. No-op without the variable. */
 void vms_harness_sanitizer_env(GSubprocessLauncher *launcher);
+/* @argv0 itself, or the wrapper's path for a bare qemu-system-* name. */
+const char *vms_harness_sanitizer_program(const char *argv0);

@@ -209,7 +209,9 @@ vms_vm_spawn(VmsVm *vm, const char *const *argv, GError **error)
     g_autofree char *cmd = g_strjoinv(" ", (char **)argv);
     g_test_message("spawn: %s", cmd);
   }
-  vm->proc = g_subprocess_launcher_spawnv(launcher, argv, error);
+  g_autofree const char **run = g_memdup2(argv, (g_strv_length((char **)argv) + 1) * sizeof(char *));
+  run[0] = vms_harness_sanitizer_program(argv[0]);
+  vm->proc = g_subprocess_launcher_spawnv(launcher, run, error);
   if (vm->proc == NULL)
     return vms_harness_said(FALSE, error, "vms_vm_spawn");
   if (vms_harness_live_procs != NULL)

@@ -2,6 +2,8 @@
  * nothing may be skipped (see harness.h). The rest of the harness is split by
  * job: harness-files.c, harness-vm.c, harness-guest.c, harness-conn.c. */
 #include "harness.h"
+
+#include <glib/gstdio.h>
 #include "harness-private.h"
 
 #include <errno.h>
@@ -122,17 +124,69 @@ vms_harness_said(gboolean ok, GError **error, const char *fn)
   return ok;
 }
 
+/* QEMU binaries that get the ASan runtime preloaded through a wrapper. */
+static const char *const sanitizer_wrapped[] = { "qemu-system-x86_64", "qemu-system-aarch64" };
+static char *sanitizer_dir;
+
+/* A directory of wrapper scripts, made once: each preloads the ASan
+ * runtime and execs the real QEMU under its own name (exec -a), so the
+ * command line QEMU records — and `vmsnap restore` runs again through
+ * PATH — still names plain qemu-system-*. Only QEMU gets the preload:
+ * qemu-img under a preloaded ASan hangs in its coroutines. */
+static const char *
+sanitizer_wrap_dir(void)
+{
+  const char *preload = g_getenv("VMSNAP_TEST_QEMU_PRELOAD");
+
+  if (preload == NULL || preload[0] == '\0')
+    return NULL;
+  if (sanitizer_dir != NULL)
+    return sanitizer_dir;
+  sanitizer_dir = g_dir_make_tmp("vmsnap-asan-XXXXXX", NULL);
+  g_assert_nonnull(sanitizer_dir);
+  for (gsize i = 0; i < G_N_ELEMENTS(sanitizer_wrapped); i++) {
+    g_autofree char *real = g_find_program_in_path(sanitizer_wrapped[i]);
+    g_autofree char *path = g_build_filename(sanitizer_dir, sanitizer_wrapped[i], NULL);
+    g_autofree char *script = NULL;
+    if (real == NULL)
+      continue;
+    script = g_strdup_printf("#!/bin/bash\n"
+                             "export LD_PRELOAD=%s${LD_PRELOAD:+:$LD_PRELOAD}\n"
+                             "export ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\"\n"
+                             "exec -a %s %s \"$@\"\n", preload, sanitizer_wrapped[i], real);
+    g_assert_true(g_file_set_contents(path, script, -1, NULL));
+    g_assert_cmpint(g_chmod(path, 0755), ==, 0);
+  }
+  if (vms_harness_temp_dirs != NULL)
+    g_ptr_array_add(vms_harness_temp_dirs, g_strdup(sanitizer_dir));
+  return sanitizer_dir;
+}
+
+const char *
+vms_harness_sanitizer_program(const char *argv0)
+{
+  const char *dir = sanitizer_wrap_dir();
+  static char *paths[G_N_ELEMENTS(sanitizer_wrapped)];
+
+  for (gsize i = 0; dir != NULL && i < G_N_ELEMENTS(sanitizer_wrapped); i++) {
+    if (!g_str_equal(argv0, sanitizer_wrapped[i]))
+      continue;
+    if (paths[i] == NULL)
+      paths[i] = g_build_filename(dir, sanitizer_wrapped[i], NULL);
+    if (g_file_test(paths[i], G_FILE_TEST_IS_EXECUTABLE))
+      return paths[i];
+  }
+  return argv0;
+}
+
 void
 vms_harness_sanitizer_env(GSubprocessLauncher *launcher)
 {
-  const char *preload = g_getenv("VMSNAP_TEST_QEMU_PRELOAD");
-  const char *asan = g_getenv("ASAN_OPTIONS");
-  g_autofree char *opts = NULL;
+  const char *dir = sanitizer_wrap_dir();
+  g_autofree char *path = NULL;
 
-  if (preload == NULL || preload[0] == '\0')
+  if (dir == NULL)
     return;
-  g_subprocess_launcher_setenv(launcher, "LD_PRELOAD", preload, TRUE);
-  opts = g_strdup_printf("%s%sdetect_leaks=0", asan != NULL ? asan : "",
-                         asan != NULL && asan[0] != '\0' ? ":" : "");
-  g_subprocess_launcher_setenv(launcher, "ASAN_OPTIONS", opts, TRUE);
+  path = g_strdup_printf("%s:%s", dir, vms_harness_env_or("PATH", "/usr/bin:/bin"));
+  g_subprocess_launcher_setenv(launcher, "PATH", path, TRUE);
 }

@@ -1,16 +1,29 @@
 /* snapshot-cancel (doc/spec.md section 11): a running save stops and
  * commits nothing, the VM runs on; Ctrl-C on `vmsnap save` sends it, and
  * on a terminal the CLI shows the progress line (rate, ETA, guest paused)
- * first. The plugin's test hook VMSNAP_TEST_HOLD_STEP=strip holds every
- * save before its strip step (after the memory copy) until a cancel comes,
- * so the cancel lands mid-save without racing a timer. */
+ * first. The save step hook (VMSNAP_TEST_SAVE_HOOK=resume:wait=FILE,
+ * save-guard.c) holds every save before its resume step — after the memory
+ * copy — until the test removes FILE: the cancel lands mid-save, then the
+ * save goes on to its next check point, without racing a timer. */
 #include "plugin-fixture.h"
 
 #include <fcntl.h>
+#include <glib/gstdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+static char *hook_file; /* the save waits before 'resume' while it exists */
+
+/* Waits until a save holds at the hook (it creates the file). */
+static void
+wait_hooked(void)
+{
+  for (int i = 0; i < 2000 && !g_file_test(hook_file, G_FILE_TEST_EXISTS); i++)
+    g_usleep(10 * 1000);
+  g_assert_true(g_file_test(hook_file, G_FILE_TEST_EXISTS));
+}
 
 static void
 setup(Fixture *f, gconstpointer data)
@@ -63,6 +76,8 @@ test_qmp_cancel(Fixture *f, gconstpointer data)
   ret = vms_test_qmp_execute(f->ctl, "snapshot-cancel", NULL, &error);
   g_assert_no_error(error);
   g_assert_true(json_object_get_boolean_member(json_node_get_object(ret), "cancelled"));
+  wait_hooked();
+  g_assert_cmpint(g_unlink(hook_file), ==, 0); /* the save goes on: to the check point */
   reply = vms_test_qmp_read_reply(saver, VMS_TEST_TIMEOUT_MS, &error);
   g_assert_no_error(error);
   g_test_message("%s", json_object_get_string_member(json_object_get_object_member(reply, "error"),
@@ -70,10 +85,9 @@ test_qmp_cancel(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(json_object_get_string_member(
                               json_object_get_object_member(reply, "error"), "desc"),
                           "cancelled by snapshot-cancel"));
-  /* after the memory step, at the next check point (resume or strip) */
-  g_assert_null(strstr(json_object_get_string_member(json_object_get_object_member(reply, "error"),
-                                                     "desc"),
-                       "at step 'prepare'"));
+  g_assert_nonnull(strstr(json_object_get_string_member(
+                              json_object_get_object_member(reply, "error"), "desc"),
+                          "at step 'resume'"));
   failed = vms_test_qmp_wait_event(f->ctl, "VMSNAP_SNAPSHOT_FAILED", VMS_TEST_TIMEOUT_MS, &error);
   g_assert_no_error(error);
   assert_nothing_committed(f, snap);
@@ -122,7 +136,10 @@ test_cli_ctrl_c(Fixture *f, gconstpointer data)
   g_assert_true(read_pty_until(master, out, "guest paused"));
   g_assert_nonnull(strstr(out->str, "100%"));
   g_assert_nonnull(strstr(out->str, "ETA"));
+  wait_hooked();
   g_subprocess_send_signal(p, SIGINT);
+  g_assert_true(read_pty_until(master, out, "the save stops at its next step"));
+  g_assert_cmpint(g_unlink(hook_file), ==, 0);
   g_assert_true(g_subprocess_wait(p, NULL, &error));
   read_pty_until(master, out, "nothing was committed");
   g_test_message("%s", out->str);
@@ -130,6 +147,7 @@ test_cli_ctrl_c(Fixture *f, gconstpointer data)
   g_assert_nonnull(strstr(out->str, "cancelling the save"));
   g_assert_nonnull(strstr(out->str, "vmsnap: error: "));
   g_assert_nonnull(strstr(out->str, "cancelled by snapshot-cancel"));
+  g_assert_nonnull(strstr(out->str, "at step 'resume'"));
   close(master);
   assert_nothing_committed(f, snap);
 }
@@ -137,7 +155,11 @@ test_cli_ctrl_c(Fixture *f, gconstpointer data)
 int
 main(int argc, char **argv)
 {
-  g_setenv("VMSNAP_TEST_HOLD_STEP", "strip", TRUE); /* QEMU inherits it */
+  g_autofree char *hook = NULL;
+
+  hook_file = g_strdup_printf("%s/vmsnap-test-cancel-%d.hook", g_get_tmp_dir(), (int)getpid());
+  hook = g_strdup_printf("resume:wait=%s", hook_file);
+  g_setenv("VMSNAP_TEST_SAVE_HOOK", hook, TRUE); /* QEMU inherits it */
   vms_test_init(&argc, &argv);
   if (!vms_test_have_plugin()) {
     g_printerr("SKIP: no plugin at %s\n", vms_test_plugin());

@@ -22,6 +22,7 @@ struct _VmsTestTokenServer {
   char *realm;
   char *basic;    /* expected "Basic ..." */
   gint issued;
+  gint pull_only; /* tokens still to be issued with pull access only */
 };
 
 static char *
@@ -36,28 +37,36 @@ b64url(const void *data, gsize len)
   return s;
 }
 
-/* Repository scope "repository:NAME:ACTIONS" -> the access claim. */
+/* Scopes "repository:NAME:ACTIONS" (each asked for) -> the access claim. */
 static char *
-access_claim(const char *scope)
+access_claim(GPtrArray *scopes, gboolean pull_only)
 {
-  g_auto(GStrv) parts = scope != NULL ? g_strsplit(scope, ":", 3) : NULL;
-  g_autoptr(GString) acts = g_string_new(NULL);
+  g_autoptr(GString) out = g_string_new("[");
 
-  if (parts == NULL || g_strv_length(parts) != 3)
-    return g_strdup("[]");
-  g_auto(GStrv) a = g_strsplit(parts[2], ",", -1);
-  for (gsize i = 0; a[i] != NULL; i++)
-    g_string_append_printf(acts, "%s\"%s\"", i ? "," : "", a[i]);
-  return g_strdup_printf("[{\"type\":\"%s\",\"name\":\"%s\",\"actions\":[%s]}]", parts[0],
-                         parts[1], acts->str);
+  for (guint k = 0; k < scopes->len; k++) {
+    g_auto(GStrv) parts = g_strsplit(g_ptr_array_index(scopes, k), ":", 3);
+    g_autoptr(GString) acts = g_string_new(NULL);
+    if (g_strv_length(parts) != 3)
+      continue;
+    g_auto(GStrv) a = g_strsplit(pull_only ? "pull" : parts[2], ",", -1);
+    for (gsize i = 0; a[i] != NULL; i++)
+      g_string_append_printf(acts, "%s\"%s\"", i ? "," : "", a[i]);
+    g_string_append_printf(out, "%s{\"type\":\"%s\",\"name\":\"%s\",\"actions\":[%s]}",
+                           out->len > 1 ? "," : "", parts[0], parts[1], acts->str);
+  }
+  g_string_append_c(out, ']');
+  return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
 static char *
-make_token(VmsTestTokenServer *t, const char *scope)
+make_token(VmsTestTokenServer *t, GPtrArray *scope)
 {
   gint64 now = g_get_real_time() / G_USEC_PER_SEC;
   g_autofree char *head = g_strdup_printf("{\"typ\":\"JWT\",\"alg\":\"RS256\",\"x5c\":[\"%s\"]}", t->x5c);
-  g_autofree char *access = access_claim(scope);
+  gboolean pull_only = g_atomic_int_get(&t->pull_only) > 0;
+  if (pull_only)
+    g_atomic_int_add(&t->pull_only, -1);
+  g_autofree char *access = access_claim(scope, pull_only);
   g_autofree char *claims = g_strdup_printf(
       "{\"iss\":\"%s\",\"sub\":\"alice\",\"aud\":\"%s\",\"exp\":%" G_GINT64_FORMAT
       ",\"nbf\":%" G_GINT64_FORMAT ",\"iat\":%" G_GINT64_FORMAT ",\"jti\":\"%u\",\"access\":%s}",
@@ -76,18 +85,19 @@ make_token(VmsTestTokenServer *t, const char *scope)
   return g_strconcat(input, ".", s64, NULL);
 }
 
-/* The value of query parameter @key in @target, unescaped. */
-static char *
-query_param(const char *target, const char *key)
+/* Every value of query parameter @key in @target, unescaped. */
+static GPtrArray *
+query_params(const char *target, const char *key)
 {
   const char *q = strchr(target, '?');
   g_auto(GStrv) kv = q != NULL ? g_strsplit(q + 1, "&", -1) : NULL;
+  GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
 
   for (gsize i = 0; kv != NULL && kv[i] != NULL; i++) {
     if (g_str_has_prefix(kv[i], key) && kv[i][strlen(key)] == '=')
-      return g_uri_unescape_string(kv[i] + strlen(key) + 1, NULL);
+      g_ptr_array_add(out, g_uri_unescape_string(kv[i] + strlen(key) + 1, NULL));
   }
-  return NULL;
+  return out;
 }
 
 static void
@@ -108,7 +118,7 @@ answer(VmsTestTokenServer *t, GSocketConnection *conn)
   buf[got] = '\0';
   g_autofree char *target = g_strndup(buf + 4, strcspn(buf + 4, " "));
   gboolean authorized = strstr(buf, t->basic) != NULL;
-  g_autofree char *scope = query_param(target, "scope");
+  g_autoptr(GPtrArray) scope = query_params(target, "scope");
   g_autofree char *token = authorized ? make_token(t, scope) : NULL;
   g_autofree char *body = token != NULL ? g_strdup_printf("{\"token\":\"%s\",\"expires_in\":600}", token)
                                         : g_strdup("{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"bad credentials\"}]}");
@@ -223,4 +233,10 @@ guint
 vms_test_token_server_issued(VmsTestTokenServer *t)
 {
   return (guint)g_atomic_int_get(&t->issued);
+}
+
+void
+vms_test_token_server_pull_only(VmsTestTokenServer *t, guint n)
+{
+  g_atomic_int_set(&t->pull_only, (gint)n);
 }

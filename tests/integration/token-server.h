@@ -25,6 +25,10 @@ const char *vms_test_token_server_cert(VmsTestTokenServer *t);
 /* Tokens answered so far. */
 guint vms_test_token_server_issued(VmsTestTokenServer *t);
 
+/* The next @n tokens grant only pull, whatever was asked: the registry
+ * refuses their pushes with 401, as it does an expired token. */
+void vms_test_token_server_pull_only(VmsTestTokenServer *t, guint n);
+
 #define VMS_TEST_TOKEN_SERVICE "vmsnap-test-registry"
 #define VMS_TEST_TOKEN_ISSUER "vmsnap-test-issuer"
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,6 +326,30 @@ test_cli_monitor(Fixture *f, gconstpointer data)
   term_close(t);
 }
 
+/* Tab on a DIR argument lists the plugin's file system. */
+static void
+test_complete_path(void)
+{
+  g_autofree char *dir = vms_test_tmpdir(NULL);
+  g_autofree char *snaps = g_build_filename(dir, "snaps", NULL);
+  g_autofree char *file = g_build_filename(dir, "snapfile", NULL);
+  g_autofree char *line = g_strdup_printf("save %s/snaps", dir);
+  g_autofree char *info = g_strdup_printf("info snapshot %s/sn", dir);
+  g_autofree char *want = g_strdup_printf("%s/snaps/", dir);
+  g_auto(GStrv) one = NULL, two = NULL, none = NULL;
+
+  g_assert_cmpint(g_mkdir(snaps, 0700), ==, 0);
+  vms_test_write_pattern(file, 1, 1);
+  one = vms_monitor_complete(line);
+  g_assert_cmpuint(g_strv_length(one), ==, 1);
+  g_assert_cmpstr(one[0], ==, want);
+  two = vms_monitor_complete(info);
+  g_assert_cmpuint(g_strv_length(two), ==, 2);
+  none = vms_monitor_complete("info status /");
+  g_assert_cmpuint(g_strv_length(none), ==, 0);
+  vms_test_rmtree(dir);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -337,6 +362,7 @@ main(int argc, char **argv)
   ADD("quit", test_quit);
   ADD("terminal", test_terminal);
   ADD("cli", test_cli_monitor);
+  g_test_add_func("/monitor/complete-path", test_complete_path);
 #undef ADD
   return g_test_run();
 }

@@ -184,6 +184,32 @@ test_json_object(void)
                               "\"mem-path\":\"/snaps/s1/memory.bin\",\"size\":1073741824,\"share\":false}");
 }
 
+/* A recorded -object value nested a million levels deep is not parsed by
+ * json-glib (which recurses once a level and would overflow the stack):
+ * relaunch treats it as a value that is not a memory backend. */
+static void
+test_deep_json_object(void)
+{
+  const gsize depth = 1000000;
+  g_autoptr(GString) deep = g_string_new("{\"qom-type\":");
+  for (gsize i = 0; i < depth; i++)
+    g_string_append_c(deep, '[');
+  for (gsize i = 0; i < depth; i++)
+    g_string_append_c(deep, ']');
+  g_string_append_c(deep, '}');
+  const char *const argv[] = {
+    "qemu", "-object", deep->str,
+    "-object", "memory-backend-file,id=m,size=1G,mem-path=/r,share=on",
+    "-plugin", "libvmsnap.so,qmp=/q.sock", NULL,
+  };
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) out = vms_relaunch_argv(argv, &base_opts, &error);
+
+  g_assert_no_error(error);
+  g_assert_cmpstr(out[2], ==, deep->str);
+  g_assert_cmpstr(out[4], ==, "memory-backend-file,id=m,size=1G,mem-path=/snaps/s1/memory.bin,share=off");
+}
+
 static void
 test_refusals(void)
 {
@@ -225,6 +251,7 @@ main(int argc, char **argv)
   g_test_add_func("/relaunch/parse-size", test_parse_size);
   g_test_add_func("/relaunch/find-memory", test_find_memory);
   g_test_add_func("/relaunch/rewrite", test_rewrite);
+  g_test_add_func("/relaunch/deep-json-object", test_deep_json_object);
   g_test_add_func("/relaunch/plugin-path-and-extra", test_plugin_path_and_extra);
   g_test_add_func("/relaunch/json-object", test_json_object);
   g_test_add_func("/relaunch/refusals", test_refusals);

@@ -353,6 +353,22 @@ publish_flat(VmsSnapshot *newest, const char *tmp, const char *outdir, GError **
   return vms_set_error_errno(error, err, "failed to rename %s to %s", tmp, outdir);
 }
 
+/* @outdir already holds a snapshot: fine if it is a flattening of @newest
+ * (another flatten of the same diff, maybe running beside this one, made
+ * it), refused otherwise. */
+static gboolean
+already_flat(VmsSnapshot *newest, const char *outdir, GError **error)
+{
+  g_autoptr(VmsSnapshot) other = vms_snapshot_open(outdir, NULL);
+
+  if (other != NULL && vms_chain_is_flattening(newest, other))
+    return TRUE;
+  return g_set_error(error, VMS_ERROR, VMS_ERROR_EXISTS,
+                     "%s already holds a committed snapshot (%s) that is not a flattening of "
+                     "%s; flattening into it is refused", outdir, VMS_MANIFEST_FILE,
+                     newest->path), FALSE;
+}
+
 gboolean
 vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opts, GError **error)
 {
@@ -366,9 +382,7 @@ vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opt
   if (!verify_members_chunks(chain, 0, error))
     return FALSE;
   if (g_file_test(manifest, G_FILE_TEST_EXISTS))
-    return g_set_error(error, VMS_ERROR, VMS_ERROR_EXISTS,
-                       "%s already holds a committed snapshot (%s); flattening into it is "
-                       "refused", outdir, VMS_MANIFEST_FILE), FALSE;
+    return already_flat(chain->pdata[chain->len - 1], outdir, error);
   /* Built in a private directory and renamed into place: flattens of one
    * diff started at the same time never share a temporary file. */
   tmp = private_sibling(outdir, error);

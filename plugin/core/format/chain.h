@@ -34,7 +34,10 @@ gboolean vms_chain_verify_diffs(const char *dir, gboolean with_base, GError **er
  * copied (reflink where possible, else sparse), each diff applied in order
  * through its page map, state.bin copied from @dir, and a manifest that is
  * @dir's with kind FULL, capture COPY (or REFLINK) and no parent; then the
- * flattening's own memory.chunks. */
+ * flattening's own memory.chunks. Built in a private directory beside
+ * @outdir and renamed onto it: if @outdir already holds a flattening of
+ * @dir (another flatten made it, maybe at the same time), that is success;
+ * any other snapshot there is refused (VMS_ERROR_EXISTS). */
 gboolean vms_chain_flatten(const char *dir, const char *outdir, const VmsCopyOptions *opts,
                            GError **error);
 

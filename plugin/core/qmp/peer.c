@@ -39,7 +39,8 @@ vms_peer_policy_parse_uids(VmsPeerPolicy *p, const char *text, GError **error)
   guint n = g_strv_length(parts);
   g_autofree guint32 *uids = g_new0(guint32, p->n_uids + n + 1);
 
-  memcpy(uids, p->uids, p->n_uids * sizeof(guint32));
+  if (p->n_uids > 0) /* memcpy from NULL is undefined even for 0 bytes */
+    memcpy(uids, p->uids, p->n_uids * sizeof(guint32));
   for (guint i = 0; i < n; i++)
     if (!parse_id("uid", parts[i], &uids[p->n_uids + i], error))
       return FALSE;

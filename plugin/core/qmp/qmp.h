@@ -16,6 +16,8 @@
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
+#include "json-bounded.h"
+
 G_BEGIN_DECLS
 
 /* ---- framing ---- */
@@ -118,7 +120,6 @@ typedef struct _VmsPeerPolicy VmsPeerPolicy;
 
 /* Limits of the control socket (doc/protocol.md). */
 #define VMS_QMP_MAX_MESSAGE (1u << 20) /* bytes of one JSON message */
-#define VMS_JSON_MAX_DEPTH 1024         /* nesting of arrays and objects, as QEMU */
 
 /* Listens on @path (see vms_unix_listen; @policy, nullable, says who else
  * may connect) and serves QMP on @context: greeting with @version (not
@@ -147,16 +148,6 @@ void vms_qmp_server_emit(VmsQmpServer *s, const char *event, JsonObject *data);
  * as null). Caller frees. */
 char *vms_json_to_text(JsonNode *node);
 
-/* Checks that @text (@len bytes) nests arrays and objects at most
- * @max_depth deep, without parsing it: json-glib recurses once per level,
- * so text from a peer or a file must pass this first. FALSE with
- * VMS_ERROR_INVALID_ARGUMENT. */
-gboolean vms_json_check_depth(const char *text, gsize len, guint max_depth, GError **error);
-
-/* Parses @text (nullable-terminated, NUL-free) as one JSON value after
- * vms_json_check_depth(VMS_JSON_MAX_DEPTH): for JSON of peers and files
- * (relaunch's recorded -object values). Caller owns the root. */
-JsonNode *vms_json_parse_bounded(const char *text, GError **error);
 
 /* ---- listening sockets ---- */
 
