@@ -107,6 +107,28 @@ test_failure_and_refusals(DiskFixture *f, gconstpointer data)
     g_assert_cmpint(st, ==, 0);
   }
 
+  /* QEMU started by hand on the frozen image itself (writable): refused
+   * before the state loads. */
+  g_auto(GStrv) direct = NULL;
+  g_assert_true(g_shell_parse_argv(g_strstrip(dry), NULL, &direct, &error));
+  g_autofree char *ov_root = g_strdup_printf("file=%s/disk-root.qcow2,format=qcow2,", rdir);
+  g_autofree char *frozen_root = g_strdup_printf("file=%s/disk-root.raw,format=raw,", snap);
+  for (guint i = 0; direct[i] != NULL; i++)
+    if (g_str_has_prefix(direct[i], ov_root)) {
+      g_autofree char *rest = g_strdup(direct[i] + strlen(ov_root));
+      g_free(direct[i]);
+      direct[i] = g_strconcat(frozen_root, rest, NULL);
+    }
+  VmsVm *writer = f->vms[2] = vms_vm_new(rdir);
+  g_assert_true(vms_vm_spawn(writer, (const char *const *)direct, &error));
+  int wstatus = 0;
+  g_assert_true(vms_vm_wait_exit(writer, 60000, &wstatus, &error));
+  g_assert_cmpint(wstatus, !=, 0);
+  g_autofree char *writer_err = vms_vm_stderr(writer);
+  g_assert_nonnull(strstr(writer_err, "disk root: QEMU has the snapshot's frozen image"));
+  g_assert_cmpint(disk_cli(verify, NULL, NULL), ==, 0); /* and it was not written */
+  (void)unlink(writer->stderr_path);
+
   /* The frozen root image changes: refused by name everywhere. */
   g_autofree char *frozen = g_build_filename(snap, "disk-root.raw", NULL);
   g_assert_cmpint(chmod(frozen, 0600), ==, 0);

@@ -41,7 +41,16 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 
 # The metapackage names the current ABI's image package.
-kpkg=$(apt-cache depends "linux-image-$arch$q" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+find_kernel() {
+  apt-cache depends "linux-image-$arch$q" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'
+}
+kpkg=$(find_kernel)
+# A fresh machine may have no package lists yet (setup.sh updates them only
+# when it installs something); as root, fetch them once.
+if [ -z "$kpkg" ] && [ "$(id -u)" -eq 0 ]; then
+  apt-get update -qq >/dev/null 2>&1 || true
+  kpkg=$(find_kernel)
+fi
 kpkg=${kpkg%%:*}
 if [ -z "$kpkg" ]; then
   echo "build-guest: apt-cache knows no linux-image-$arch$q (run apt-get update; for a foreign arch dpkg --add-architecture $arch)" >&2
