@@ -281,3 +281,18 @@ vms_reg_ticker_tick(VmsRegTicker *t, guint64 done, guint64 wire, gboolean force)
   t->p.elapsed = (gdouble)(now - t->start_us) / 1e6;
   t->fn(&t->p, t->user);
 }
+
+gboolean
+vms_reg_session_open(const VmsRegRef *ref, const VmsRegOptions *opts, guint *transfers,
+                     VmsRegClient **ret_client, VmsRegEngine **ret_engine, GError **error)
+{
+  VmsRegClient *client = vms_reg_client_open(ref, opts, error);
+
+  if (client == NULL)
+    return FALSE;
+  if (*transfers == 0)
+    *transfers = 8;
+  *ret_client = client;
+  *ret_engine = vms_reg_engine_new(client, *transfers, g_get_num_processors());
+  return TRUE;
+}

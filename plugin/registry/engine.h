@@ -27,6 +27,13 @@ typedef void (*VmsRegWorkDone)(VmsRegEngine *e, gpointer job);
 
 /* @max_transfers HTTP requests in flight at most; @threads pool threads. */
 VmsRegEngine *vms_reg_engine_new(VmsRegClient *c, guint max_transfers, guint threads);
+
+/* What push and pull start with: a client on @ref's registry (checked to be
+ * there) and an engine with *@transfers at once (0 becomes the default, 8,
+ * written back) and a hashing/zstd thread per core. Fills both or neither. */
+gboolean vms_reg_session_open(const VmsRegRef *ref, const VmsRegOptions *opts, guint *transfers,
+                              VmsRegClient **ret_client, VmsRegEngine **ret_engine,
+                              GError **error);
 void vms_reg_engine_free(VmsRegEngine *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsRegEngine, vms_reg_engine_free)
 

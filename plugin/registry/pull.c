@@ -497,12 +497,8 @@ vms_reg_pull(const char *ref_text, const char *dir, const VmsRegTransferOptions 
 
   if (ref == NULL)
     return FALSE;
-  client = vms_reg_client_open(ref, &copts, error);
-  if (client == NULL)
+  if (!vms_reg_session_open(ref, &copts, &o.transfers, &client, &engine, error))
     return FALSE;
-  if (o.transfers == 0)
-    o.transfers = 8;
-  engine = vms_reg_engine_new(client, o.transfers, g_get_num_processors());
   p = (Pull){ .client = client, .engine = engine, .opts = &o, .stats = &stats, .ref = ref_text };
   if (!pull_member(&p, vms_reg_ref_reference(ref), dir, NULL, error))
     return FALSE;

@@ -517,12 +517,8 @@ vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions 
   }
   if (!vms_chain_resolve(dir, &chain, error) || !refuse_disks(chain, error))
     return FALSE;
-  client = vms_reg_client_open(ref, &copts, error);
-  if (client == NULL)
+  if (!vms_reg_session_open(ref, &copts, &o.transfers, &client, &engine, error))
     return FALSE;
-  if (o.transfers == 0)
-    o.transfers = 8;
-  engine = vms_reg_engine_new(client, o.transfers, g_get_num_processors());
   g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   p = (Push){ .client = client, .engine = engine, .opts = &o, .stats = &stats, .seen = seen };
   for (guint i = 0; i < chain->len; i++) {
