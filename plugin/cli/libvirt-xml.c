@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "relaunch.h"
+#include "relocate.h"
 #include "util.h"
 
 #define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
@@ -123,45 +124,13 @@ vms_libvirt_control_socket(const char *xml, GError **error)
 
 typedef struct {
   const VmsCloneSpec *spec;
-  GHashTable *moved; /* old path -> new path */
-  GHashTable *names; /* basenames taken in the runtime dir */
+  VmsRelocator *rel; /* sockets and chardev files into the runtime dir */
 } Clone;
-
-/* Every old path moves to one new path in the runtime dir (a serial device
- * and its console, the plugin's qmp= and its -chardev, stay one file). */
-static const char *
-relocate(Clone *c, const char *old_path)
-{
-  const char *done = g_hash_table_lookup(c->moved, old_path);
-
-  if (done != NULL)
-    return done;
-  g_autofree char *base = g_path_get_basename(old_path);
-  char *name = g_strdup(base);
-  for (guint n = 2; g_hash_table_contains(c->names, name); n++) {
-    g_free(name);
-    name = g_strdup_printf("%u-%s", n, base);
-  }
-  char *new_path = g_build_filename(c->spec->runtime_dir, name, NULL);
-  g_hash_table_add(c->names, name);
-  g_hash_table_insert(c->moved, g_strdup(old_path), new_path);
-  return new_path;
-}
 
 static char *
 clone_plugin_arg(Clone *c, const char *value)
 {
-  static const char *const socket_keys[] = { "qmp", "control", "monitor" };
-  g_autofree char *out = g_strdup(value);
-
-  for (gsize i = 0; i < G_N_ELEMENTS(socket_keys); i++) {
-    g_autofree char *path = vms_qemu_opt_get(out, socket_keys[i], NULL);
-    if (path != NULL) {
-      char *next = vms_qemu_opt_set(out, socket_keys[i], relocate(c, path));
-      g_free(out);
-      out = next;
-    }
-  }
+  g_autofree char *out = vms_relocate_plugin_sockets(c->rel, value);
   g_autofree char *with_restore = vms_qemu_opt_set(out, "restore", c->spec->snapshot_dir);
   g_autofree char *with_overlay = vms_qemu_opt_set(with_restore, "overlay", c->spec->memory);
   return vms_qemu_opt_set(with_overlay, "libvirt", "on");
@@ -170,12 +139,7 @@ clone_plugin_arg(Clone *c, const char *value)
 static char *
 clone_chardev_arg(Clone *c, const char *value)
 {
-  g_autofree char *backend = vms_qemu_opt_get(value, "backend", "backend");
-  g_autofree char *path = vms_qemu_opt_get(value, "path", NULL);
-
-  if (path == NULL || (g_strcmp0(backend, "socket") != 0 && g_strcmp0(backend, "file") != 0))
-    return g_strdup(value);
-  return vms_qemu_opt_set(value, "path", relocate(c, path));
+  return vms_relocate_chardev(c->rel, value);
 }
 
 static void
@@ -300,7 +264,7 @@ clone_device_paths(Clone *c, xmlXPathContext *ctx)
     for (int i = 0; i < xpath_count(nodes); i++) {
       xmlNode *n = nodes->nodesetval->nodeTab[i];
       g_autofree char *path = prop(n, attrs[e]);
-      xmlSetProp(n, BAD_CAST attrs[e], BAD_CAST relocate(c, path));
+      xmlSetProp(n, BAD_CAST attrs[e], BAD_CAST vms_relocator_path(c->rel, path));
     }
   }
 }
@@ -403,9 +367,8 @@ vms_libvirt_clone_xml(const char *xml, const VmsCloneSpec *spec, gboolean *ret_g
   if (doc == NULL)
     return NULL;
   g_autoptr(xmlXPathContext) ctx = xpath_context(doc);
-  g_autoptr(GHashTable) moved = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-  g_autoptr(GHashTable) names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-  Clone c = { .spec = spec, .moved = moved, .names = names };
+  g_autoptr(VmsRelocator) rel = vms_relocator_new(spec->runtime_dir);
+  Clone c = { .spec = spec, .rel = rel };
   gboolean genid = FALSE;
 
   if (!check_memory(ctx, error) || !repoint_disks(ctx, spec, error) ||

@@ -1,5 +1,6 @@
 /* vmsnap core: rewriting a saved QEMU command line for a restore (relaunch.h). */
 #include "relaunch.h"
+#include "relocate.h"
 
 #include <errno.h>
 #include <string.h>
@@ -282,31 +283,9 @@ typedef struct {
   char *snap_dir;       /* absolute */
   char *mem_file;       /* absolute: opts->memory_path or snap_dir/memory.bin */
   gint ram_index;       /* argv index of the guest RAM's -object value */
-  GHashTable *moved;    /* old path -> new path */
-  GHashTable *names;    /* basenames taken in the runtime dir */
+  VmsRelocator *rel;    /* sockets and chardev files into the runtime dir */
   gboolean have_plugin;
 } Relaunch;
-
-/* The same old path always moves to the same new path (the plugin's qmp=
- * and the -chardev serving it must stay one socket). */
-static const char *
-relocate(Relaunch *r, const char *old_path)
-{
-  const char *done = g_hash_table_lookup(r->moved, old_path);
-
-  if (done != NULL)
-    return done;
-  g_autofree char *base = g_path_get_basename(old_path);
-  char *name = g_strdup(base);
-  for (guint n = 2; g_hash_table_contains(r->names, name); n++) {
-    g_free(name);
-    name = g_strdup_printf("%u-%s", n, base);
-  }
-  char *new_path = g_build_filename(r->opts->runtime_dir, name, NULL);
-  g_hash_table_add(r->names, name);
-  g_hash_table_insert(r->moved, g_strdup(old_path), new_path);
-  return new_path;
-}
 
 static char *
 rewrite_ram_object(Relaunch *r, const char *value)
@@ -329,18 +308,6 @@ rewrite_ram_object(Relaunch *r, const char *value)
   return json_to_string(node, FALSE);
 }
 
-/* -chardev socket,path= and file,path= move into the runtime dir. */
-static char *
-rewrite_chardev(Relaunch *r, const char *value)
-{
-  g_autofree char *backend = vms_qemu_opt_get(value, "backend", "backend");
-  g_autofree char *path = vms_qemu_opt_get(value, "path", NULL);
-
-  if (path == NULL || (g_strcmp0(backend, "socket") != 0 && g_strcmp0(backend, "file") != 0))
-    return g_strdup(value);
-  return vms_qemu_opt_set(value, "path", relocate(r, path));
-}
-
 /* The legacy chardev syntax of -qmp, -monitor, -serial, -parallel:
  * "unix:PATH[,opts]" and "file:PATH". */
 static char *
@@ -353,7 +320,7 @@ rewrite_legacy_chardev(Relaunch *r, const char *value)
     return g_strdup(value);
   g_autoptr(GPtrArray) elems = opts_split(value + strlen(prefix));
   char *old = elems->pdata[0];
-  elems->pdata[0] = g_strdup(relocate(r, old));
+  elems->pdata[0] = g_strdup(vms_relocator_path(r->rel, old));
   g_free(old);
   g_autofree char *rest = opts_join(elems);
   return g_strconcat(prefix, rest, NULL);
@@ -369,17 +336,7 @@ is_our_plugin(const char *value)
 static char *
 rewrite_plugin(Relaunch *r, const char *value)
 {
-  static const char *const socket_keys[] = { "qmp", "control", "monitor" };
-  g_autofree char *out = g_strdup(value);
-
-  for (gsize i = 0; i < G_N_ELEMENTS(socket_keys); i++) {
-    g_autofree char *path = vms_qemu_opt_get(out, socket_keys[i], NULL);
-    if (path != NULL) {
-      char *next = vms_qemu_opt_set(out, socket_keys[i], relocate(r, path));
-      g_free(out);
-      out = next;
-    }
-  }
+  g_autofree char *out = vms_relocate_plugin_sockets(r->rel, value);
   g_autofree char *mem = vms_qemu_opt_get(out, "mem", NULL);
   g_autofree char *with_mem = mem != NULL ? vms_qemu_opt_set(out, "mem", r->mem_file) : g_strdup(out);
   g_autofree char *with_dir = vms_qemu_opt_set(with_mem, "restore", r->snap_dir);
@@ -423,7 +380,7 @@ rewrite_value(Relaunch *r, const char *opt, const char *value, guint index)
   if ((gint)index == r->ram_index)
     return rewrite_ram_object(r, value);
   if (g_str_equal(opt, "-chardev"))
-    return rewrite_chardev(r, value);
+    return vms_relocate_chardev(r->rel, value);
   if (g_str_equal(opt, "-qmp") || g_str_equal(opt, "-qmp-pretty") || g_str_equal(opt, "-monitor") ||
       g_str_equal(opt, "-serial") || g_str_equal(opt, "-parallel"))
     return rewrite_legacy_chardev(r, value);
@@ -439,8 +396,7 @@ relaunch_clear(Relaunch *r)
 {
   g_clear_pointer(&r->snap_dir, g_free);
   g_clear_pointer(&r->mem_file, g_free);
-  g_clear_pointer(&r->moved, g_hash_table_unref);
-  g_clear_pointer(&r->names, g_hash_table_unref);
+  g_clear_pointer(&r->rel, vms_relocator_free);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Relaunch, relaunch_clear)
 
@@ -463,8 +419,7 @@ vms_relaunch_argv(const char *const *argv, const VmsRelaunchOptions *opts, GErro
   r.snap_dir = g_canonicalize_filename(opts->snapshot_dir, NULL);
   r.mem_file = opts->memory_path != NULL ? g_canonicalize_filename(opts->memory_path, NULL)
                                           : g_build_filename(r.snap_dir, VMS_MEMORY_FILE, NULL);
-  r.moved = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-  r.names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  r.rel = vms_relocator_new(opts->runtime_dir);
 
   g_ptr_array_add(out, g_strdup(argv[0]));
   for (guint i = 1; argv[i] != NULL; i++) {
