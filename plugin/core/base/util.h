@@ -6,6 +6,7 @@
 #pragma once
 
 #include <glib.h>
+#include <string.h>
 #include <sys/types.h>
 
 G_BEGIN_DECLS
@@ -33,5 +34,37 @@ int vms_fsync_dir(int dirfd);
 
 /* Lower-case hex of a 32-byte SHA-256 digest into @out (65 bytes with NUL). */
 void vms_sha256_hex(const guint8 digest[32], char out[65]);
+
+/* Little-endian fields of our binary files (memory.map, memory.chunks), at
+ * any alignment. */
+static inline void
+vms_put_le32(guint8 *p, guint32 v)
+{
+  v = GUINT32_TO_LE(v);
+  memcpy(p, &v, 4);
+}
+
+static inline void
+vms_put_le64(guint8 *p, guint64 v)
+{
+  v = GUINT64_TO_LE(v);
+  memcpy(p, &v, 8);
+}
+
+static inline guint32
+vms_get_le32(const guint8 *p)
+{
+  guint32 v;
+  memcpy(&v, p, 4);
+  return GUINT32_FROM_LE(v);
+}
+
+static inline guint64
+vms_get_le64(const guint8 *p)
+{
+  guint64 v;
+  memcpy(&v, p, 8);
+  return GUINT64_FROM_LE(v);
+}
 
 G_END_DECLS

@@ -160,36 +160,6 @@ vms_extents_from_pagemap(const void *addr, guint64 length, guint64 page_size,
 }
 
 static void
-put_le32(guint8 *p, guint32 v)
-{
-  v = GUINT32_TO_LE(v);
-  memcpy(p, &v, 4);
-}
-
-static void
-put_le64(guint8 *p, guint64 v)
-{
-  v = GUINT64_TO_LE(v);
-  memcpy(p, &v, 8);
-}
-
-static guint32
-get_le32(const guint8 *p)
-{
-  guint32 v;
-  memcpy(&v, p, 4);
-  return GUINT32_FROM_LE(v);
-}
-
-static guint64
-get_le64(const guint8 *p)
-{
-  guint64 v;
-  memcpy(&v, p, 8);
-  return GUINT64_FROM_LE(v);
-}
-
-static void
 sha256_of(const guint8 *data, gsize len, guint8 out[32])
 {
   g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
@@ -231,14 +201,14 @@ vms_pagemap_file_write(int fd, const GArray *list, guint32 page_size,
   gsize size = PAGEMAP_FILE_HEADER + (gsize)list->len * PAGEMAP_FILE_ENTRY;
   g_autofree guint8 *buf = g_malloc0(size);
   memcpy(buf, PAGEMAP_FILE_MAGIC, 8);
-  put_le32(buf + 8, page_size);
-  put_le32(buf + 12, 0);
-  put_le64(buf + 16, memory_size);
-  put_le64(buf + 24, list->len);
+  vms_put_le32(buf + 8, page_size);
+  vms_put_le32(buf + 12, 0);
+  vms_put_le64(buf + 16, memory_size);
+  vms_put_le64(buf + 24, list->len);
   for (guint i = 0; i < list->len; i++) {
     const VmsExtent *e = &g_array_index(list, VmsExtent, i);
-    put_le64(buf + PAGEMAP_FILE_HEADER + (gsize)i * PAGEMAP_FILE_ENTRY, e->offset);
-    put_le64(buf + PAGEMAP_FILE_HEADER + (gsize)i * PAGEMAP_FILE_ENTRY + 8, e->length);
+    vms_put_le64(buf + PAGEMAP_FILE_HEADER + (gsize)i * PAGEMAP_FILE_ENTRY, e->offset);
+    vms_put_le64(buf + PAGEMAP_FILE_HEADER + (gsize)i * PAGEMAP_FILE_ENTRY + 8, e->length);
   }
 
   if (ftruncate(fd, 0) < 0)
@@ -257,16 +227,16 @@ pagemap_parse_header(const guint8 *hdr, guint64 file_size, guint64 expect_memory
                      guint32 *ret_page_size, guint64 *ret_memory_size, guint64 *ret_count,
                      GError **error)
 {
-  guint32 page_size = get_le32(hdr + 8);
-  guint64 memory_size = get_le64(hdr + 16);
-  guint64 count = get_le64(hdr + 24);
+  guint32 page_size = vms_get_le32(hdr + 8);
+  guint64 memory_size = vms_get_le64(hdr + 16);
+  guint64 count = vms_get_le64(hdr + 24);
 
   if (memcmp(hdr, PAGEMAP_FILE_MAGIC, 8) != 0)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
                        "page map: bad magic (not a memory.map file)"), FALSE;
-  if (get_le32(hdr + 12) != 0)
+  if (vms_get_le32(hdr + 12) != 0)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "page map: unknown flags 0x%x",
-                       get_le32(hdr + 12)), FALSE;
+                       vms_get_le32(hdr + 12)), FALSE;
   if (page_size == 0 || (page_size & (page_size - 1)) != 0)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
                        "page map: page size %u is not a power of two", page_size), FALSE;
@@ -326,7 +296,7 @@ vms_pagemap_file_read(int fd, guint64 expect_memory_size, GArray **ret_list,
   guint64 end = 0;
   for (guint64 i = 0; i < count; i++) {
     const guint8 *p = buf + PAGEMAP_FILE_HEADER + i * PAGEMAP_FILE_ENTRY;
-    guint64 off = get_le64(p), len = get_le64(p + 8);
+    guint64 off = vms_get_le64(p), len = vms_get_le64(p + 8);
     if (off % page_size != 0 || len % page_size != 0 || len == 0 || off < end ||
         off > memory_size || len > memory_size - off)
       return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,

@@ -29,36 +29,6 @@
 #define CHUNKS_MAGIC "VMSNCHK1"
 #define CHUNKS_HEADER 64u
 
-static void
-put_le32(guint8 *p, guint32 v)
-{
-  v = GUINT32_TO_LE(v);
-  memcpy(p, &v, 4);
-}
-
-static void
-put_le64(guint8 *p, guint64 v)
-{
-  v = GUINT64_TO_LE(v);
-  memcpy(p, &v, 8);
-}
-
-static guint32
-get_le32(const guint8 *p)
-{
-  guint32 v;
-  memcpy(&v, p, 4);
-  return GUINT32_FROM_LE(v);
-}
-
-static guint64
-get_le64(const guint8 *p)
-{
-  guint64 v;
-  memcpy(&v, p, 8);
-  return GUINT64_FROM_LE(v);
-}
-
 /* The whole file's bytes for @idx bound to @manifest_sha256. */
 static GBytes *
 encode_chunks(const VmsChunkIndex *idx, const guint8 manifest_sha256[VMS_SHA256_LEN])
@@ -67,10 +37,10 @@ encode_chunks(const VmsChunkIndex *idx, const guint8 manifest_sha256[VMS_SHA256_
   guint8 *buf = g_malloc0(body + VMS_SHA256_LEN);
 
   memcpy(buf, CHUNKS_MAGIC, 8);
-  put_le32(buf + 8, idx->chunk_size);
-  put_le32(buf + 12, 0);
-  put_le64(buf + 16, idx->data_size);
-  put_le64(buf + 24, idx->count);
+  vms_put_le32(buf + 8, idx->chunk_size);
+  vms_put_le32(buf + 12, 0);
+  vms_put_le64(buf + 16, idx->data_size);
+  vms_put_le64(buf + 24, idx->count);
   memcpy(buf + 32, manifest_sha256, VMS_SHA256_LEN);
   memcpy(buf + CHUNKS_HEADER, idx->digests, (gsize)idx->count * VMS_SHA256_LEN);
   vms_chunk_digest(buf, body, buf + body);
@@ -135,12 +105,12 @@ static guint64
 check_header(const guint8 *buf, const guint8 manifest_sha256[VMS_SHA256_LEN],
              guint64 expect_data_size, GError **error)
 {
-  guint32 chunk_size = get_le32(buf + 8);
-  guint64 data_size = get_le64(buf + 16), count = get_le64(buf + 24);
+  guint32 chunk_size = vms_get_le32(buf + 8);
+  guint64 data_size = vms_get_le64(buf + 16), count = vms_get_le64(buf + 24);
 
   if (memcmp(buf, CHUNKS_MAGIC, 8) != 0)
     return chunks_corrupt(error, "bad magic (not VMSNCHK1)"), 0;
-  if (get_le32(buf + 12) != 0)
+  if (vms_get_le32(buf + 12) != 0)
     return chunks_corrupt(error, "unknown flags"), 0;
   if (chunk_size < VMS_CHUNK_SIZE_MIN || chunk_size > VMS_CHUNK_SIZE_MAX ||
       (chunk_size & (chunk_size - 1)) != 0)
@@ -224,7 +194,7 @@ vms_chunks_read_at(int dirfd, const guint8 manifest_sha256[VMS_SHA256_LEN],
   vms_chunk_digest(buf, size - VMS_SHA256_LEN, sum);
   if (memcmp(sum, buf + size - VMS_SHA256_LEN, VMS_SHA256_LEN) != 0)
     return chunks_corrupt(error, "its own SHA-256 doesn't match its content");
-  g_autoptr(VmsChunkIndex) idx = vms_chunk_index_new(get_le32(head + 8), expect_data_size);
+  g_autoptr(VmsChunkIndex) idx = vms_chunk_index_new(vms_get_le32(head + 8), expect_data_size);
   memcpy(idx->manifest_sha256, manifest_sha256, VMS_SHA256_LEN);
   memcpy(idx->digests, buf + CHUNKS_HEADER, (gsize)idx->count * VMS_SHA256_LEN);
   *ret_idx = g_steal_pointer(&idx);
