@@ -64,8 +64,5 @@ guint disk_assert_history(const char *history, const char *first_tag, guint min_
  * virtio-blk device to @vm after creating @path (@mib MiB, sparse). */
 void disk_add_blank(VmsVm *vm, const char *id, const char *path, guint mib, gboolean readonly);
 
-/* `vmsnap ARGS...`: exit status; stdout and stderr in *@ret_out and *@ret_err
- * (each nullable). */
-int disk_cli(const char *const *args, char **ret_out, char **ret_err);
 
 G_END_DECLS

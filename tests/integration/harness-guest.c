@@ -173,22 +173,28 @@ vms_vm_wait_running(VmsVm *vm, guint timeout_ms, GError **error)
   }
 }
 
-char *
-vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GError **error)
+gboolean
+vms_vm_serial_send(VmsVm *vm, const char *line, guint timeout_ms, GError **error)
 {
-  g_autofree char *line = g_strconcat(command, "\n", NULL);
-
   if (vm->serial == NULL) {
     /* Bytes that reach the UART while an incoming migration is still
      * loading are overwritten by the loaded UART state: the first command
      * of a restored VM would arrive truncated. */
     if (vm->qmp != NULL && !vms_vm_wait_running(vm, timeout_ms, error))
-      return NULL;
+      return FALSE;
     vm->serial = vms_test_conn_connect(vm->serial_path, timeout_ms, error);
     if (vm->serial == NULL)
-      return NULL;
+      return FALSE;
   }
-  if (!vms_test_conn_write(vm->serial, line, error))
+  return vms_test_conn_write(vm->serial, line, error);
+}
+
+char *
+vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GError **error)
+{
+  g_autofree char *line = g_strconcat(command, "\n", NULL);
+
+  if (!vms_vm_serial_send(vm, line, timeout_ms, error))
     return NULL;
   for (;;) {
     char *reply = vms_test_conn_read_line(vm->serial, timeout_ms, error);

@@ -156,16 +156,7 @@ vms_linux_run(VmsVm *vm, const char *command, int *ret_status, guint timeout_ms,
   g_autofree char *id = g_strdup_printf("r%u-%u", (guint)getpid(), ++serial_no);
   g_autofree char *line = g_strdup_printf("%s %s\n", id, command);
 
-  if (vm->serial == NULL) {
-    /* A restored guest: its UART state loads with the migration, so bytes
-     * sent before the VM runs would be lost. */
-    if (vm->qmp != NULL && !vms_vm_wait_running(vm, timeout_ms, error))
-      return NULL;
-    vm->serial = vms_test_conn_connect(vm->serial_path, timeout_ms, error);
-    if (vm->serial == NULL)
-      return NULL;
-  }
-  if (!vms_test_conn_write(vm->serial, line, error))
+  if (!vms_vm_serial_send(vm, line, timeout_ms, error))
     return NULL;
   return read_answer(vm, id, ret_status, timeout_ms, error);
 }

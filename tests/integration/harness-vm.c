@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gio/gunixoutputstream.h>
@@ -295,3 +296,19 @@ vms_vm_wait_exit(VmsVm *vm, guint timeout_ms, int *ret_status, GError **error)
   return TRUE;
 }
 
+int
+vms_test_run_cli(const char *const *args, char **ret_out, char **ret_err)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new();
+  int status = -1;
+
+  g_ptr_array_add(argv, (gpointer)vms_test_cli());
+  for (gsize i = 0; args[i] != NULL; i++)
+    g_ptr_array_add(argv, (gpointer)args[i]);
+  g_ptr_array_add(argv, NULL);
+  g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                             ret_out, ret_err, &status, &error));
+  g_assert_no_error(error);
+  return g_spawn_check_wait_status(status, NULL) ? 0 : WEXITSTATUS(status);
+}

@@ -237,6 +237,11 @@ VmsTestQmp *vms_vm_control(VmsVm *vm, guint timeout_ms, GError **error);
 /* Polls query-status on vm->qmp until the VM runs; fails after @timeout_ms. */
 gboolean vms_vm_wait_running(VmsVm *vm, guint timeout_ms, GError **error);
 
+/* Writes @line to the guest's serial port, connecting first (and, for a
+ * restored VM, waiting until it runs: UART bytes sent while the incoming
+ * migration loads would be lost). */
+gboolean vms_vm_serial_send(VmsVm *vm, const char *line, guint timeout_ms, GError **error);
+
 /* Sends a command line to the guest on COM1 (connecting the serial socket on
  * first use, after waiting until QMP says the VM runs: bytes sent while a
  * restore is still loading the UART's state would be lost) and returns its
@@ -248,5 +253,10 @@ char *vms_vm_guest_command(VmsVm *vm, const char *command, guint timeout_ms, GEr
  * while the plugin has not yet found the guest memory ("memory": null).
  * Returns the reply object (caller unrefs); aborts the test otherwise. */
 JsonObject *vms_test_query_ready(VmsTestQmp *ctl);
+
+/* Runs the vmsnap CLI (vms_test_cli()) with @args (NULL-terminated, without
+ * argv[0]) and returns its exit status; stdout and stderr in *@ret_out and
+ * *@ret_err (each nullable). A failure to spawn fails the test. */
+int vms_test_run_cli(const char *const *args, char **ret_out, char **ret_err);
 
 G_END_DECLS

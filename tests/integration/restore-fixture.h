@@ -50,9 +50,6 @@ void assert_continues(VmsVm *vm, guint64 counter, guint64 boot_id);
 /* vms_test_dir_digest() of @snap, asserted. Caller frees. */
 char *digest(const char *snap);
 
-/* Runs the vmsnap CLI with @args (NULL-terminated, without argv[0]);
- * returns its exit status; stdout and stderr in *@ret_out, *@ret_err. */
-int run_cli(const char *const *args, char **ret_out, char **ret_err);
 
 /* A byte-for-byte copy of the base snapshot in @f->dir/@name. */
 char *copy_base(Fixture *f, const char *name);

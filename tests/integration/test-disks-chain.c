@@ -42,7 +42,7 @@ test_chain(DiskFixture *f, gconstpointer data)
   g_assert_cmpint(stat(top_a, &st_top), ==, 0);
   g_assert_cmpuint(st_layer.st_ino, ==, st_top.st_ino); /* the clone's overlay, frozen */
   const char *const verify[] = { "verify", diff, NULL };
-  g_assert_cmpint(disk_cli(verify, NULL, NULL), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(verify, NULL, NULL), ==, 0);
 
   /* The diff restores: the parent's lines, the first clone's, then its own. */
   VmsVm *b = disk_clone(f, 2, "clone-b", diff, NULL);
@@ -55,11 +55,11 @@ test_chain(DiskFixture *f, gconstpointer data)
   /* Its flattening refers to the same disk layers and restores the same. */
   const char *const flatten[] = { "flatten", diff, flat, NULL };
   g_autofree char *out = NULL;
-  g_assert_cmpint(disk_cli(flatten, NULL, NULL), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(flatten, NULL, NULL), ==, 0);
   const char *const verify_flat[] = { "verify", flat, NULL };
-  g_assert_cmpint(disk_cli(verify_flat, NULL, NULL), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(verify_flat, NULL, NULL), ==, 0);
   const char *const info[] = { "info", flat, "--json", NULL };
-  g_assert_cmpint(disk_cli(info, &out, NULL), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(info, &out, NULL), ==, 0);
   g_autofree char *want = g_strdup_printf("\"frozen_file\" : \"%s\"", layer);
   g_assert_nonnull(strstr(out, want));
   VmsVm *c = disk_clone(f, 3, "clone-c", flat, NULL);

@@ -77,7 +77,7 @@ test_failure_and_refusals(DiskFixture *f, gconstpointer data)
   g_assert_cmpint(json_object_get_int_member(ret, "disks"), ==, 2);
   g_autofree char *out = NULL;
   const char *const info[] = { "info", snap, "--json", NULL };
-  g_assert_cmpint(disk_cli(info, &out, NULL), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(info, &out, NULL), ==, 0);
   g_assert_nonnull(strstr(out, "\"read_only\" : true"));
   g_autofree char *ro_link = g_build_filename(snap, "disk-ro.raw", NULL);
   g_assert_false(g_file_test(ro_link, G_FILE_TEST_EXISTS));
@@ -88,14 +88,14 @@ test_failure_and_refusals(DiskFixture *f, gconstpointer data)
   g_assert_cmpstr(top_root, !=, root);
   g_free(vms_linux_run_ok(vm, "sleep 0.2; sync"));
   const char *const verify[] = { "verify", snap, NULL };
-  g_assert_cmpint(disk_cli(verify, NULL, NULL), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(verify, NULL, NULL), ==, 0);
 
   /* The dry run's command line, for starting QEMU by hand later. */
   g_autofree char *rdir = g_build_filename(f->dir, "by-hand", NULL);
   g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
   g_autofree char *dry = NULL;
   const char *const dry_args[] = { "restore", snap, "--dry-run", "--runtime-dir", rdir, NULL };
-  g_assert_cmpint(disk_cli(dry_args, &dry, NULL), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(dry_args, &dry, NULL), ==, 0);
   /* A dry run creates no overlay: make them as a user would. */
   static const char *const devices[] = { "root", "data" };
   for (guint i = 0; i < G_N_ELEMENTS(devices); i++) {
@@ -126,7 +126,7 @@ test_failure_and_refusals(DiskFixture *f, gconstpointer data)
   g_assert_cmpint(wstatus, !=, 0);
   g_autofree char *writer_err = vms_vm_stderr(writer);
   g_assert_nonnull(strstr(writer_err, "disk root: QEMU has the snapshot's frozen image"));
-  g_assert_cmpint(disk_cli(verify, NULL, NULL), ==, 0); /* and it was not written */
+  g_assert_cmpint(vms_test_run_cli(verify, NULL, NULL), ==, 0); /* and it was not written */
   (void)unlink(writer->stderr_path);
 
   /* The frozen root image changes: refused by name everywhere. */
@@ -137,13 +137,13 @@ test_failure_and_refusals(DiskFixture *f, gconstpointer data)
   fputs("x", w);
   fclose(w);
   g_autofree char *err = NULL;
-  g_assert_cmpint(disk_cli(verify, NULL, &err), !=, 0);
+  g_assert_cmpint(vms_test_run_cli(verify, NULL, &err), !=, 0);
   g_assert_nonnull(strstr(err, "disk root"));
   g_autofree char *rdir2 = g_build_filename(f->dir, "refused", NULL);
   g_assert_cmpint(g_mkdir_with_parents(rdir2, 0700), ==, 0);
   const char *const restore[] = { "restore", snap, "--runtime-dir", rdir2, NULL };
   g_autofree char *err2 = NULL;
-  g_assert_cmpint(disk_cli(restore, NULL, &err2), !=, 0);
+  g_assert_cmpint(vms_test_run_cli(restore, NULL, &err2), !=, 0);
   g_assert_nonnull(strstr(err2, "disk root"));
 
   /* QEMU started by hand with that command line: the plugin refuses. */
@@ -175,7 +175,7 @@ test_diskless(DiskFixture *f, gconstpointer data)
   g_assert_cmpint(json_object_get_int_member(ret, "disks"), ==, 0);
   g_autofree char *out = NULL;
   const char *const info[] = { "info", snap, "--json", NULL };
-  g_assert_cmpint(disk_cli(info, &out, NULL), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(info, &out, NULL), ==, 0);
   g_autoptr(JsonParser) p = json_parser_new();
   g_assert_true(json_parser_load_from_data(p, out, -1, &error));
   JsonObject *m = json_node_get_object(json_parser_get_root(p));

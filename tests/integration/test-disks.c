@@ -56,7 +56,7 @@ assert_frozen(const char *snap, const char *image)
   g_assert_cmpuint(a.st_ino, ==, b.st_ino);
   g_assert_cmpint(a.st_mode & 0777, ==, 0400);
   const char *const info[] = { "info", snap, "--json", NULL };
-  g_assert_cmpint(disk_cli(info, &out, NULL), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(info, &out, NULL), ==, 0);
   g_assert_nonnull(strstr(out, "\"device\" : \"root\""));
   g_assert_nonnull(strstr(out, "\"frozen_file\" : \"disk-root.raw\""));
   g_assert_nonnull(strstr(out, "\"vm_generation_id\" : \"" SAVED_GUID "\""));

@@ -226,7 +226,7 @@ assert_verify(const char *dir, int want_status, const char *want_text)
 {
   const char *args[] = { "verify", dir, NULL };
   g_autofree char *out = NULL, *err = NULL;
-  int status = run_cli(args, &out, &err);
+  int status = vms_test_run_cli(args, &out, &err);
 
   if (status != want_status || (want_text != NULL && strstr(err, want_text) == NULL))
     g_error("vmsnap verify %s: status %d, stderr %s", dir, status, err);
@@ -342,7 +342,7 @@ test_enospc(Fixture *f, gconstpointer data)
 
   const char *args[] = { "flatten", good_diff, flat_dir, NULL };
   g_autofree char *out = NULL, *err = NULL;
-  g_assert_cmpint(run_cli(args, &out, &err), ==, 1);
+  g_assert_cmpint(vms_test_run_cli(args, &out, &err), ==, 1);
   assert_enospc("flatten", err);
   g_assert_false(g_file_test(flat_dir, G_FILE_TEST_EXISTS));
   assert_no_staged(small);

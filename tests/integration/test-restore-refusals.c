@@ -26,7 +26,7 @@ test_cli_missing_memory(Fixture *f, gconstpointer data)
   g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
   g_autofree char *before = digest(snap);
   const char *const args[] = { "restore", snap, "--runtime-dir", rdir, NULL };
-  g_assert_cmpint(run_cli(args, &out, &err), ==, 1);
+  g_assert_cmpint(vms_test_run_cli(args, &out, &err), ==, 1);
   g_assert_nonnull(strstr(err, "memory.bin"));
   g_assert_false(g_file_test(mem, G_FILE_TEST_EXISTS));
   g_autofree char *after = digest(snap);

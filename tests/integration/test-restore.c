@@ -170,7 +170,7 @@ test_cli_dry_run(Fixture *f, gconstpointer data)
   g_assert_cmpint(g_mkdir_with_parents(rdir, 0700), ==, 0);
   /* The private mapping; the RAM overlay's command line is test-overlay.c's. */
   const char *const args[] = { "restore", snap, "--dry-run", "--ram", "private", "--runtime-dir", rdir, "--", "-name", "dry", NULL };
-  g_assert_cmpint(run_cli(args, &out, &err), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(args, &out, &err), ==, 0);
   g_test_message("dry run: %s", out);
   g_autofree char *mem = g_strdup_printf("mem-path=%s/memory.bin,share=off", snap);
   g_autofree char *restore = g_strdup_printf("restore=%s", snap);
@@ -191,11 +191,11 @@ test_cli_dry_run(Fixture *f, gconstpointer data)
   /* An incomplete directory and a missing DIR are refused the CLI way. */
   g_autofree char *out2 = NULL, *err2 = NULL, *out3 = NULL, *err3 = NULL;
   const char *const incomplete[] = { "restore", rdir, "--dry-run", NULL };
-  g_assert_cmpint(run_cli(incomplete, &out2, &err2), ==, 1);
+  g_assert_cmpint(vms_test_run_cli(incomplete, &out2, &err2), ==, 1);
   g_assert_true(g_str_has_prefix(err2, "vmsnap: error: "));
   g_assert_nonnull(strstr(err2, "incomplete"));
   const char *const missing[] = { "restore", NULL };
-  g_assert_cmpint(run_cli(missing, &out3, &err3), ==, 1);
+  g_assert_cmpint(vms_test_run_cli(missing, &out3, &err3), ==, 1);
   g_assert_nonnull(strstr(err3, "missing DIR"));
 }
 
@@ -301,7 +301,7 @@ test_cli_diff(Fixture *f, gconstpointer data)
 
   g_autofree char *out = NULL, *err = NULL;
   const char *const dry[] = { "restore", diff, "--dry-run", "--ram", "private", "--runtime-dir", rdir, NULL };
-  g_assert_cmpint(run_cli(dry, &out, &err), ==, 0);
+  g_assert_cmpint(vms_test_run_cli(dry, &out, &err), ==, 0);
   g_assert_nonnull(strstr(err, "using its flattening"));
   /* A diff is restored as itself (so the clone's next diff names it as
    * parent) from its flattening's memory (doc/diff.md). */
