@@ -85,6 +85,16 @@ vms_test_init(int *argc, char ***argv)
 }
 
 void
+vms_test_init_with_plugin(int *argc, char ***argv)
+{
+  vms_test_init(argc, argv);
+  if (!vms_test_have_plugin()) {
+    g_printerr("SKIP: no plugin at %s\n", vms_test_plugin());
+    exit(77);
+  }
+}
+
+void
 vms_harness_init(void)
 {
   g_autofree char *qemu = g_find_program_in_path(vms_test_qemu());

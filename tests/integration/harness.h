@@ -42,6 +42,9 @@ G_BEGIN_DECLS
 /* g_test_init(), then exits 77 (meson: skipped) if the QEMU binary cannot
  * be found. Installs the atexit safety net. */
 void vms_test_init(int *argc, char ***argv);
+/* vms_test_init(), then exits 77 too if the plugin (VMSNAP_PLUGIN) is not
+ * there: for programs whose every test loads it. */
+void vms_test_init_with_plugin(int *argc, char ***argv);
 /* The same without GTest (benchmarks, whose output must stay clean). */
 void vms_harness_init(void);
 

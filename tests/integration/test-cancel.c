@@ -160,11 +160,7 @@ main(int argc, char **argv)
   hook_file = g_strdup_printf("%s/vmsnap-test-cancel-%d.hook", g_get_tmp_dir(), (int)getpid());
   hook = g_strdup_printf("resume:wait=%s", hook_file);
   g_setenv("VMSNAP_TEST_SAVE_HOOK", hook, TRUE); /* QEMU inherits it */
-  vms_test_init(&argc, &argv);
-  if (!vms_test_have_plugin()) {
-    g_printerr("SKIP: no plugin at %s\n", vms_test_plugin());
-    return 77;
-  }
+  vms_test_init_with_plugin(&argc, &argv);
   g_test_add("/cancel/qmp", Fixture, NULL, setup, test_qmp_cancel, teardown);
   g_test_add("/cancel/cli-ctrl-c", Fixture, NULL, setup, test_cli_ctrl_c, teardown);
   return g_test_run();

@@ -372,11 +372,7 @@ test_allow(void)
 int
 main(int argc, char **argv)
 {
-  vms_test_init(&argc, &argv);
-  if (!vms_test_have_plugin()) {
-    g_printerr("SKIP: no plugin at %s\n", vms_test_plugin());
-    return 77;
-  }
+  vms_test_init_with_plugin(&argc, &argv);
   g_test_add("/control/greeting", Fixture, NULL, setup, test_greeting, teardown);
   g_test_add("/control/qemu-like", Fixture, NULL, setup, test_qemu_like, teardown);
   g_test_add("/control/conformance", Fixture, NULL, setup, test_conformance, teardown);

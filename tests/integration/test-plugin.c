@@ -355,11 +355,7 @@ test_bad_args(void)
 int
 main(int argc, char **argv)
 {
-  vms_test_init(&argc, &argv);
-  if (!vms_test_have_plugin()) {
-    g_printerr("SKIP: no plugin at %s\n", vms_test_plugin());
-    return 77;
-  }
+  vms_test_init_with_plugin(&argc, &argv);
   g_test_add("/plugin/query", Fixture, NULL, setup, test_query, teardown);
   g_test_add("/plugin/monitor", Fixture, NULL, setup, test_monitor, teardown);
   g_test_add("/plugin/control-robust", Fixture, NULL, setup, test_control_robust, teardown);

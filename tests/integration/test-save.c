@@ -460,11 +460,7 @@ test_cli(Fixture *f, gconstpointer data)
 int
 main(int argc, char **argv)
 {
-  vms_test_init(&argc, &argv);
-  if (!vms_test_have_plugin()) {
-    g_printerr("SKIP: no plugin at %s\n", vms_test_plugin());
-    return 77;
-  }
+  vms_test_init_with_plugin(&argc, &argv);
 #define ADD(name, fn) g_test_add(name, Fixture, NULL, setup, fn, teardown)
   ADD("/save/link", test_link);
   ADD("/save/link-invalidated", test_link_invalidated);
