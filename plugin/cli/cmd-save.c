@@ -30,6 +30,9 @@ typedef struct {
   gboolean progress_shown;
   const char *control;
   GMainContext *ctx;
+  GMutex lock;         /* guards the two below */
+  gboolean finished;   /* the save replied: Ctrl-C starts no cancel now */
+  GThread *cancel;     /* the Ctrl-C cancel, joined before the loop stops */
   gint64 t_last;       /* monotonic us of the previous progress event */
   guint64 done_last;
   double rate;         /* bytes/s, smoothed */
@@ -98,8 +101,14 @@ cancel_thread(gpointer user_data)
 static gboolean
 on_sigint(gpointer user_data)
 {
-  fprintf(stderr, "\nvmsnap: cancelling the save (Ctrl-C again to leave it running)\n");
-  g_thread_unref(g_thread_new("vmsnap-cancel", cancel_thread, user_data));
+  SaveUi *ui = user_data;
+
+  g_mutex_lock(&ui->lock);
+  if (!ui->finished) {
+    fprintf(stderr, "\nvmsnap: cancelling the save (Ctrl-C again to leave it running)\n");
+    ui->cancel = g_thread_new("vmsnap-cancel", cancel_thread, ui);
+  }
+  g_mutex_unlock(&ui->lock);
   return G_SOURCE_REMOVE; /* the next Ctrl-C ends the program */
 }
 
@@ -222,6 +231,7 @@ vms_cli_save(int argc, char **argv)
   client = vms_qmp_client_new(control, ctx, on_event, &ui);
   ui.control = control;
   ui.ctx = ctx;
+  g_mutex_init(&ui.lock);
   sigint = g_unix_signal_source_new(SIGINT);
   g_source_set_callback(sigint, on_sigint, &ui, NULL);
   g_source_attach(sigint, ctx);
@@ -229,10 +239,17 @@ vms_cli_save(int argc, char **argv)
   args = save_arguments(argv[1], memory, then);
   if (vms_qmp_client_connect_sync(client, CONNECT_TIMEOUT_MS, &error))
     ret = vms_qmp_client_execute(client, "snapshot-save", args, -1, SAVE_TIMEOUT_MS, &error);
+  /* A cancel already under way reads its reply on the loop: let it finish. */
+  g_mutex_lock(&ui.lock);
+  ui.finished = TRUE;
+  g_mutex_unlock(&ui.lock);
+  if (ui.cancel != NULL)
+    g_thread_join(ui.cancel);
   /* Quit from inside the loop: a quit before it started would be lost. */
   g_main_context_invoke(ctx, quit_loop, loop);
   g_thread_join(thread);
   g_source_destroy(sigint);
+  g_mutex_clear(&ui.lock);
   if (ui.progress_shown)
     fputc('\n', stderr);
   if (ret == NULL) {

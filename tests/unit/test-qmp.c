@@ -437,6 +437,73 @@ test_client(void)
   vms_test_rmtree(dir);
 }
 
+/* A QEMU that, once capabilities are negotiated, sends events until the
+ * client hangs up, then closes. */
+static gpointer
+flood_qemu_thread(gpointer data)
+{
+  FakeQemu *q = data;
+  int fd = accept4(q->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  JsonObject *m;
+  const char *ev = "{\"event\": \"TICK\", \"data\": {}}\r\n";
+
+  fake_write(fd, "{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7}}, \"capabilities\": []}}\r\n");
+  m = fake_read(fd, q); /* qmp_capabilities */
+  g_assert_nonnull(m);
+  json_object_unref(m);
+  fake_write(fd, "{\"return\": {}}\r\n");
+  while (send(fd, ev, strlen(ev), MSG_NOSIGNAL) == (gssize)strlen(ev))
+    ;
+  close(fd);
+  return NULL;
+}
+
+static void
+count_event(const char *event, JsonObject *data, gpointer user_data)
+{
+  g_atomic_int_inc((gint *)user_data);
+  g_usleep(50); /* widen the window in which free can race the reader */
+}
+
+/* Freeing a client on one thread while its context thread is reading (the
+ * CLI's Ctrl-C connection) neither touches freed memory (ASan sees that)
+ * nor calls on_event once free has returned. */
+static void
+test_client_free_while_reading(void)
+{
+  g_autofree char *dir = vms_test_tmpdir(NULL);
+  g_autofree char *path = g_build_filename(dir, "qemu.sock", NULL);
+  g_autoptr(GMainContext) ctx = g_main_context_new();
+  g_autoptr(GMainLoop) loop = g_main_loop_new(ctx, FALSE);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocket) listener = vms_unix_listen(path, &error);
+  GThread *svc = g_thread_new("svc", run_loop, loop);
+
+  g_assert_no_error(error);
+  for (int round = 0; round < 20; round++) {
+    FakeQemu q = { .received_fd = -1, .listen_fd = g_socket_get_fd(listener) };
+    gint events = 0, after_free;
+    VmsQmpClient *c = vms_qmp_client_new(path, ctx, count_event, &events);
+    GThread *fake;
+
+    fcntl(q.listen_fd, F_SETFL, fcntl(q.listen_fd, F_GETFL) & ~O_NONBLOCK);
+    fake = g_thread_new("flood-qemu", flood_qemu_thread, &q);
+    g_assert_true(vms_qmp_client_connect_sync(c, 5000, &error));
+    g_assert_no_error(error);
+    while (g_atomic_int_get(&events) < 1 + round * 10)
+      g_usleep(100);
+    vms_qmp_client_free(c);
+    after_free = g_atomic_int_get(&events);
+    g_usleep(2000);
+    g_assert_cmpint(g_atomic_int_get(&events), ==, after_free);
+    g_thread_join(fake);
+  }
+  g_socket_close(listener, NULL);
+  g_main_context_invoke(ctx, quit_cb, loop);
+  g_thread_join(svc);
+  vms_test_rmtree(dir);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -454,5 +521,6 @@ main(int argc, char **argv)
              fixture_teardown);
   g_test_add_func("/qmp/listen", test_listen_files);
   g_test_add_func("/qmp/client", test_client);
+  g_test_add_func("/qmp/client/free-while-reading", test_client_free_while_reading);
   return g_test_run();
 }

@@ -5,6 +5,13 @@
  * threads on a GCond until the reply or event has been filed. Writes are
  * serialised by write_lock so a getfd's SCM_RIGHTS travels with its own
  * command.
+ *
+ * Lifetime: the reading source holds a reference of its own, so a client
+ * freed on one thread while its context thread is inside client_on_readable
+ * stays allocated until that call returns (the last reference tears it
+ * down). vms_qmp_client_free() marks the client closing under c->lock,
+ * waits for a dispatch already past that check, and only then returns, so
+ * @on_event is never called after free.
  */
 #include "qmp.h"
 
@@ -41,6 +48,7 @@ client_event_free(gpointer p)
 }
 
 struct _VmsQmpClient {
+  gatomicrefcount refs; /* the owner's and the reading source's */
   char *path;
   GMainContext *context;
   VmsQmpEventFunc on_event;
@@ -60,6 +68,8 @@ struct _VmsQmpClient {
   GHashTable *replies;  /* id -> JsonNode* reply, or NULL while pending */
   GQueue events;        /* ClientEvent, oldest first */
   guint64 seq;
+  gboolean closing;     /* vms_qmp_client_free() has begun: read nothing more */
+  guint dispatching;    /* client_on_readable calls past the closing check */
 };
 
 /* A pending slot holds NULL until its reply arrives. */
@@ -76,6 +86,7 @@ vms_qmp_client_new(const char *path, GMainContext *context, VmsQmpEventFunc on_e
 {
   VmsQmpClient *c = g_new0(VmsQmpClient, 1);
 
+  g_atomic_ref_count_init(&c->refs);
   c->path = g_strdup(path);
   c->context = g_main_context_ref(context);
   c->on_event = on_event;
@@ -91,15 +102,21 @@ vms_qmp_client_new(const char *path, GMainContext *context, VmsQmpEventFunc on_e
   return c;
 }
 
-void
-vms_qmp_client_free(VmsQmpClient *c)
+static VmsQmpClient *
+client_ref(VmsQmpClient *c)
 {
-  if (c == NULL)
+  g_atomic_ref_count_inc(&c->refs);
+  return c;
+}
+
+/* Drops one reference; the last one releases everything. */
+static void
+client_unref(gpointer p)
+{
+  VmsQmpClient *c = p;
+
+  if (!g_atomic_ref_count_dec(&c->refs))
     return;
-  if (c->source != NULL) {
-    g_source_destroy(c->source);
-    g_source_unref(c->source);
-  }
   vms_close_fdp(&c->fd);
   g_queue_clear_full(&c->events, client_event_free);
   g_hash_table_unref(c->replies);
@@ -113,6 +130,27 @@ vms_qmp_client_free(VmsQmpClient *c)
   g_cond_clear(&c->cond);
   g_free(c->path);
   g_free(c);
+}
+
+void
+vms_qmp_client_free(VmsQmpClient *c)
+{
+  if (c == NULL)
+    return;
+  g_mutex_lock(&c->lock);
+  c->closing = TRUE;
+  /* From the context thread itself (an @on_event that frees) the dispatch
+   * in progress is our caller: waiting would never end. */
+  if (!g_main_context_is_owner(c->context))
+    while (c->dispatching > 0)
+      g_cond_wait(&c->cond, &c->lock);
+  g_mutex_unlock(&c->lock);
+  if (c->source != NULL) {
+    g_source_destroy(c->source);
+    g_source_unref(c->source);
+    c->source = NULL;
+  }
+  client_unref(c);
 }
 
 /* Connects to @path, retrying on ENOENT/ECONNREFUSED until @deadline. */
@@ -216,7 +254,8 @@ vms_qmp_client_connect_sync(VmsQmpClient *c, guint timeout_ms, GError **error)
   c->dead = FALSE;
   g_mutex_unlock(&c->lock);
   c->source = g_unix_fd_source_new(c->fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
-  g_source_set_callback(c->source, G_SOURCE_FUNC(client_on_readable), c, NULL);
+  g_source_set_callback(c->source, G_SOURCE_FUNC(client_on_readable), client_ref(c),
+                        client_unref);
   g_source_attach(c->source, c->context);
   return TRUE;
 }
@@ -274,10 +313,10 @@ client_dispatch(VmsQmpClient *c, JsonObject *msg)
   }
 }
 
+/* Reads what QEMU sent and files each complete message. */
 static gboolean
-client_on_readable(gint fd, GIOCondition cond, gpointer user_data)
+client_read(VmsQmpClient *c, int fd)
 {
-  VmsQmpClient *c = user_data;
   char buf[65536];
   ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
@@ -305,6 +344,27 @@ client_on_readable(gint fd, GIOCondition cond, gpointer user_data)
     client_dispatch(c, json_node_get_object(node));
   }
   return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+client_on_readable(gint fd, GIOCondition cond, gpointer user_data)
+{
+  VmsQmpClient *c = user_data;
+  gboolean again;
+
+  g_mutex_lock(&c->lock);
+  if (c->closing) {
+    g_mutex_unlock(&c->lock);
+    return G_SOURCE_REMOVE;
+  }
+  c->dispatching++;
+  g_mutex_unlock(&c->lock);
+  again = client_read(c, fd);
+  g_mutex_lock(&c->lock);
+  c->dispatching--;
+  g_cond_broadcast(&c->cond);
+  g_mutex_unlock(&c->lock);
+  return again;
 }
 
 /* Writes @line with @pass_fd attached (SCM_RIGHTS) when it is >= 0. */

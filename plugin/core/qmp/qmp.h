@@ -54,6 +54,8 @@ typedef void (*VmsQmpEventFunc)(const char *event, JsonObject *data, gpointer us
  * Nothing is connected until vms_qmp_client_connect_sync(). */
 VmsQmpClient *vms_qmp_client_new(const char *path, GMainContext *context,
                                  VmsQmpEventFunc on_event, gpointer user_data);
+/* Any thread. Off @context's thread it waits for an @on_event call in
+ * progress to return; once it returns @on_event is not called again. */
 void vms_qmp_client_free(VmsQmpClient *c);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsQmpClient, vms_qmp_client_free)
 
