@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "copy.h"
+#include "disk-local.h"
 #include "error.h"
 #include "extents.h"
 #include "stream.h"
@@ -423,6 +424,9 @@ vms_snapshot_open(const char *dir, GError **error)
     g_prefix_error(error, "%s/%s: ", dir, VMS_MANIFEST_FILE);
     return NULL;
   }
+  /* A pulled snapshot's disks as they are on this host (disk-local.h). */
+  if (!vms_disks_local_apply(s->dirfd, dir, s->manifest, s->manifest_sha256, error))
+    return NULL;
   return g_steal_pointer(&s);
 }
 

@@ -96,7 +96,9 @@ typedef struct {
 
 /* Opens a committed snapshot: reads and decodes manifest.bin. A directory
  * without manifest.bin fails with VMS_ERROR_INCOMPLETE ("... is an incomplete
- * snapshot (no manifest.bin)"). Does not verify the other files. */
+ * snapshot (no manifest.bin)"). Does not verify the other files. A pulled
+ * snapshot's disk records are replaced by their host-local versions from
+ * disks.local (disk-local.h); manifest_sha256 is always manifest.bin's. */
 VmsSnapshot *vms_snapshot_open(const char *dir, GError **error);
 void vms_snapshot_free(VmsSnapshot *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsSnapshot, vms_snapshot_free)
