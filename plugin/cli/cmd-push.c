@@ -61,8 +61,11 @@ vms_cli_push(int argc, char **argv)
   if (!vms_reg_push(argv[1], argv[2], &o, &st, &error))
     return vms_cli_error("push %s to %s: %s", argv[1], argv[2], error->message);
   printf("pushed %s %s: %u snapshot(s), %u blobs uploaded, %u already present, %u mounted, "
-         "%u zero chunks skipped, %" G_GUINT64_FORMAT " bytes sent\n",
+         "%u zero chunks skipped, %" G_GUINT64_FORMAT " bytes sent; disks: %u image file(s), "
+         "%u disk blobs uploaded, %u disk blobs already present, %" G_GUINT64_FORMAT
+         " disk bytes sent\n",
          argv[2], st.digest, st.snapshots, st.blobs_sent, st.blobs_present, st.blobs_mounted,
-         st.chunks_zero, st.bytes_sent);
+         st.chunks_zero, st.bytes_sent, st.disk_files, st.disk_blobs_sent, st.disk_blobs_present,
+         st.disk_bytes);
   return 0;
 }

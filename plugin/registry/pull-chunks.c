@@ -13,6 +13,9 @@
 #include "error.h"
 #include "util.h"
 
+/* What a target holds, for errors: memory unless it says otherwise. */
+#define WHAT(t) ((t)->what != NULL ? (t)->what : "memory")
+
 typedef struct {
   Pull *pull;
   const VmsRegTarget *t;
@@ -125,8 +128,8 @@ store(Fetch *f, const guint8 *buf)
   else
     r = write_sparse(fd, buf, c->length, c->offset, f->t->page);
   if (r < 0)
-    return vms_set_error_errno(&f->error, -r, "failed to write memory at offset %" G_GUINT64_FORMAT,
-                               c->offset);
+    return vms_set_error_errno(&f->error, -r, "failed to write %s at offset %" G_GUINT64_FORMAT,
+                               WHAT(f->t), c->offset);
   return TRUE;
 }
 
@@ -143,19 +146,20 @@ fetch_store(Fetch *f)
   if (memcmp(sha, c->blob_sha256, 32) != 0) {
     vms_reg_digest_format(sha, got);
     g_set_error(&f->error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                "blob %s (memory offset %" G_GUINT64_FORMAT ") is corrupt: its content has digest %s",
-                want, c->offset, got);
+                "blob %s (%s offset %" G_GUINT64_FORMAT ") is corrupt: its content has digest %s",
+                want, WHAT(f->t), c->offset, got);
     return;
   }
   buf = g_malloc(c->length);
-  g_autofree char *what = g_strdup_printf("blob %s (memory offset %" G_GUINT64_FORMAT ")", want, c->offset);
+  g_autofree char *what = g_strdup_printf("blob %s (%s offset %" G_GUINT64_FORMAT ")", want,
+                                          WHAT(f->t), c->offset);
   if (!vms_reg_decompress(f->body->data, f->body->len, buf, c->length, what, &f->error))
     return;
   gint64 bad = first_bad_chunk(f, buf);
   if (bad >= 0) {
     g_set_error(&f->error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                "%s: memory chunk %" G_GINT64_FORMAT " it holds does not match its digest in memory.chunks",
-                what, bad);
+                "%s: %s chunk %" G_GINT64_FORMAT " it holds does not match its digest in %s",
+                what, WHAT(f->t), bad, f->t->what != NULL ? "its chunk-digest layer" : "memory.chunks");
     return;
   }
   store(f, buf);
@@ -205,7 +209,8 @@ on_get(VmsRegEngine *e, gpointer job, VmsRegResponse *resp, GError *transport)
     g_autofree char *what = NULL;
     GError *err = NULL;
     vms_reg_digest_format(f->c->blob_sha256, d);
-    what = g_strdup_printf("memory chunk at offset %" G_GUINT64_FORMAT " (blob %s)", f->c->offset, d);
+    what = g_strdup_printf("%s chunk at offset %" G_GUINT64_FORMAT " (blob %s)", WHAT(f->t),
+                           f->c->offset, d);
     vms_reg_client_status_error(p->client, resp, what, &err);
     vms_reg_pull_fail(p, err);
   } else if (p->error == NULL) {

@@ -58,6 +58,12 @@ get_blob(Pull *p, const char *digest, guint64 max, const char *what, GError **er
   return g_byte_array_free_to_bytes(g_steal_pointer(&r.body));
 }
 
+GBytes *
+vms_reg_pull_blob(Pull *p, const char *digest, guint64 max, const char *what, GError **error)
+{
+  return get_blob(p, digest, max, what, error);
+}
+
 /* A zstd blob of unknown but bounded raw size (memory.map, state.bin). */
 static GBytes *
 get_zstd_blob(Pull *p, const VmsRegDesc *d, guint64 expect, const char *what, GError **error)
@@ -252,7 +258,6 @@ fetch_index(Pull *p, const Remote *rem, const VmsChunkIndex *cidx, GError **erro
   const VmsRegDesc *d = vms_reg_artifact_find(rem->artifact, VMS_REG_MT_INDEX);
   g_autoptr(GBytes) raw = NULL;
   g_autoptr(VmsRegIndex) ix = NULL;
-  guint64 nonzero = 0, covered = 0;
 
   if (d == NULL)
     return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "%s has no chunk index layer", p->ref),
@@ -261,16 +266,23 @@ fetch_index(Pull *p, const Remote *rem, const VmsChunkIndex *cidx, GError **erro
   if (raw == NULL || (ix = vms_reg_index_decode(raw, error)) == NULL ||
       !vms_reg_index_matches(ix, rem->artifact, p->ref, error))
     return NULL;
+  if (!vms_reg_pull_index_covers(ix, cidx))
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
+                       "%s: its chunk index does not match its memory.chunks", p->ref), NULL;
+  return g_steal_pointer(&ix);
+}
+
+gboolean
+vms_reg_pull_index_covers(const VmsRegIndex *ix, const VmsChunkIndex *cidx)
+{
+  guint64 nonzero = 0, covered = 0;
+
   for (guint64 i = 0; i < cidx->count; i++)
     nonzero += !vms_chunk_index_is_zero(cidx, i);
   gboolean ok = ix->chunk_size == cidx->chunk_size && ix->memory_size == cidx->data_size;
   for (guint i = 0; ok && i < ix->chunks->len; i++)
     ok = group_matches(&g_array_index(ix->chunks, VmsRegChunk, i), cidx, &covered);
-  ok = ok && covered == nonzero;
-  if (!ok)
-    return g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                       "%s: its chunk index does not match its memory.chunks", p->ref), NULL;
-  return g_steal_pointer(&ix);
+  return ok && covered == nonzero;
 }
 
 /* memory.chunks, staged and read back through chunks.h (which checks its
@@ -449,6 +461,7 @@ pull_member(Pull *p, const char *reference, const char *dir, const char *expect_
 {
   g_auto(Remote) rem = { 0 };
   g_autoptr(VmsSnapWriter) w = NULL;
+  g_autoptr(VmsRegPullDisks) disks = NULL;
   g_autofree char *staging = NULL;
   vms_autofd sdfd = -1;
   gboolean same = FALSE;
@@ -475,6 +488,9 @@ pull_member(Pull *p, const char *reference, const char *dir, const char *expect_
   sdfd = open_staging(dirfd, dir, staging, error);
   if (sdfd < 0 || !stage_small_files(p, sdfd, dir, &rem, error) ||
       !stage_memory(p, sdfd, dir, &rem, memory_name(rem.manifest), error) ||
+      (disks = vms_reg_pull_disks_stage(p, sdfd, dir, rem.artifact, rem.manifest,
+                                        rem.artifact->config.digest, error)) == NULL ||
+      !vms_reg_pull_disks_place(disks, sdfd, dirfd, error) ||
       !place_files(dirfd, sdfd, dir, staging, &rem, memory_name(rem.manifest), error) ||
       !vms_snap_writer_commit(w, rem.manifest, error))
     return FALSE;

@@ -25,17 +25,6 @@
 #include "util.h"
 
 typedef struct {
-  VmsRegClient *client;
-  VmsRegEngine *engine;
-  const VmsRegTransferOptions *opts;
-  VmsRegStats *stats;
-  GError *error;   /* the first failure; stops new work */
-  guint alive;     /* uploads not yet finished */
-  guint64 done;    /* memory bytes handled */
-  GHashTable *seen; /* digests this push has started: each blob goes once */
-} Push;
-
-typedef struct {
   Push *push;
   const VmsChunkSource *src; /* chunk jobs: the memory's chunk stream */
   const VmsChunkIndex *cidx; /* its digests (memory.chunks) */
@@ -170,9 +159,8 @@ upload_start(Upload *u)
   vms_reg_engine_http(u->push->engine, "HEAD", path, NULL, NULL, 0, u, on_head);
 }
 
-/* Sends @blob (taken) unless the registry has it; its digest into @ret_digest. */
-static void
-upload_bytes(Push *p, GBytes *blob, char ret_digest[72])
+void
+vms_reg_push_bytes(Push *p, GBytes *blob, char ret_digest[72])
 {
   Upload *u = g_new0(Upload, 1);
   gsize len;
@@ -202,9 +190,11 @@ chunk_work(gpointer job)
     vms_reg_sha256(buf + at, vms_chunk_index_length(u->cidx, u->chunk + k), sha);
     if (memcmp(sha, u->cidx->digests[u->chunk + k], 32) != 0) {
       g_set_error(&u->error, VMS_ERROR, VMS_ERROR_CORRUPT,
-                  "memory chunk %" G_GUINT64_FORMAT " (stream offset %" G_GUINT64_FORMAT
-                  ") does not match its digest in memory.chunks",
-                  u->chunk + k, (u->chunk + k) * u->cidx->chunk_size);
+                  "%s chunk %" G_GUINT64_FORMAT " (stream offset %" G_GUINT64_FORMAT
+                  ") changed: it does not match its digest %s",
+                  u->push->label != NULL ? u->push->label : "memory", u->chunk + k,
+                  (u->chunk + k) * u->cidx->chunk_size,
+                  u->push->label != NULL ? "taken at the start of the push" : "in memory.chunks");
       return;
     }
   }
@@ -232,8 +222,8 @@ chunk_done(VmsRegEngine *e, gpointer job)
   upload_finish(u);
 }
 
-static void
-wait_all(Push *p, VmsRegTicker *t)
+void
+vms_reg_push_wait(Push *p, VmsRegTicker *t)
 {
   while (p->alive > 0) {
     vms_reg_engine_step(p->engine, 100);
@@ -266,9 +256,8 @@ next_group(Push *p, const VmsChunkIndex *cidx, guint64 *next, guint64 *ret_first
   return TRUE;
 }
 
-/* Pushes the non-zero chunks of @src; the index of what was sent. */
-static VmsRegIndex *
-push_chunks(Push *p, const VmsChunkSource *src, const VmsChunkIndex *cidx, VmsRegTicker *t)
+VmsRegIndex *
+vms_reg_push_chunks(Push *p, const VmsChunkSource *src, const VmsChunkIndex *cidx, VmsRegTicker *t)
 {
   g_autofree VmsRegChunk *slots = g_new0(VmsRegChunk, MAX(cidx->count, 1));
   /* Blobs alive at once (up to 8 MiB each): one per transfer, and a few
@@ -382,14 +371,14 @@ push_memory(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError 
   if (src == NULL || !vms_reg_chunk_digests(s, src, &cidx, &digests, error))
     return FALSE;
   dig_len = g_bytes_get_size(digests);
-  upload_bytes(p, digests, d_digests);
-  ix = push_chunks(p, src, cidx, t);
+  vms_reg_push_bytes(p, digests, d_digests);
+  ix = vms_reg_push_chunks(p, src, cidx, t);
   if (p->error == NULL) {
     GBytes *enc = vms_reg_index_encode(ix);
     ix_len = g_bytes_get_size(enc);
-    upload_bytes(p, enc, d_index);
+    vms_reg_push_bytes(p, enc, d_index);
   }
-  wait_all(p, t);
+  vms_reg_push_wait(p, t);
   if (p->error != NULL) {
     g_propagate_error(error, g_steal_pointer(&p->error));
     return FALSE;
@@ -400,9 +389,10 @@ push_memory(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError 
   return TRUE;
 }
 
-/* Uploads every blob of @s; fills @a's layers. */
+/* Uploads every blob of @s (@parent: a diff's parent); fills @a's layers. */
 static gboolean
-push_blobs(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError **error)
+push_blobs(Push *p, VmsSnapshot *s, VmsSnapshot *parent, VmsRegArtifact *a, VmsRegTicker *t,
+           GError **error)
 {
   VmsManifest *m = s->manifest;
   GBytes *state = vms_reg_read_compressed(s, VMS_STATE_FILE, error);
@@ -412,21 +402,21 @@ push_blobs(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError *
   gboolean ok;
 
   if (state == NULL)
-    return wait_all(p, t), FALSE;
+    return vms_reg_push_wait(p, t), FALSE;
   state_len = g_bytes_get_size(state);
-  upload_bytes(p, state, d_state);
+  vms_reg_push_bytes(p, state, d_state);
   if (m->kind == VMSNAP__V1__SNAPSHOT_KIND__SNAPSHOT_KIND_DIFF) {
     map = vms_reg_read_compressed(s, VMS_MAP_FILE, error);
     if (map == NULL)
-      return wait_all(p, t), FALSE;
+      return vms_reg_push_wait(p, t), FALSE;
     map_len = g_bytes_get_size(map);
-    upload_bytes(p, map, d_map);
+    vms_reg_push_bytes(p, map, d_map);
   }
   vms_reg_artifact_add(a, VMS_REG_MT_STATE, d_state, state_len, VMS_STATE_FILE);
   if (map != NULL)
     vms_reg_artifact_add(a, VMS_REG_MT_PAGEMAP, d_map, map_len, VMS_MAP_FILE);
-  ok = push_memory(p, s, a, t, error);
-  wait_all(p, t);
+  ok = push_memory(p, s, a, t, error) && vms_reg_push_disks(p, s, parent, a, t, error);
+  vms_reg_push_wait(p, t);
   if (ok && p->error != NULL) {
     g_propagate_error(error, g_steal_pointer(&p->error));
     return FALSE;
@@ -436,8 +426,8 @@ push_blobs(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError *
 
 /* Pushes one member of a chain; its manifest digest into @ret_digest. */
 static gboolean
-push_member(Push *p, VmsSnapshot *s, const char *parent_digest, const char *tag,
-            char ret_digest[72], GError **error)
+push_member(Push *p, VmsSnapshot *s, VmsSnapshot *parent, const char *parent_digest,
+            const char *tag, char ret_digest[72], GError **error)
 {
   g_autofree char *alias = alias_tag(s->manifest_sha256);
   g_autoptr(GBytes) json = NULL;
@@ -464,8 +454,8 @@ push_member(Push *p, VmsSnapshot *s, const char *parent_digest, const char *tag,
     a->parent_config = g_strdup(pc);
     a->parent_manifest = g_strdup(parent_digest);
   }
-  upload_bytes(p, g_steal_pointer(&config), a->config.digest);
-  if (!push_blobs(p, s, a, &t, error))
+  vms_reg_push_bytes(p, g_steal_pointer(&config), a->config.digest);
+  if (!push_blobs(p, s, parent, a, &t, error))
     return FALSE;
   vms_reg_ticker_tick(&t, p->done, vms_reg_engine_bytes_up(p->engine), TRUE);
   json = vms_reg_artifact_to_json(a);
@@ -474,24 +464,6 @@ push_member(Push *p, VmsSnapshot *s, const char *parent_digest, const char *tag,
     return FALSE;
   p->stats->snapshots++;
   return tag == NULL || put_manifest(p, json, tag, error);
-}
-
-/* Disk images are not part of the artifact yet: a snapshot with disks is
- * refused whole, never pushed without them. */
-static gboolean
-refuse_disks(GPtrArray *chain, GError **error)
-{
-  for (guint i = 0; i < chain->len; i++) {
-    VmsSnapshot *s = g_ptr_array_index(chain, i);
-    if (s->manifest->n_disks == 0)
-      continue;
-    g_set_error(error, VMS_ERROR, VMS_ERROR_NOT_SUPPORTED,
-                "%s records %zu disk(s) (the first: device '%s'); push and pull carry memory and "
-                "device state only, so a snapshot with disks is not pushed",
-                s->path, s->manifest->n_disks, s->manifest->disks[0]->device);
-    return FALSE;
-  }
-  return TRUE;
 }
 
 gboolean
@@ -515,7 +487,7 @@ vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions 
                 "push needs a tag, not a digest: %s (the digest is the result of the push)", ref_text);
     return FALSE;
   }
-  if (!vms_chain_resolve(dir, &chain, error) || !refuse_disks(chain, error))
+  if (!vms_chain_resolve(dir, &chain, error) || !vms_reg_push_disks_check(chain, error))
     return FALSE;
   if (!vms_reg_session_open(ref, &copts, &o.transfers, &client, &engine, error))
     return FALSE;
@@ -524,7 +496,8 @@ vms_reg_push(const char *dir, const char *ref_text, const VmsRegTransferOptions 
   for (guint i = 0; i < chain->len; i++) {
     VmsSnapshot *s = g_ptr_array_index(chain, i);
     g_autofree char *parent = i > 0 ? g_strdup(digest) : NULL;
-    if (!push_member(&p, s, parent, i + 1 == chain->len ? ref->tag : NULL, digest, error))
+    if (!push_member(&p, s, i > 0 ? g_ptr_array_index(chain, i - 1) : NULL, parent,
+                     i + 1 == chain->len ? ref->tag : NULL, digest, error))
       return FALSE;
   }
   memcpy(stats.digest, digest, sizeof stats.digest);

@@ -41,6 +41,10 @@ typedef struct {
   guint snapshots;         /* artifacts pushed or pulled (a chain counts each member) */
   guint64 bytes_sent;      /* HTTP bodies sent: blobs and manifests */
   guint64 bytes_received;  /* HTTP bodies received */
+  guint disk_files;        /* disk image files carried (push: sent or present; pull: written) */
+  guint disk_blobs_sent;   /* disk blobs: push uploaded, pull fetched (also in the totals) */
+  guint disk_blobs_present;/* disk blobs: push found in the registry, pull found staged */
+  guint64 disk_bytes;      /* disk blob bytes: push sent, pull received */
   char digest[72];         /* the OCI manifest digest of the snapshot */
 } VmsRegStats;
 

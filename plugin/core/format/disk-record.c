@@ -111,6 +111,34 @@ vms_disk_frozen_path(const char *dir, const VmsDiskRecord *d)
   return g_build_filename(dir, d->frozen_file, NULL);
 }
 
+char *
+vms_disk_chain_path(const char *dir, const VmsDiskRecord *d, guint j)
+{
+  return j == 0 ? vms_disk_frozen_path(dir, d) : g_strdup(d->backing[j - 1]->path);
+}
+
+gboolean
+vms_disk_identity_same(const VmsDiskIdentity *a, const VmsDiskIdentity *b)
+{
+  return a != NULL && b != NULL && a->device == b->device && a->inode == b->inode &&
+         a->size == b->size && a->mtime_ns == b->mtime_ns;
+}
+
+VmsDiskIdentity *
+vms_disk_identity_copy(const VmsDiskIdentity *id)
+{
+  VmsDiskIdentity *c = g_new0(VmsDiskIdentity, 1);
+
+  vmsnap__v1__disk_file_identity__init(c);
+  vms_manifest_set_string(&c->path, id->path);
+  vms_manifest_set_string(&c->format, id->format);
+  c->device = id->device;
+  c->inode = id->inode;
+  c->size = id->size;
+  c->mtime_ns = id->mtime_ns;
+  return c;
+}
+
 gboolean
 vms_snapshot_verify_disks(const char *dir, const VmsManifest *m, GError **error)
 {

@@ -37,6 +37,27 @@ VmsDiskIdentity *vms_disk_identity_new(const char *path, const char *format, GEr
 gboolean vms_disk_identity_check(const VmsDiskIdentity *id, const char *device, const char *path,
                                  GError **error);
 
+/* A disk's chain of image files, top-down: file 0 is the frozen image
+ * (@d->identity), file j > 0 its backing file j (@d->backing[j - 1]). */
+static inline guint
+vms_disk_chain_length(const VmsDiskRecord *d)
+{
+  return 1 + (guint)d->n_backing;
+}
+static inline const VmsDiskIdentity *
+vms_disk_chain_identity(const VmsDiskRecord *d, guint j)
+{
+  return j == 0 ? d->identity : d->backing[j - 1];
+}
+/* Where chain file @j of @d (in the snapshot directory @dir) is on this
+ * host (caller frees). */
+char *vms_disk_chain_path(const char *dir, const VmsDiskRecord *d, guint j);
+/* TRUE if @a and @b describe the same unchanged file (device, inode, size,
+ * mtime; the path may differ, as for a hard link). */
+gboolean vms_disk_identity_same(const VmsDiskIdentity *a, const VmsDiskIdentity *b);
+/* A copy of @id (caller frees with vms_disk_identity_free). */
+VmsDiskIdentity *vms_disk_identity_copy(const VmsDiskIdentity *id);
+
 /* A new, empty record (strings empty, no identity). */
 VmsDiskRecord *vms_disk_record_new(void);
 /* Appends @d to @m's disks; @m takes ownership. */
