@@ -127,9 +127,12 @@ store(Fetch *f, const guint8 *buf)
     r = vms_pwrite_full(fd, buf, c->length, c->offset);
   else
     r = write_sparse(fd, buf, c->length, c->offset, f->t->page);
-  if (r < 0)
-    return vms_set_error_errno(&f->error, -r, "failed to write %s at offset %" G_GUINT64_FORMAT,
-                               WHAT(f->t), c->offset);
+  if (r < 0) {
+    char d[72];
+    vms_reg_digest_format(c->blob_sha256, d);
+    return vms_set_error_errno(&f->error, -r, "failed to write %s at offset %" G_GUINT64_FORMAT
+                               " (blob %s)", WHAT(f->t), c->offset, d);
+  }
   return TRUE;
 }
 
