@@ -96,13 +96,35 @@ add_annotation(JsonBuilder *b, const char *key, const char *value)
 }
 
 GBytes *
+vms_reg_json_bytes(JsonBuilder *b)
+{
+  g_autoptr(JsonGenerator) gen = json_generator_new();
+  g_autoptr(JsonNode) root = json_builder_get_root(b);
+  gsize len = 0;
+  char *text;
+
+  json_generator_set_root(gen, root);
+  text = json_generator_to_data(gen, &len);
+  return g_bytes_new_take(text, len);
+}
+
+JsonObject *
+vms_reg_json_object(JsonParser *parser, GBytes *json)
+{
+  gsize len;
+  const char *data = g_bytes_get_data(json, &len);
+
+  if (!vms_json_check_depth(data, len, VMS_JSON_MAX_DEPTH, NULL) ||
+      !json_parser_load_from_data(parser, data, (gssize)len, NULL) ||
+      !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser)))
+    return NULL;
+  return json_node_get_object(json_parser_get_root(parser));
+}
+
+GBytes *
 vms_reg_artifact_to_json(const VmsRegArtifact *a)
 {
   g_autoptr(JsonBuilder) b = json_builder_new();
-  g_autoptr(JsonGenerator) gen = json_generator_new();
-  g_autoptr(JsonNode) root = NULL;
-  gsize len = 0;
-  char *text;
 
   json_builder_begin_object(b);
   json_builder_set_member_name(b, "schemaVersion");
@@ -125,10 +147,7 @@ vms_reg_artifact_to_json(const VmsRegArtifact *a)
   add_annotation(b, VMS_REG_ANN_PARENT_MANIFEST, a->parent_manifest);
   json_builder_end_object(b);
   json_builder_end_object(b);
-  root = json_builder_get_root(b);
-  json_generator_set_root(gen, root);
-  text = json_generator_to_data(gen, &len);
-  return g_bytes_new_take(text, len);
+  return vms_reg_json_bytes(b);
 }
 
 /* The member @key of @o if it is an object (array), else NULL. */
@@ -194,16 +213,11 @@ vms_reg_artifact_from_json(GBytes *json, const char *what, GError **error)
 {
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(VmsRegArtifact) a = vms_reg_artifact_new();
-  gsize len;
-  const char *data = g_bytes_get_data(json, &len);
-  JsonObject *o, *ann;
+  JsonObject *o = vms_reg_json_object(parser, json), *ann;
   JsonArray *layers;
 
-  if (!vms_json_check_depth(data, len, VMS_JSON_MAX_DEPTH, NULL) ||
-      !json_parser_load_from_data(parser, data, (gssize)len, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser)))
+  if (o == NULL)
     return corrupt(error, what, "its manifest is not a JSON object"), NULL;
-  o = json_node_get_object(json_parser_get_root(parser));
   if (json_object_get_int_member_with_default(o, "schemaVersion", 0) != 2 ||
       g_strcmp0(json_object_get_string_member_with_default(o, "artifactType", NULL),
                 VMS_REG_MT_ARTIFACT) != 0)

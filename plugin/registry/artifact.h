@@ -11,6 +11,7 @@
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 G_BEGIN_DECLS
 
@@ -68,6 +69,13 @@ GBytes *vms_reg_artifact_to_json(const VmsRegArtifact *a);
  * config media type, valid digests, at most VMS_REG_MAX_LAYERS layers.
  * Fails with VMS_ERROR_CORRUPT naming @what (the reference). */
 VmsRegArtifact *vms_reg_artifact_from_json(GBytes *json, const char *what, GError **error);
+
+/* The JSON of @b's root (json-glib's generator, not pretty): the same
+ * builder calls give the same bytes. */
+GBytes *vms_reg_json_bytes(JsonBuilder *b);
+/* @json parsed by @parser (which owns the result) if it is a JSON object
+ * of bounded depth, else NULL. */
+JsonObject *vms_reg_json_object(JsonParser *parser, GBytes *json);
 
 /* ---- the chunk index (binary, little-endian; doc/format.md) ---- */
 

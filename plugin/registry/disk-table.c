@@ -4,9 +4,9 @@
 #include <json-glib/json-glib.h>
 #include <string.h>
 
+#include "artifact.h"
 #include "chunks.h"
 #include "error.h"
-#include "json-bounded.h"
 #include "reference.h"
 
 static void
@@ -96,10 +96,6 @@ GBytes *
 vms_reg_disk_table_to_json(const VmsRegDiskTable *t)
 {
   g_autoptr(JsonBuilder) b = json_builder_new();
-  g_autoptr(JsonGenerator) gen = json_generator_new();
-  g_autoptr(JsonNode) root = NULL;
-  gsize len = 0;
-  char *text;
 
   json_builder_begin_object(b);
   json_builder_set_member_name(b, "chunk_size");
@@ -123,10 +119,7 @@ vms_reg_disk_table_to_json(const VmsRegDiskTable *t)
   }
   json_builder_end_array(b);
   json_builder_end_object(b);
-  root = json_builder_get_root(b);
-  json_generator_set_root(gen, root);
-  text = json_generator_to_data(gen, &len);
-  return g_bytes_new_take(text, len);
+  return vms_reg_json_bytes(b);
 }
 
 static gboolean
@@ -200,17 +193,12 @@ vms_reg_disk_table_from_json(GBytes *json, const char *what, GError **error)
 {
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(VmsRegDiskTable) t = NULL;
-  gsize len;
-  const char *data = g_bytes_get_data(json, &len);
-  JsonObject *o;
+  JsonObject *o = vms_reg_json_object(parser, json);
   JsonNode *disks;
   gint64 cs;
 
-  if (!vms_json_check_depth(data, len, VMS_JSON_MAX_DEPTH, NULL) ||
-      !json_parser_load_from_data(parser, data, (gssize)len, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser)))
+  if (o == NULL)
     return table_bad(error, what, "not a JSON object"), NULL;
-  o = json_node_get_object(json_parser_get_root(parser));
   cs = json_object_get_int_member_with_default(o, "chunk_size", 0);
   if (cs < VMS_CHUNK_SIZE_MIN || cs > VMS_CHUNK_SIZE_MAX || (cs & (cs - 1)) != 0)
     return table_bad(error, what, "chunk_size is not a power of two in range"), NULL;

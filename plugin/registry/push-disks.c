@@ -96,12 +96,7 @@ add_file_layers(VmsRegArtifact *a, const char *d_dig, gsize dig_len, const char 
 {
   vms_reg_artifact_add(a, VMS_REG_MT_DISK_DIGESTS, d_dig, dig_len, NULL);
   vms_reg_artifact_add(a, VMS_REG_MT_DISK_INDEX, d_ix, ix_len, NULL);
-  for (guint i = 0; i < ix->chunks->len; i++) {
-    const VmsRegChunk *c = &g_array_index(ix->chunks, VmsRegChunk, i);
-    char d[72];
-    vms_reg_digest_format(c->blob_sha256, d);
-    vms_reg_artifact_add(a, VMS_REG_MT_DISK_CHUNK, d, c->blob_size, NULL);
-  }
+  vms_reg_push_add_chunk_layers(a, ix, VMS_REG_MT_DISK_CHUNK);
 }
 
 /* Pushes one image file: its chunks, their digests and index; adds its
@@ -117,7 +112,7 @@ push_file(Push *p, const VmsDiskRecord *d, guint j, const char *path, VmsRegDisk
   g_autoptr(VmsChunkIndex) cidx = NULL;
   g_autoptr(VmsRegIndex) ix = NULL;
   char d_dig[72], d_ix[72] = "";
-  gsize dig_len, ix_len = 0;
+  gsize dig_len, ix_len;
   struct stat st;
 
   if (fd < 0)
@@ -133,11 +128,7 @@ push_file(Push *p, const VmsDiskRecord *d, guint j, const char *path, VmsRegDisk
   vms_reg_push_bytes(p, g_bytes_new(cidx->digests, dig_len), d_dig);
   p->label = label;
   ix = vms_reg_push_chunks(p, src, cidx, t);
-  if (p->error == NULL) {
-    GBytes *enc = vms_reg_index_encode(ix);
-    ix_len = g_bytes_get_size(enc);
-    vms_reg_push_bytes(p, enc, d_ix);
-  }
+  ix_len = vms_reg_push_index(p, ix, d_ix);
   vms_reg_push_wait(p, t);
   p->label = NULL;
   if (p->error != NULL) {

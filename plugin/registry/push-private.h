@@ -34,6 +34,13 @@ void vms_reg_push_bytes(Push *p, GBytes *blob, char ret_digest[72]);
 VmsRegIndex *vms_reg_push_chunks(Push *p, const VmsChunkSource *src, const VmsChunkIndex *cidx,
                                  VmsRegTicker *t);
 
+/* Sends @ix encoded (unless @p has failed); its length, digest into @ret_digest. */
+gsize vms_reg_push_index(Push *p, const VmsRegIndex *ix, char ret_digest[72]);
+
+/* Adds one layer of @media_type per blob of @ix to @a, in index order. */
+void vms_reg_push_add_chunk_layers(VmsRegArtifact *a, const VmsRegIndex *ix,
+                                   const char *media_type);
+
 /* Runs the engine until every upload of @p has finished. */
 void vms_reg_push_wait(Push *p, VmsRegTicker *t);
 

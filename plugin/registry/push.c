@@ -346,15 +346,29 @@ find_pushed(Push *p, const char *alias, char ret_digest[72], GBytes **ret_json, 
   return TRUE;
 }
 
-static void
-add_chunk_layers(VmsRegArtifact *a, const VmsRegIndex *ix)
+void
+vms_reg_push_add_chunk_layers(VmsRegArtifact *a, const VmsRegIndex *ix, const char *media_type)
 {
   for (guint i = 0; i < ix->chunks->len; i++) {
     const VmsRegChunk *c = &g_array_index(ix->chunks, VmsRegChunk, i);
     char d[72];
     vms_reg_digest_format(c->blob_sha256, d);
-    vms_reg_artifact_add(a, VMS_REG_MT_CHUNK, d, c->blob_size, NULL);
+    vms_reg_artifact_add(a, media_type, d, c->blob_size, NULL);
   }
+}
+
+gsize
+vms_reg_push_index(Push *p, const VmsRegIndex *ix, char ret_digest[72])
+{
+  GBytes *enc;
+  gsize len;
+
+  if (p->error != NULL)
+    return 0;
+  enc = vms_reg_index_encode(ix);
+  len = g_bytes_get_size(enc);
+  vms_reg_push_bytes(p, enc, ret_digest);
+  return len;
 }
 
 /* The memory's blobs: memory.chunks, the chunks, the chunk index. */
@@ -366,18 +380,14 @@ push_memory(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError 
   g_autoptr(VmsRegIndex) ix = NULL;
   GBytes *digests = NULL;
   char d_digests[72], d_index[72];
-  gsize dig_len, ix_len = 0;
+  gsize dig_len, ix_len;
 
   if (src == NULL || !vms_reg_chunk_digests(s, src, &cidx, &digests, error))
     return FALSE;
   dig_len = g_bytes_get_size(digests);
   vms_reg_push_bytes(p, digests, d_digests);
   ix = vms_reg_push_chunks(p, src, cidx, t);
-  if (p->error == NULL) {
-    GBytes *enc = vms_reg_index_encode(ix);
-    ix_len = g_bytes_get_size(enc);
-    vms_reg_push_bytes(p, enc, d_index);
-  }
+  ix_len = vms_reg_push_index(p, ix, d_index);
   vms_reg_push_wait(p, t);
   if (p->error != NULL) {
     g_propagate_error(error, g_steal_pointer(&p->error));
@@ -385,7 +395,7 @@ push_memory(Push *p, VmsSnapshot *s, VmsRegArtifact *a, VmsRegTicker *t, GError 
   }
   vms_reg_artifact_add(a, VMS_REG_MT_DIGESTS, d_digests, dig_len, VMS_CHUNKS_FILE);
   vms_reg_artifact_add(a, VMS_REG_MT_INDEX, d_index, ix_len, NULL);
-  add_chunk_layers(a, ix);
+  vms_reg_push_add_chunk_layers(a, ix, VMS_REG_MT_CHUNK);
   return TRUE;
 }
 
