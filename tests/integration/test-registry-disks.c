@@ -7,7 +7,8 @@
  * diff pulled beside it verify and restore: the guests read their files,
  * their histories run on and the filesystems are clean. A pull onto a full
  * filesystem fails naming the disk and commits nothing; run again with
- * room it keeps what was staged. */
+ * room it keeps what was staged. A corrupt disk blob fails the pull by
+ * name. */
 #include "disk-fixture.h"
 #include "registry-fixture.h"
 
@@ -25,6 +26,7 @@ typedef struct {
   VmsTestRegistry *reg;
   char *src;     /* the source host's files: VM, images, snapshots */
   char *target;  /* the other host's snapshots */
+  char *digest1; /* snap1's OCI manifest */
 } Hosts;
 
 static char *
@@ -140,6 +142,7 @@ push_all(Hosts *h)
   g_assert_cmpuint(vms_test_number_before(o1, " image file(s)"), ==, 2); /* root.qcow2, base.raw */
   guint64 sent1 = vms_test_number_before(o1, " disk blobs uploaded");
   g_assert_cmpuint(sent1, >=, 5); /* 2 x (digests, index, >= 1 chunk blob) + the table */
+  h->digest1 = g_strndup(strstr(o1, "sha256:"), 71);
 
   /* The sibling shares root.qcow2 and base.raw: their blobs are found by
    * HEAD, only its own overlay's are sent. */
@@ -291,6 +294,43 @@ pull_disk_full(Hosts *h)
   g_assert_cmpint(st3, ==, 0);
 }
 
+/* A flipped byte in a disk blob in the registry's storage fails the pull,
+ * naming the disk, the image file and the blob; nothing is committed. */
+static void
+pull_corrupt_disk(Hosts *h)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new();
+  g_autofree char *mpath = vms_test_registry_blob_path(h->reg, h->digest1);
+  g_autofree char *ref1 = vms_test_registry_ref(h->reg, "vm/disks:s1");
+  g_autofree char *dst = path_in(h->target, "corrupt");
+  g_autofree char *manifest = path_in(dst, VMS_MANIFEST_FILE);
+  g_autofree char *err = NULL, *bytes = NULL;
+  const char *digest = NULL;
+  gsize len = 0;
+
+  g_assert_true(json_parser_load_from_file(parser, mpath, &error));
+  JsonArray *layers = json_object_get_array_member(
+    json_node_get_object(json_parser_get_root(parser)), "layers");
+  for (guint i = 0; digest == NULL && i < json_array_get_length(layers); i++) {
+    JsonObject *l = json_array_get_object_element(layers, i);
+    if (g_str_equal(json_object_get_string_member(l, "mediaType"),
+                    "application/vnd.vmsnap.disk-chunk.v1+zstd"))
+      digest = json_object_get_string_member(l, "digest");
+  }
+  g_assert_nonnull(digest);
+  g_autofree char *bpath = vms_test_registry_blob_path(h->reg, digest);
+  g_assert_true(g_file_get_contents(bpath, &bytes, &len, &error));
+  bytes[len / 2] ^= 0x5a;
+  g_assert_true(g_file_set_contents(bpath, bytes, (gssize)len, &error));
+  const char *const pull[] = { "pull", "--insecure", ref1, dst, NULL };
+  g_assert_cmpint(vms_test_registry_cliv(h->reg, pull, NULL, &err), !=, 0);
+  if (strstr(err, digest) == NULL || strstr(err, "disk root image disk-root.") == NULL ||
+      strstr(err, "is corrupt") == NULL)
+    g_error("the corrupt disk blob's pull says: %s", err);
+  g_assert_false(g_file_test(manifest, G_FILE_TEST_EXISTS));
+}
+
 static void
 test_roundtrip(DiskFixture *f, gconstpointer data)
 {
@@ -321,6 +361,8 @@ test_roundtrip(DiskFixture *f, gconstpointer data)
   restore_and_check(&h, 3, "e", t_d1, "/data/clone-a",
                     "from-clone-a", runs_diff);
   pull_disk_full(&h);
+  pull_corrupt_disk(&h); /* last: it spoils a blob */
+  g_free(h.digest1);
 }
 
 int
