@@ -256,6 +256,24 @@ pull_diff(Hosts *h, const char *moved)
   verify_ok(h, d1);
 }
 
+/* The diff pulled into an empty place brings its parent, disks and all. */
+static void
+pull_chain(Hosts *h)
+{
+  g_autofree char *refd = vms_test_registry_ref(h->reg, "vm/disks:d1");
+  g_autofree char *dir = path_in(h->f->dir, "third-host");
+  g_autofree char *d1 = path_in(dir, "d1");
+  g_autofree char *base = g_build_filename(dir, "snap1", "disk-root.1.raw", NULL);
+
+  g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
+  const char *const pull[] = { "pull", "--insecure", refd, d1, NULL };
+  g_autofree char *o = cli_ok(h, pull);
+  g_assert_cmpuint(vms_test_number_before(o, " snapshot(s)"), ==, 2);
+  g_assert_cmpuint(vms_test_number_before(o, " image file(s)"), ==, 3);
+  g_assert_true(g_file_test(base, G_FILE_TEST_IS_REGULAR));
+  verify_ok(h, d1);
+}
+
 /* A pull onto a filesystem with room for the memory but not the disks:
  * fails naming the disk and the blob, commits nothing; with room, the rerun
  * keeps the staged blobs and the snapshot verifies. */
@@ -360,6 +378,7 @@ test_roundtrip(DiskFixture *f, gconstpointer data)
   const char *const runs_diff[] = { "orig", "a", "e", NULL };
   restore_and_check(&h, 3, "e", t_d1, "/data/clone-a",
                     "from-clone-a", runs_diff);
+  pull_chain(&h);
   pull_disk_full(&h);
   pull_corrupt_disk(&h); /* last: it spoils a blob */
   g_free(h.digest1);
