@@ -196,6 +196,25 @@ fetch_file_meta(Pull *p, const VmsRegArtifact *a, guint *at, guint32 chunk_size,
   return TRUE;
 }
 
+/* Sets the mode of the staged regular file @name (never through a
+ * symlink). With @missing_ok, a file that is not there is no error. */
+static gboolean
+chmod_staged(int sdfd, const char *name, mode_t mode, gboolean missing_ok, const char *what,
+             GError **error)
+{
+  struct stat st;
+  vms_autofd fd = -1;
+
+  if (missing_ok && fstatat(sdfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+    return TRUE;
+  fd = vms_openat_regular(sdfd, name, O_RDONLY, 0, error);
+  if (fd < 0)
+    return FALSE;
+  if (fchmod(fd, mode) < 0)
+    return vms_set_error_errno(error, errno, "failed to set the mode of %s (staged)", what);
+  return TRUE;
+}
+
 /* Opens (creating) staged file @name at @size bytes; *@ret_resume if it
  * holds bytes of an earlier run. */
 static int
@@ -205,7 +224,9 @@ open_staged(int sdfd, const char *name, guint64 size, const char *what, gboolean
   vms_autofd fd = -1;
   struct stat st;
 
-  (void)fchmodat(sdfd, name, 0600, 0); /* a run killed after placing began */
+  /* A run killed while placing may have left it read-only. */
+  if (!chmod_staged(sdfd, name, 0600, TRUE, what, error))
+    return -1;
   fd = vms_openat_regular(sdfd, name, O_RDWR | O_CREAT, 0600, error);
   if (fd < 0)
     return -1;
@@ -366,10 +387,11 @@ place_disk(const VmsRegPullDisks *pd, const DiskPlan *pl, int sdfd, int dirfd,
 
   for (guint j = 0; j < pl->names->len; j++) {
     const char *name = g_ptr_array_index(pl->names, j);
-    if ((fchmodat(sdfd, name, 0400, 0) < 0 && errno != EPERM) ||
-        renameat(sdfd, name, dirfd, name) < 0)
-      return vms_set_error_errno(error, errno, "disk %s: failed to move %s into %s",
-                                 pl->d->device, name, pd->dir);
+    g_autofree char *what = g_strdup_printf("disk %s image %s", pl->d->device, name);
+    if (!chmod_staged(sdfd, name, 0400, FALSE, what, error))
+      return FALSE;
+    if (renameat(sdfd, name, dirfd, name) < 0)
+      return vms_set_error_errno(error, errno, "%s: failed to move it into %s", what, pd->dir);
   }
   top = local_identity(pd, pl, 0, error);
   if (top == NULL)
