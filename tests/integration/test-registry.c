@@ -557,16 +557,14 @@ test_disk_full(Fixture *f, gconstpointer data)
   g_assert_false(committed);
 }
 
-/* A snapshot that records a read-only disk (a CD-ROM) is refused by name:
- * push carries the frozen writable disks, never a snapshot without a
- * device it needs (doc/disks.md "Push and pull"). */
-static void
-test_disks_refused(Fixture *f, gconstpointer data)
+/* Commits a FULL snapshot @f->dir/@name with 16 MiB of memory (2 random)
+ * that records the disk @d (taken). */
+static char *
+make_with_disk(Fixture *f, const char *name, VmsDiskRecord *d)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *dir = g_build_filename(f->dir, "withdisk", NULL);
+  g_autofree char *dir = g_build_filename(f->dir, name, NULL);
   g_autofree char *mem = g_build_filename(dir, VMS_MEMORY_FILE, NULL);
-  g_autofree char *ref = vms_test_registry_ref(f->reg, "vm/disk:v1");
   g_autoptr(VmsManifest) m = vms_test_manifest_full(16 * MIB);
   guint8 state[4096] = { 1 };
   guint8 sha[32];
@@ -579,17 +577,90 @@ test_disks_refused(Fixture *f, gconstpointer data)
   g_assert_true(vms_snap_writer_finish(w, VMS_STATE_FILE, sha, &m->state_size, &error));
   vms_manifest_set_bytes(&m->state_sha256, sha, 32);
   g_assert_true(vms_snap_writer_link_memory(w, mem, &error));
-  VmsDiskRecord *d = vms_disk_record_new();
-  vms_manifest_set_string(&d->device, "drive0");
-  vms_manifest_set_string(&d->frozen_file, "/srv/images/install.iso");
-  d->read_only = TRUE;
   vms_manifest_add_disk(m, d);
   g_assert_true(vms_snap_writer_commit(w, m, &error));
   g_assert_no_error(error);
+  return g_steal_pointer(&dir);
+}
 
+/* A snapshot that records a read-only disk (a CD-ROM) is refused by name:
+ * push carries the frozen writable disks, never a snapshot without a
+ * device it needs (doc/disks.md "Push and pull"). */
+static void
+test_disks_refused(Fixture *f, gconstpointer data)
+{
+  g_autofree char *ref = vms_test_registry_ref(f->reg, "vm/disk:v1");
+  VmsDiskRecord *d = vms_disk_record_new();
+
+  vms_manifest_set_string(&d->device, "drive0");
+  vms_manifest_set_string(&d->frozen_file, "/srv/images/install.iso");
+  d->read_only = TRUE;
+  g_autofree char *dir = make_with_disk(f, "withdisk", d);
   g_autofree char *err = RUN_FAIL(f, "push", "--insecure", dir, ref);
   g_assert_nonnull(strstr(err, "disk drive0 is read-only (image /srv/images/install.iso)"));
   g_assert_cmpuint(vms_test_registry_stored_bytes(f->reg), ==, 0);
+}
+
+static gboolean
+stored_disk_some(Fixture *f, const char *unused)
+{
+  return vms_test_registry_stored_bytes(f->reg) >= 19 * MIB; /* memory ~3, disk >= 16 */
+}
+
+/* The pull's staged disk image holds at least 16 MiB. */
+static gboolean
+staged_disk_some(Fixture *f, const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+
+  for (const char *n; d != NULL && (n = g_dir_read_name(d)) != NULL;) {
+    g_autofree char *p = g_build_filename(dir, n, "disk-drive0.raw", NULL);
+    if (g_str_has_prefix(n, ".pull-") && g_file_test(p, G_FILE_TEST_EXISTS) && allocated(p) >= 16 * MIB)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+/* A snapshot with a disk (an external raw image: 40 random MiB, 4
+ * patterned, 4 zero) pushed and pulled with kills half way through the
+ * disk: the reruns move only the rest, and the pulled image is the same. */
+static void
+test_disk_interrupted(Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *image = g_build_filename(f->dir, "drive0.raw", NULL);
+  g_autofree char *ref = vms_test_registry_ref(f->reg, "vm/dresume:v1");
+  g_autofree char *target = g_build_filename(f->dir, "pulled", NULL);
+  g_autofree char *pulled = g_build_filename(target, "disk-drive0.raw", NULL);
+  VmsDiskRecord *d = vms_disk_record_new();
+
+  write_memory(image, 48, 40);
+  vms_manifest_set_string(&d->device, "drive0");
+  vms_manifest_set_string(&d->format, "raw");
+  vms_manifest_set_string(&d->frozen_file, image);
+  d->external = TRUE;
+  d->virtual_size = 48 * MIB;
+  vms_disk_record_set_identity(d, vms_disk_identity_new(image, "raw", &error));
+  g_assert_no_error(error);
+  g_autofree char *snap = make_with_disk(f, "dsnap", d);
+  const char *const push[] = { "push", "--insecure", "--transfers", "1", snap, ref, NULL };
+  const char *const pull[] = { "pull", "--insecure", "--transfers", "1", ref, target, NULL };
+
+  g_autoptr(GSubprocess) p1 = spawn_cli(f, push);
+  kill_when(p1, stored_disk_some, f, NULL);
+  g_autofree char *o1 = run_ok(f, push);
+  guint64 present = vms_test_number_before(o1, " disk blobs already present");
+  g_assert_cmpuint(present, >=, 2);
+  /* 6 chunk blobs, the digests, the index, the table */
+  g_assert_cmpuint(vms_test_number_before(o1, " disk blobs uploaded") + present, ==, 6 + 3);
+
+  g_autoptr(GSubprocess) p2 = spawn_cli(f, pull);
+  kill_when(p2, staged_disk_some, f, target);
+  g_autofree char *o2 = run_ok(f, pull);
+  g_assert_cmpuint(vms_test_number_before(o2, " disk blobs already there"), >=, 1);
+  g_assert_cmpuint(vms_test_number_before(o2, " disk bytes received"), <, 34 * MIB);
+  assert_same_file(image, pulled);
+  g_autofree char *v = RUN_OK(f, "verify", target);
 }
 
 int
@@ -606,5 +677,6 @@ main(int argc, char **argv)
   g_test_add("/registry/bearer-token", Fixture, NULL, setup, test_bearer, teardown);
   g_test_add("/registry/disk-full", Fixture, NULL, setup, test_disk_full, teardown);
   g_test_add("/registry/disks-refused", Fixture, NULL, setup, test_disks_refused, teardown);
+  g_test_add("/registry/disk-interrupted", Fixture, NULL, setup, test_disk_interrupted, teardown);
   return g_test_run();
 }
