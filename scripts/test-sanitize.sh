@@ -42,10 +42,8 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_lea
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp:print_suppressions=0}"
 rm -f "$build/meson-logs/testlog.json"
-# The libvirt suite is left out here: libvirtd starts QEMU itself, from its
-# own emulator path, where the harness's preloading wrappers cannot reach
-# (to add it: point the test domain's <emulator> at such a wrapper when
-# VMSNAP_TEST_QEMU_PRELOAD is set). The plugin code it runs is run under
-# the sanitizers by the other integration tests; the normal run has it.
+# The libvirt suite runs too: its domains' <emulator> is then a wrapper
+# that preloads the ASan runtime (tests/libvirt/libvirtd.sh, lv_sanitizers),
+# and the vmsnap CLI it drives is the sanitized one.
 exec meson test -C "$build" --print-errorlogs --timeout-multiplier 3 \
-  --suite unit --suite fuzz --suite integration --no-suite libvirt
+  --suite unit --suite fuzz --suite integration

@@ -16,6 +16,7 @@
 #   lv_setup          start libvirtd; sets LV_DIR (private, owned by LV_USER)
 #   lv_as CMD...      run CMD as the libvirt user with the session's environment
 #   lv_stage FILE     a copy of FILE the libvirt user can read; prints its path
+#   lv_sanitizers     under an ASan build: LV_EMULATOR, a QEMU that can load the plugin
 #   virsh_ ARGS...    virsh -c qemu:///session ARGS as that user
 #   lv_cleanup        destroy every domain, stop libvirtd, remove LV_DIR
 #
@@ -34,11 +35,13 @@ lv_require() {
   done
 }
 
-# The command that runs "$@" as the libvirt user in the session's environment.
+# The command that runs "$@" as the libvirt user in the session's environment
+# (with the sanitizers' settings, which lv_sanitizers made readable to it).
 lv_cmd() {
   LV_CMD=(env -i "PATH=/usr/sbin:/usr/bin:/sbin:/bin" "HOME=$LV_DIR/home"
           "XDG_CONFIG_HOME=$LV_DIR/config" "XDG_RUNTIME_DIR=$LV_DIR/run"
-          "XDG_CACHE_HOME=$LV_DIR/cache" "LIBVIRT_AUTOSTART=0" "LC_ALL=C" "$@")
+          "XDG_CACHE_HOME=$LV_DIR/cache" "LIBVIRT_AUTOSTART=0" "LC_ALL=C"
+          "${LV_SANITIZER_ENV[@]}" "$@")
   if [ "$(id -u)" -eq 0 ]; then
     LV_CMD=(setpriv --reuid="$LV_USER" --regid="$LV_GROUP" --clear-groups "${LV_CMD[@]}")
   fi
@@ -104,6 +107,36 @@ CONF
   echo "libvirtd did not come up:" >&2
   cat "$LV_DIR/home/libvirtd.out" >&2
   exit 1
+}
+
+LV_SANITIZER_ENV=()
+LV_EMULATOR=/usr/bin/qemu-system-x86_64
+
+# Under a sanitizer build (VMSNAP_TEST_QEMU_PRELOAD names the ASan runtime):
+# the domains' emulator becomes a wrapper that preloads it into QEMU, which
+# then can load the ASan-built plugin, and the clients (the ASan-built
+# vmsnap) get the sanitizers' options, with LSan's suppressions file staged
+# where the libvirt user can read it. Sets LV_EMULATOR. After lv_setup.
+lv_sanitizers() {
+  [ -n "${VMSNAP_TEST_QEMU_PRELOAD:-}" ] || return 0
+  local supp opts="${LSAN_OPTIONS:-}"
+  if [[ "$opts" =~ suppressions=([^:]*) ]]; then
+    supp=$(lv_stage "${BASH_REMATCH[1]}")
+    opts=${opts/suppressions=${BASH_REMATCH[1]}/suppressions=$supp}
+  fi
+  LV_SANITIZER_ENV=("ASAN_OPTIONS=${ASAN_OPTIONS:-}" "UBSAN_OPTIONS=${UBSAN_OPTIONS:-}"
+                    "LSAN_OPTIONS=$opts")
+  LV_EMULATOR="$LV_DIR/bin/qemu-system-x86_64"
+  cat > "$LV_EMULATOR" <<SH
+#!/bin/bash
+# QEMU is not built with ASan: leak checks stay in our own processes.
+export LD_PRELOAD=$VMSNAP_TEST_QEMU_PRELOAD\${LD_PRELOAD:+:\$LD_PRELOAD}
+export ASAN_OPTIONS="\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+exec -a qemu-system-x86_64 /usr/bin/qemu-system-x86_64 "\$@"
+SH
+  chmod 0755 "$LV_EMULATOR"
+  [ "$(id -u)" -ne 0 ] || chown "$LV_USER:$LV_GROUP" "$LV_EMULATOR"
 }
 
 # A copy of file $1 in $LV_DIR/bin that the libvirt user can read and run

@@ -59,7 +59,7 @@ domain_xml() {
     <access mode='shared'/>
   </memoryBacking>
   <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <emulator>$LV_EMULATOR</emulator>
     <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
       <source file='$run/disk.img'/>
@@ -86,6 +86,7 @@ XML
 }
 
 lv_setup
+lv_sanitizers
 # As the libvirt user sees them (the build dir may be out of its reach).
 VMSNAP_PLUGIN=$(lv_stage "$VMSNAP_PLUGIN")
 VMSNAP_GUEST=$(lv_stage "$VMSNAP_GUEST")
