@@ -5,6 +5,7 @@
 #include <json-glib/json-glib.h>
 
 #include "chain.h"
+#include "disk-local.h"
 #include "error.h"
 #include "manifest.h"
 #include "snapdir.h"
@@ -186,9 +187,14 @@ vms_cli_verify(int argc, char **argv)
       return vms_cli_error("%s: NOT VERIFIED: %s", dir, error->message);
     return vms_cli_error("%s", error->message);
   }
+  guint disks = vms_manifest_frozen_disk_count(s->manifest);
+  g_autofree char *local = g_build_filename(dir, VMS_DISKS_LOCAL_FILE, NULL);
+  g_autofree char *disk_note = disks == 0 ? g_strdup("") : g_strdup_printf(
+    ", %u disk(s) checked%s", disks,
+    g_file_test(local, G_FILE_TEST_EXISTS) ? " (pulled: identities of this host, disks.local)" : "");
   printf("%s: OK (%s snapshot, %s, state.bin %" G_GUINT64_FORMAT " bytes, memory digests "
-         "checked%s)\n", dir, vms_manifest_kind_name(s->manifest->kind),
+         "checked%s%s)\n", dir, vms_manifest_kind_name(s->manifest->kind),
          vms_snapshot_memory_file(s), s->manifest->state_size,
-         is_diff ? ", parent chain checked" : "");
+         is_diff ? ", parent chain checked" : "", disk_note);
   return 0;
 }
