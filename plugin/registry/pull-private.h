@@ -68,7 +68,8 @@ VmsRegPullDisks *vms_reg_pull_disks_stage(Pull *p, int sdfd, const char *dir,
 
 /* Moves the staged images into @dirfd (mode 0400, like frozen images) and
  * writes disks.local with their identities on this host (disk-local.h).
- * Before manifest.bin's commit. */
+ * Before pull.c's place_files (which removes the then empty staging
+ * directory) and manifest.bin's commit. */
 gboolean vms_reg_pull_disks_place(VmsRegPullDisks *pd, int sdfd, int dirfd, GError **error);
 
 /* Points the qcow2 image @fd at @backing (absolute) of format @format, as
