@@ -292,6 +292,7 @@ stage_file(Pull *p, VmsRegPullDisks *pd, const DiskPlan *pl, guint j, int sdfd,
   VmsRegTarget target = { .fd = fd, .src = src, .cidx = cidx, .sparse = TRUE, .page = 4096,
                           .what = what };
   vms_reg_ticker_init(&t, p->opts, title, 0);
+  p->done = 0; /* progress: this file's bytes of its data */
   if (!vms_reg_pull_chunks(p, &target, ix, resume, &t, error) ||
       !link_backing(pd, pl, j, fd, what, error))
     return FALSE;

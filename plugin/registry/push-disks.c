@@ -127,6 +127,7 @@ push_file(Push *p, const VmsDiskRecord *d, guint j, const char *path, VmsRegDisk
   dig_len = (gsize)cidx->count * VMS_SHA256_LEN;
   vms_reg_push_bytes(p, g_bytes_new(cidx->digests, dig_len), d_dig);
   p->label = label;
+  p->done = 0; /* progress: this file's bytes of its size */
   ix = vms_reg_push_chunks(p, src, cidx, t);
   ix_len = vms_reg_push_index(p, ix, d_ix);
   vms_reg_push_wait(p, t);
