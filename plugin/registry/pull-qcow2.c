@@ -16,6 +16,7 @@
 
 #define EXT_BACKING_FORMAT 0xE2792ACAu
 #define V2_HEADER_LENGTH 72u
+#define INCOMPAT_DATA_FILE (1u << 2)
 
 static guint64
 get_be(const guint8 *p, guint n)
@@ -109,6 +110,9 @@ vms_reg_qcow2_rebase(int fd, const char *backing, const char *format, const char
   hlen = version >= 3 ? get_be(h + 100, 4) : V2_HEADER_LENGTH;
   if ((version != 2 && version != 3) || cbits < 9 || cbits > 21)
     return bad_image(error, what, "an unknown qcow2 version or cluster size");
+  /* Its data lives in another file the artifact does not carry. */
+  if (version >= 3 && (get_be(h + 72, 8) & INCOMPAT_DATA_FILE) != 0)
+    return bad_image(error, what, "it keeps its data in an external data file");
   cs = (gsize)1 << cbits;
   if (boff == 0 || hlen < V2_HEADER_LENGTH || hlen >= cs || boff + bsize > cs)
     return bad_image(error, what, "it names no backing file in its first cluster");
