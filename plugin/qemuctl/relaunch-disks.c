@@ -1,12 +1,89 @@
 /* vmsnap qemuctl: the disk and vmgenid rewrite of a restore's command line
- * (see relaunch.h, vms_relaunch_disks). Only the dotted key=value syntax of
- * -drive, -blockdev and -device is rewritten; a JSON -blockdev that names a
- * disk is refused by name rather than left pointing at the frozen image. */
+ * (see relaunch.h, vms_relaunch_disks). -drive and -device are rewritten in
+ * the dotted key=value syntax; -blockdev in that syntax and in JSON (what
+ * management layers such as libvirt generate), key paths like
+ * "file.filename" naming nested members in both. */
 #include "relaunch.h"
 
 #include <string.h>
+#include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json-bounded.h"
+
+/* The JSON object of a -blockdev value in JSON syntax, or NULL (dotted
+ * syntax, or not an object: QEMU accepted the line, so it parses). */
+static JsonNode *
+blockdev_json(const char *value)
+{
+  JsonNode *n;
+
+  if (value[0] != '{' || (n = vms_json_parse_bounded(value, NULL)) == NULL)
+    return NULL;
+  if (!JSON_NODE_HOLDS_OBJECT(n))
+    return json_node_unref(n), NULL;
+  return n;
+}
+
+/* The object holding the last part of dotted @key under @o (created with
+ * @create), and that part in *@ret_leaf; NULL where a member on the way is
+ * not an object. */
+static JsonObject *
+json_key_parent(JsonObject *o, const char *key, gboolean create, const char **ret_leaf)
+{
+  const char *dot;
+
+  while ((dot = strchr(key, '.')) != NULL) {
+    g_autofree char *part = g_strndup(key, (gsize)(dot - key));
+    JsonNode *m = json_object_get_member(o, part);
+    if (m == NULL && create) {
+      json_object_set_object_member(o, part, json_object_new());
+      m = json_object_get_member(o, part);
+    }
+    if (m == NULL || !JSON_NODE_HOLDS_OBJECT(m))
+      return NULL;
+    o = json_node_get_object(m);
+    key = dot + 1;
+  }
+  *ret_leaf = key;
+  return o;
+}
+
+/* A -blockdev option @key (dotted path) as a string; NULL when absent or
+ * not a string (a nested object, say). */
+static char *
+blockdev_get(const char *value, const char *key)
+{
+  g_autoptr(JsonNode) n = blockdev_json(value);
+  const char *leaf = NULL;
+  JsonObject *o;
+  JsonNode *m;
+
+  if (n == NULL)
+    return value[0] == '{' ? NULL : vms_qemu_opt_get(value, key, NULL);
+  o = json_key_parent(json_node_get_object(n), key, FALSE, &leaf);
+  m = o != NULL ? json_object_get_member(o, leaf) : NULL;
+  return m != NULL && JSON_NODE_HOLDS_VALUE(m) && json_node_get_value_type(m) == G_TYPE_STRING
+             ? g_strdup(json_node_get_string(m)) : NULL;
+}
+
+/* @value with option @key (dotted path) set to the string @v, in @value's
+ * own syntax. */
+static char *
+blockdev_set(const char *value, const char *key, const char *v)
+{
+  g_autoptr(JsonNode) n = blockdev_json(value);
+  const char *leaf = NULL;
+  JsonObject *o;
+
+  if (n == NULL)
+    return vms_qemu_opt_set(value, key, v);
+  o = json_key_parent(json_node_get_object(n), key, TRUE, &leaf);
+  if (o == NULL)
+    return g_strdup(value);
+  json_object_set_string_member(o, leaf, v);
+  return json_to_string(n, FALSE);
+}
 
 static gboolean
 is_opt(GPtrArray *argv, guint i, const char *name)
@@ -48,7 +125,7 @@ find_blockdev(GPtrArray *argv, const char *node)
     g_autofree char *name = NULL;
     if (!is_opt(argv, i, "blockdev"))
       continue;
-    name = vms_qemu_opt_get(argv->pdata[i + 1], "node-name", NULL);
+    name = blockdev_get(argv->pdata[i + 1], "node-name");
     if (g_strcmp0(name, node) == 0)
       return i + 1;
   }
@@ -56,28 +133,23 @@ find_blockdev(GPtrArray *argv, const char *node)
 }
 
 /* -blockdev node-name=DEVICE (the format node): driver=qcow2, and the
- * protocol node under it (file=NODE, or inline file.filename=) opens OVERLAY. */
+ * protocol node under it (file=NODE, or inline file.filename=) opens
+ * OVERLAY. Either syntax; a JSON format node keeps its other members. */
 static gboolean
 rewrite_blockdev(GPtrArray *argv, guint i, const VmsRelaunchDisk *d, GError **error)
 {
   const char *value = argv->pdata[i];
-  g_autofree char *name = value[0] == '{' ? NULL : vms_qemu_opt_get(value, "node-name", NULL);
+  g_autofree char *name = blockdev_get(value, "node-name");
   g_autofree char *file = NULL;
   g_autofree char *inline_file = NULL;
 
-  if (value[0] == '{' && strstr(value, d->device) != NULL) {
-    g_set_error(error, VMS_ERROR, VMS_ERROR_INVALID_ARGUMENT,
-                "disk %s: a -blockdev in JSON syntax cannot be rewritten to the clone's overlay "
-                "yet; use the key=value syntax", d->device);
-    return FALSE;
-  }
   if (g_strcmp0(name, d->device) != 0)
     return FALSE;
-  file = vms_qemu_opt_get(value, "file", NULL);
-  inline_file = vms_qemu_opt_get(value, "file.filename", NULL);
+  file = blockdev_get(value, "file");
+  inline_file = blockdev_get(value, "file.filename");
   if (inline_file != NULL) {
-    g_autofree char *v = vms_qemu_opt_set(value, "file.filename", d->overlay);
-    replace(argv, i, vms_qemu_opt_set(v, "driver", "qcow2"));
+    g_autofree char *v = blockdev_set(value, "file.filename", d->overlay);
+    replace(argv, i, blockdev_set(v, "driver", "qcow2"));
     return TRUE;
   }
   guint f = file != NULL ? find_blockdev(argv, file) : 0;
@@ -87,8 +159,8 @@ rewrite_blockdev(GPtrArray *argv, guint i, const VmsRelaunchDisk *d, GError **er
                 d->device, d->device);
     return FALSE;
   }
-  replace(argv, f, vms_qemu_opt_set(argv->pdata[f], "filename", d->overlay));
-  replace(argv, i, vms_qemu_opt_set(argv->pdata[i], "driver", "qcow2"));
+  replace(argv, f, blockdev_set(argv->pdata[f], "filename", d->overlay));
+  replace(argv, i, blockdev_set(argv->pdata[i], "driver", "qcow2"));
   return TRUE;
 }
 

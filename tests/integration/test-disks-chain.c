@@ -2,7 +2,11 @@
  * from a clone freezes the clone's overlay as its disk layer over the
  * parent's frozen image; restoring the diff, and its flattening, gives a
  * new clone that starts from the diff's instant (the parent's history, then
- * the first clone's) and writes only its own overlay. */
+ * the first clone's) and writes only its own overlay.
+ *
+ * A VM that runs on through many saves gains one overlay per save; QEMU's
+ * block-stream collapses that chain into its top overlay without touching
+ * a frozen image, so every snapshot stays valid (doc/disks.md). */
 #include "disk-fixture.h"
 
 #include <string.h>
@@ -70,10 +74,95 @@ test_chain(DiskFixture *f, gconstpointer data)
   disk_assert_history_runs(hist_c, runs_c, 10);
 }
 
+/* The depth of drive "root"'s backing chain, from query-block. */
+static gint64
+root_chain_depth(VmsVm *vm)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = vms_test_qmp_execute(vm->qmp, "query-block", NULL, &error);
+  JsonArray *list;
+
+  g_assert_no_error(error);
+  list = json_node_get_array(ret);
+  for (guint i = 0; i < json_array_get_length(list); i++) {
+    JsonObject *info = json_array_get_object_element(list, i);
+    if (g_strcmp0(json_object_get_string_member(info, "device"), "root") == 0)
+      return json_object_get_int_member(json_object_get_object_member(info, "inserted"),
+                                        "backing_file_depth");
+  }
+  g_error("query-block: no device 'root'");
+}
+
+static void
+assert_verifies(const char *snap)
+{
+  const char *const verify[] = { "verify", snap, NULL };
+  g_assert_cmpint(vms_test_run_cli(verify, NULL, NULL), ==, 0);
+}
+
+static void
+test_stream(DiskFixture *f, gconstpointer data)
+{
+  if (f->guest == NULL)
+    return;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *s1 = g_build_filename(f->dir, "s1", NULL);
+  g_autofree char *s2 = g_build_filename(f->dir, "s2", NULL);
+  g_autofree char *s3 = g_build_filename(f->dir, "s3", NULL);
+  g_autofree char *frozen1 = g_build_filename(s1, "disk-root.raw", NULL);
+  struct stat before, after;
+  int status = 0;
+
+  VmsVm *vm = disk_boot(f, 0, "long", FALSE);
+  disk_start_writer(vm, "one", 10);
+  g_autoptr(JsonObject) r1 = disk_save(vm, s1, "copy", "resume");
+  disk_tag_and_wait(vm, "two", 10);
+  g_autoptr(JsonObject) r2 = disk_save(vm, s2, "copy", "resume");
+  disk_tag_and_wait(vm, "three", 10);
+  g_assert_cmpint(root_chain_depth(vm), ==, 2); /* raw <- overlay of s1 <- overlay of s2 */
+  g_assert_cmpint(stat(frozen1, &before), ==, 0);
+
+  /* Collapse the running VM's chain into its top overlay while it writes. */
+  g_autoptr(JsonNode) job = vms_test_qmp_executef(vm->qmp, "block-stream", &error,
+                                                  "{\"job-id\": \"collapse\", \"device\": \"root\"}");
+  g_assert_no_error(error);
+  g_autoptr(JsonObject) done = vms_test_qmp_wait_event(vm->qmp, "BLOCK_JOB_COMPLETED", 120000, &error);
+  g_assert_no_error(error);
+  JsonObject *ev = json_object_get_object_member(done, "data");
+  g_assert_cmpstr(json_object_get_string_member(ev, "device"), ==, "collapse");
+  g_assert_false(json_object_has_member(ev, "error"));
+  g_assert_cmpint(root_chain_depth(vm), ==, 0);
+  g_assert_cmpint(stat(frozen1, &after), ==, 0);
+  g_assert_cmpint(before.st_mtim.tv_sec, ==, after.st_mtim.tv_sec);
+  g_assert_cmpint(before.st_mtim.tv_nsec, ==, after.st_mtim.tv_nsec);
+  assert_verifies(s1);
+  assert_verifies(s2);
+
+  /* The VM saves again on its collapsed chain, and both ends restore. */
+  disk_tag_and_wait(vm, "four", 10);
+  g_autoptr(JsonObject) r3 = disk_save(vm, s3, "copy", "quit");
+  g_assert_true(vms_vm_wait_exit(vm, 60000, &status, &error));
+  assert_verifies(s3);
+  VmsVm *c3 = disk_clone(f, 1, "clone-s3", s3, NULL);
+  disk_tag_and_wait(c3, "c3", 5);
+  g_autofree char *top3 = disk_top_image(c3);
+  g_autofree char *hist3 = disk_halt_and_check(c3, top3, top3);
+  const char *const runs3[] = { "one", "two", "three", "four", "c3", NULL };
+  disk_assert_history_runs(hist3, runs3, 10);
+  VmsVm *c1 = disk_clone(f, 2, "clone-s1", s1, NULL);
+  disk_tag_and_wait(c1, "c1", 5);
+  g_autofree char *top1 = disk_top_image(c1);
+  g_autofree char *hist1 = disk_halt_and_check(c1, top1, top1);
+  const char *const runs1[] = { "one", "c1", NULL };
+  disk_assert_history_runs(hist1, runs1, 10);
+}
+
 int
 main(int argc, char **argv)
 {
   vms_test_init(&argc, &argv);
   g_test_add("/disks/diff-chain", DiskFixture, NULL, disk_setup, test_chain, disk_teardown);
+  g_test_add("/disks/stream-long-running", DiskFixture, NULL, disk_setup, test_stream,
+             disk_teardown);
   return g_test_run();
 }

@@ -67,6 +67,39 @@ test_rewrite(void)
   g_assert_false(has(out, "file=/img/root.raw,format=raw,if=none,id=root,cache=none"));
 }
 
+/* -blockdev in JSON, as libvirt writes it (a protocol node and a format
+ * node naming it), and with the protocol node inline. */
+static void
+test_rewrite_json(void)
+{
+  g_autoptr(GError) error = NULL;
+  const char *const json_argv[] = {
+    "qemu-system-x86_64",
+    "-object", "memory-backend-file,id=ram0,size=256M,mem-path=/dev/shm/vm0.ram,share=on",
+    "-plugin", "/usr/lib/vmsnap/libvmsnap.so",
+    "-blockdev", "{\"driver\":\"file\",\"filename\":\"/img/lv.raw\","
+                 "\"node-name\":\"libvirt-1-storage\",\"auto-read-only\":true}",
+    "-blockdev", "{\"node-name\":\"libvirt-1-format\",\"read-only\":false,"
+                 "\"driver\":\"raw\",\"file\":\"libvirt-1-storage\"}",
+    "-blockdev", "{\"driver\":\"raw\",\"node-name\":\"jin\","
+                 "\"file\":{\"driver\":\"file\",\"filename\":\"/img/jin.raw\"}}",
+    NULL,
+  };
+  const VmsRelaunchDisk disks[] = {
+    { "libvirt-1-format", "libvirt-1-format", "/run/clone/disk-lv.qcow2" },
+    { "jin", "jin", "/run/clone/disk-jin.qcow2" },
+  };
+  g_auto(GStrv) out = rewrite(json_argv, disks, G_N_ELEMENTS(disks), NULL, &error);
+
+  g_assert_no_error(error);
+  g_assert_true(has(out, "{\"driver\":\"file\",\"filename\":\"/run/clone/disk-lv.qcow2\","
+                         "\"node-name\":\"libvirt-1-storage\",\"auto-read-only\":true}"));
+  g_assert_true(has(out, "{\"node-name\":\"libvirt-1-format\",\"read-only\":false,"
+                         "\"driver\":\"qcow2\",\"file\":\"libvirt-1-storage\"}"));
+  g_assert_true(has(out, "{\"driver\":\"qcow2\",\"node-name\":\"jin\","
+                         "\"file\":{\"driver\":\"file\",\"filename\":\"/run/clone/disk-jin.qcow2\"}}"));
+}
+
 static void
 test_refusals(void)
 {
@@ -78,7 +111,7 @@ test_refusals(void)
     "-plugin", "/usr/lib/vmsnap/libvmsnap.so",
     "-blockdev", "{\"driver\":\"raw\",\"node-name\":\"jdisk\",\"file\":\"f\"}",
     NULL,
-  };
+  }; /* its file node "f" is not on the line */
   const VmsRelaunchDisk json_disk[] = { { "jdisk", "jdisk", "/run/clone/disk-j.qcow2" } };
 
   g_assert_null(rewrite(disk_argv, missing, 1, NULL, &e1));
@@ -86,6 +119,7 @@ test_refusals(void)
   g_assert_nonnull(strstr(e1->message, "disk hotplugged"));
   g_assert_null(rewrite(json_argv, json_disk, 1, NULL, &e2));
   g_assert_nonnull(strstr(e2->message, "disk jdisk"));
+  g_assert_nonnull(strstr(e2->message, "no file node"));
   g_assert_null(rewrite(json_argv, NULL, 0, "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", &e3));
   g_assert_nonnull(strstr(e3->message, "vmgenid"));
 }
@@ -201,6 +235,7 @@ main(int argc, char **argv)
 {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/disks/relaunch-rewrite", test_rewrite);
+  g_test_add_func("/disks/relaunch-rewrite-json", test_rewrite_json);
   g_test_add_func("/disks/relaunch-refusals", test_refusals);
   g_test_add_func("/disks/identity", test_identity);
   g_test_add_func("/disks/qcow2-overlay", test_qcow2_overlay);
