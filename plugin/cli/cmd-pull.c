@@ -29,9 +29,11 @@ vms_cli_pull(int argc, char **argv)
   if (!vms_reg_pull(argv[1], argv[2], &o, &st, &error))
     return vms_cli_error("pull %s into %s: %s", argv[1], argv[2], error->message);
   printf("pulled %s into %s: %u snapshot(s), %u blobs fetched, %u blobs already there, "
-         "%" G_GUINT64_FORMAT " bytes received; disks: %u image file(s), %u disk blobs fetched, "
-         "%u disk blobs already there, %" G_GUINT64_FORMAT " disk bytes received\n",
+         "%" G_GUINT64_FORMAT " bytes received; disks: %u image file(s), %u linked from beside "
+         "it, %u disk blobs fetched, %u disk blobs already there, %" G_GUINT64_FORMAT
+         " disk bytes received\n",
          argv[1], argv[2], st.snapshots, st.blobs_fetched, st.blobs_present, st.bytes_received,
-         st.disk_files, st.disk_blobs_sent, st.disk_blobs_present, st.disk_bytes);
+         st.disk_files, st.disk_files_linked, st.disk_blobs_sent, st.disk_blobs_present,
+         st.disk_bytes);
   return 0;
 }

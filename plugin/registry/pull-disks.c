@@ -286,6 +286,14 @@ stage_file(Pull *p, VmsRegPullDisks *pd, const DiskPlan *pl, guint j, int sdfd,
 
   if (!fetch_file_meta(p, a, at, pd->table->chunk_size, f, what, &cidx, &ix, error))
     return FALSE;
+  /* The bottom of a chain (never rewritten) may be beside us already. */
+  if (j + 1 == vms_disk_chain_length(pl->d) &&
+      vms_reg_pull_reuse(pd->dir, f->digests, f->size, cidx, sdfd, name)) {
+    p->stats->blobs_present += ix->chunks->len;
+    p->stats->disk_files++;
+    p->stats->disk_files_linked++;
+    return TRUE;
+  }
   fd = open_staged(sdfd, name, f->size, what, &resume, error);
   if (fd < 0 || (src = vms_chunk_source_new(fd, NULL, f->size, error)) == NULL)
     return FALSE;
@@ -384,7 +392,9 @@ place_disk(const VmsRegPullDisks *pd, const DiskPlan *pl, int sdfd, int dirfd,
            VmsDisksLocal *local, GError **error)
 {
   g_autoptr(GPtrArray) backing = g_ptr_array_new_with_free_func((GDestroyNotify)vms_disk_identity_free);
+  g_autoptr(GPtrArray) content = g_ptr_array_new();
   g_autoptr(VmsDiskIdentity) top = NULL;
+  guint n = vms_disk_chain_length(pl->d);
 
   for (guint j = 0; j < pl->names->len; j++) {
     const char *name = g_ptr_array_index(pl->names, j);
@@ -394,17 +404,23 @@ place_disk(const VmsRegPullDisks *pd, const DiskPlan *pl, int sdfd, int dirfd,
     if (renameat(sdfd, name, dirfd, name) < 0)
       return vms_set_error_errno(error, errno, "%s: failed to move it into %s", what, pd->dir);
   }
+  /* The files written as pushed (the bottom of a chain is never rewritten):
+   * what a later pull beside this one may link (pull-reuse.c). */
+  for (guint j = 0; j < n; j++)
+    g_ptr_array_add(content, (gpointer)(j + 1 == n && j < pl->names->len
+                                          ? g_array_index(pl->e->files, VmsRegDiskFile, j).digests
+                                          : ""));
   top = local_identity(pd, pl, 0, error);
   if (top == NULL)
     return FALSE;
-  for (guint j = 1; j < vms_disk_chain_length(pl->d); j++) {
+  for (guint j = 1; j < n; j++) {
     VmsDiskIdentity *id = local_identity(pd, pl, j, error);
     if (id == NULL)
       return FALSE;
     g_ptr_array_add(backing, id);
   }
   vms_disks_local_add(local, pl->d->device, g_ptr_array_index(pl->names, 0), g_steal_pointer(&top),
-                      backing);
+                      backing, content);
   return TRUE;
 }
 

@@ -72,6 +72,15 @@ VmsRegPullDisks *vms_reg_pull_disks_stage(Pull *p, int sdfd, const char *dir,
  * directory) and manifest.bin's commit. */
 gboolean vms_reg_pull_disks_place(VmsRegPullDisks *pd, int sdfd, int dirfd, GError **error);
 
+/* Looks beside @dir (in the directories of its parent directory) for a
+ * pulled image whose disks.local says it was written from the chunk-digest
+ * layer @content and is @size bytes; hard-links it as @sdfd/@name if it is
+ * a regular file of this user whose every chunk matches @cidx (replacing
+ * what @name held). TRUE if so; FALSE, @name untouched, if none serves
+ * (pull-reuse.c). */
+gboolean vms_reg_pull_reuse(const char *dir, const char *content, guint64 size,
+                            const VmsChunkIndex *cidx, int sdfd, const char *name);
+
 /* Points the qcow2 image @fd at @backing (absolute) of format @format, as
  * `qemu-img rebase -u` does; errors name @what (pull-qcow2.c). */
 gboolean vms_reg_qcow2_rebase(int fd, const char *backing, const char *format, const char *what,

@@ -45,6 +45,7 @@ typedef struct {
   guint disk_blobs_sent;   /* disk blobs: push uploaded, pull fetched (also in the totals) */
   guint disk_blobs_present;/* disk blobs: push found in the registry, pull found staged */
   guint64 disk_bytes;      /* disk blob bytes: push sent, pull received */
+  guint disk_files_linked; /* pull: image files hard-linked from a snapshot beside DIR */
   char digest[72];         /* the OCI manifest digest of the snapshot */
 } VmsRegStats;
 

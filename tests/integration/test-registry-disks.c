@@ -209,6 +209,28 @@ pull_full(Hosts *h, const char *moved)
   verify_ok(h, snap1);
 }
 
+/* The sibling snap2 pulled beside snap1 links the shared base image from
+ * it (checked chunk by chunk) instead of fetching it again. */
+static void
+pull_sibling(Hosts *h)
+{
+  g_autofree char *ref2 = vms_test_registry_ref(h->reg, "vm/disks:s2");
+  g_autofree char *snap2 = path_in(h->target, "snap2");
+  g_autofree char *base1 = g_build_filename(h->target, "snap1", "disk-root.1.raw", NULL);
+  g_autofree char *base2 = path_in(snap2, "disk-root.2.raw");
+  struct stat s1, s2;
+
+  const char *const pull[] = { "pull", "--insecure", ref2, snap2, NULL };
+  g_autofree char *o = cli_ok(h, pull);
+  g_assert_cmpuint(vms_test_number_before(o, " image file(s)"), ==, 3);
+  g_assert_cmpuint(vms_test_number_before(o, " linked from beside it"), ==, 1);
+  g_assert_cmpint(stat(base1, &s1), ==, 0);
+  g_assert_cmpint(stat(base2, &s2), ==, 0);
+  g_assert_cmpuint(s1.st_ino, ==, s2.st_ino);
+  g_assert_cmpuint(vms_test_number_before(o, " disk bytes received"), <, allocated(base1) / 2);
+  verify_ok(h, snap2);
+}
+
 /* Restores @snap on the other host; the guest reads @file (content @want),
  * writes on with @tag, halts; the disk is clean and its history runs @runs. */
 static void
@@ -372,6 +394,7 @@ test_roundtrip(DiskFixture *f, gconstpointer data)
   /* Nothing on the source's paths is there any more. */
   g_assert_cmpint(rename(h.src, moved), ==, 0);
   pull_full(&h, moved);
+  pull_sibling(&h);
   const char *const runs_full[] = { "orig", "c", NULL };
   restore_and_check(&h, 2, "c", t_snap1, "/data/marker",
                     "pulled-across-hosts", runs_full);

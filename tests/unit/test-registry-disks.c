@@ -6,6 +6,7 @@
  * real registry and guest in tests/integration/test-registry-disks.c. */
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "disk-local.h"
@@ -150,7 +151,7 @@ write_local(int dirfd, const char *dir, const guint8 sha[32], const char *device
 
   g_assert_no_error(error);
   g_ptr_array_add(backing, vms_disk_identity_new(image, "raw", &error));
-  vms_disks_local_add(l, device, "disk-root.qcow2", top, backing);
+  vms_disks_local_add(l, device, "disk-root.qcow2", top, backing, NULL);
   g_assert_true(vms_disks_local_write_at(dirfd, dir, l, &error));
   g_assert_no_error(error);
 }
@@ -195,6 +196,57 @@ test_disks_local(void)
   vms_test_rmtree(dir);
 }
 
+/* A file pulled into a sibling directory is linked only while its every
+ * chunk matches: a sibling's disks.local is a hint, not trusted. */
+static void
+test_reuse(void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *top = vms_test_tmpdir(NULL);
+  g_autofree char *a = g_build_filename(top, "a", NULL);
+  g_autofree char *b = g_build_filename(top, "b", NULL);
+  g_autofree char *image = g_build_filename(a, "disk-root.1.raw", NULL);
+  g_autofree char *staged = g_build_filename(b, "disk-root.2.raw", NULL);
+  guint8 sha[32] = { 1 };
+  struct stat sa, sb;
+
+  g_assert_cmpint(g_mkdir_with_parents(a, 0700), ==, 0);
+  g_assert_cmpint(g_mkdir_with_parents(b, 0700), ==, 0);
+  vms_test_write_pattern(image, (3u << 20) + 4096, 9);
+  vms_autofd afd = open(a, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  vms_autofd bfd = open(b, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  vms_autofd ifd = open(image, O_RDONLY | O_CLOEXEC);
+  g_autoptr(VmsChunkSource) src = vms_chunk_source_new(ifd, NULL, (3u << 20) + 4096, &error);
+  g_autoptr(VmsChunkIndex) cidx = NULL;
+  g_assert_true(vms_chunks_compute(src, 1u << 20, &cidx, &error));
+
+  g_autoptr(VmsDisksLocal) l = vms_disks_local_new(sha);
+  g_autoptr(GPtrArray) backing = g_ptr_array_new_with_free_func((GDestroyNotify)vms_disk_identity_free);
+  g_autoptr(GPtrArray) content = g_ptr_array_new();
+  g_ptr_array_add(backing, vms_disk_identity_new(image, "raw", &error));
+  g_ptr_array_add(content, (gpointer)"");
+  g_ptr_array_add(content, (gpointer)D1);
+  vms_disks_local_add(l, "root", "disk-root.qcow2", vms_disk_identity_new(image, "qcow2", &error),
+                      backing, content);
+  g_assert_true(vms_disks_local_write_at(afd, a, l, &error));
+  g_assert_no_error(error);
+
+  g_assert_false(vms_reg_pull_reuse(b, D2, (3u << 20) + 4096, cidx, bfd, "disk-root.2.raw"));
+  g_assert_true(vms_reg_pull_reuse(b, D1, (3u << 20) + 4096, cidx, bfd, "disk-root.2.raw"));
+  g_assert_cmpint(stat(image, &sa), ==, 0);
+  g_assert_cmpint(stat(staged, &sb), ==, 0);
+  g_assert_cmpuint(sa.st_ino, ==, sb.st_ino);
+  /* Changed since (same size): checked chunk by chunk, so not linked; what
+   * was staged stays. */
+  g_assert_cmpint(unlink(staged), ==, 0);
+  vms_test_write_pattern(staged, 100, 1);
+  vms_test_write_pattern(image, (3u << 20) + 4096, 10);
+  g_assert_false(vms_reg_pull_reuse(b, D1, (3u << 20) + 4096, cidx, bfd, "disk-root.2.raw"));
+  g_assert_cmpint(stat(staged, &sb), ==, 0);
+  g_assert_cmpuint(sb.st_size, ==, 100);
+  vms_test_rmtree(top);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -202,5 +254,6 @@ main(int argc, char **argv)
   g_test_add_func("/registry-disks/table", test_table);
   g_test_add_func("/registry-disks/qcow2-rebase", test_qcow2_rebase);
   g_test_add_func("/registry-disks/disks-local", test_disks_local);
+  g_test_add_func("/registry-disks/reuse", test_reuse);
   return g_test_run();
 }

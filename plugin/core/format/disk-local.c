@@ -15,6 +15,8 @@
 
 #define TMP_NAME VMS_DISKS_LOCAL_FILE ".tmp"
 
+static VmsDisksLocal *read_local(int fd, const char *dir, GError **error);
+
 VmsDisksLocal *
 vms_disks_local_new(const guint8 manifest_sha256[32])
 {
@@ -34,7 +36,7 @@ vms_disks_local_free(VmsDisksLocal *l)
 
 void
 vms_disks_local_add(VmsDisksLocal *l, const char *device, const char *frozen_file,
-                    VmsDiskIdentity *id, GPtrArray *backing)
+                    VmsDiskIdentity *id, GPtrArray *backing, GPtrArray *content)
 {
   VmsDiskLocal *d = g_new0(VmsDiskLocal, 1);
 
@@ -48,6 +50,10 @@ vms_disks_local_add(VmsDisksLocal *l, const char *device, const char *frozen_fil
     d->backing[i] = g_ptr_array_index(backing, i);
   g_ptr_array_set_free_func(backing, NULL);
   g_ptr_array_set_size(backing, 0);
+  d->n_content = content != NULL ? content->len : 0;
+  d->content = g_new0(char *, MAX(d->n_content, 1));
+  for (gsize i = 0; i < d->n_content; i++)
+    d->content[i] = g_strdup(g_ptr_array_index(content, i));
   l->disks = g_renew(VmsDiskLocal *, l->disks, l->n_disks + 1);
   l->disks[l->n_disks++] = d;
 }
@@ -84,6 +90,14 @@ local_corrupt(GError **error, const char *dir, const char *why)
 {
   g_set_error(error, VMS_ERROR, VMS_ERROR_CORRUPT, "%s/%s: %s", dir, VMS_DISKS_LOCAL_FILE, why);
   return FALSE;
+}
+
+VmsDisksLocal *
+vms_disks_local_read_at(int dirfd, const char *dir, GError **error)
+{
+  vms_autofd fd = vms_openat_regular(dirfd, VMS_DISKS_LOCAL_FILE, O_RDONLY, 0, error);
+
+  return fd < 0 ? NULL : read_local(fd, dir, error);
 }
 
 static VmsDisksLocal *

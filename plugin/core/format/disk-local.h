@@ -34,10 +34,16 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmsDisksLocal, vms_disks_local_free)
 
 /* Appends the local record of disk @device: its frozen image @frozen_file
  * (a name in the snapshot directory), identity @id and backing chain
- * @backing (VmsDiskIdentity *, top-down). Takes @id and the elements of
- * @backing (the array is emptied, not freed). */
+ * @backing (VmsDiskIdentity *, top-down), and @content (nullable: one
+ * string per chain file, "" or a "sha256:" digest; copied). Takes @id and
+ * the elements of @backing (the array is emptied, not freed). */
 void vms_disks_local_add(VmsDisksLocal *l, const char *device, const char *frozen_file,
-                         VmsDiskIdentity *id, GPtrArray *backing);
+                         VmsDiskIdentity *id, GPtrArray *backing, GPtrArray *content);
+
+/* Reads and decodes @dirfd/disks.local (no checks against a manifest).
+ * NULL with @error (naming @dir) if it is missing, too large or does not
+ * decode. */
+VmsDisksLocal *vms_disks_local_read_at(int dirfd, const char *dir, GError **error);
 
 /* Writes @l as @dirfd/disks.local: staged as disks.local.tmp (0600), fsync,
  * rename, fsync of the directory. Errors name @dir. */
