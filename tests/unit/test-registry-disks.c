@@ -140,9 +140,11 @@ manifest_with_disk(const char *device)
   return m;
 }
 
+/* disks.local in @dirfd: disk @device, frozen image disk-root.qcow2 with
+ * @image's identity, one backing file @image; @content (nullable) as given. */
 static void
 write_local(int dirfd, const char *dir, const guint8 sha[32], const char *device,
-            const char *image)
+            const char *image, GPtrArray *content)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(VmsDisksLocal) l = vms_disks_local_new(sha);
@@ -151,7 +153,7 @@ write_local(int dirfd, const char *dir, const guint8 sha[32], const char *device
 
   g_assert_no_error(error);
   g_ptr_array_add(backing, vms_disk_identity_new(image, "raw", &error));
-  vms_disks_local_add(l, device, "disk-root.qcow2", top, backing, NULL);
+  vms_disks_local_add(l, device, "disk-root.qcow2", top, backing, content);
   g_assert_true(vms_disks_local_write_at(dirfd, dir, l, &error));
   g_assert_no_error(error);
 }
@@ -170,7 +172,7 @@ test_disks_local(void)
   g_assert_true(vms_disks_local_apply(dirfd, dir, m, sha, &error));
   g_assert_cmpstr(m->disks[0]->frozen_file, ==, "/source/elsewhere/root.qcow2");
   vms_test_write_pattern(image, 8192, 1);
-  write_local(dirfd, dir, sha, "root", image);
+  write_local(dirfd, dir, sha, "root", image, NULL);
   g_assert_true(vms_disks_local_apply(dirfd, dir, m, sha, &error));
   g_assert_no_error(error);
   g_assert_cmpstr(m->disks[0]->frozen_file, ==, "disk-root.qcow2");
@@ -220,16 +222,10 @@ test_reuse(void)
   g_autoptr(VmsChunkIndex) cidx = NULL;
   g_assert_true(vms_chunks_compute(src, 1u << 20, &cidx, &error));
 
-  g_autoptr(VmsDisksLocal) l = vms_disks_local_new(sha);
-  g_autoptr(GPtrArray) backing = g_ptr_array_new_with_free_func((GDestroyNotify)vms_disk_identity_free);
   g_autoptr(GPtrArray) content = g_ptr_array_new();
-  g_ptr_array_add(backing, vms_disk_identity_new(image, "raw", &error));
   g_ptr_array_add(content, (gpointer)"");
-  g_ptr_array_add(content, (gpointer)D1);
-  vms_disks_local_add(l, "root", "disk-root.qcow2", vms_disk_identity_new(image, "qcow2", &error),
-                      backing, content);
-  g_assert_true(vms_disks_local_write_at(afd, a, l, &error));
-  g_assert_no_error(error);
+  g_ptr_array_add(content, (gpointer)D1); /* the backing file: @image */
+  write_local(afd, a, sha, "root", image, content);
 
   g_assert_false(vms_reg_pull_reuse(b, D2, (3u << 20) + 4096, cidx, bfd, "disk-root.2.raw"));
   g_assert_true(vms_reg_pull_reuse(b, D1, (3u << 20) + 4096, cidx, bfd, "disk-root.2.raw"));
