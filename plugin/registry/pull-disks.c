@@ -224,6 +224,11 @@ open_staged(int sdfd, const char *name, guint64 size, const char *what, gboolean
   vms_autofd fd = -1;
   struct stat st;
 
+  /* A file an earlier run linked from beside the target (pull-reuse.c) is
+   * another snapshot's too: never written, started afresh. */
+  if (fstatat(sdfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 1 &&
+      unlinkat(sdfd, name, 0) < 0)
+    return vms_set_error_errno(error, errno, "failed to remove %s (staged)", what), -1;
   /* A run killed while placing may have left it read-only. */
   if (!chmod_staged(sdfd, name, 0600, TRUE, what, error))
     return -1;
