@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "ram-overlay.h"
+#include "ram-private.h"
 #include "restore.h"
 #include "service.h"
 #include "vcpus.h"
@@ -159,6 +160,26 @@ on_atexit(qemu_plugin_id_t id, void *userdata)
     vms_service_at_exit(plugin_service);
 }
 
+/* restore=: the snapshot checked against QEMU's command line, then its
+ * memory either mapped as the overlay or, share=off, kept from QEMU's
+ * writable descriptor of it (ram-private.h). */
+static gboolean
+install_restore_memory(const VmsPluginOptions *opts, const qemu_info_t *info, GError **error)
+{
+  guint reopened = 0;
+
+  if (!vms_restore_precheck(opts->restore, info->target_name, (guint32)info->system.smp_vcpus,
+                            opts->overlay, error))
+    return FALSE;
+  if (opts->overlay != NULL)
+    return vms_ram_overlay_install(opts->overlay, error);
+  if (!vms_ram_private_guard(&reopened, error))
+    return FALSE;
+  g_debug("restore: %u writable descriptor(s) of the snapshot's memory reopened read-only",
+          reopened);
+  return TRUE;
+}
+
 QEMU_PLUGIN_EXPORT int
 qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
 {
@@ -181,10 +202,7 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     g_clear_pointer(&opts.overlay, g_free);
   }
   /* The memory backend exists by now; the board, ROMs and vCPUs do not. */
-  if (opts.restore != NULL &&
-      (!vms_restore_precheck(opts.restore, info->target_name, (guint32)info->system.smp_vcpus,
-                             opts.overlay, &error) ||
-       (opts.overlay != NULL && !vms_ram_overlay_install(opts.overlay, &error)))) {
+  if (opts.restore != NULL && !install_restore_memory(&opts, info, &error)) {
     fprintf(stderr, "vmsnap: restore: %s\n", error->message);
     fflush(stderr);
     exit(1);

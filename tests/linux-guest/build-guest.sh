@@ -87,7 +87,8 @@ visit() {
 }
 # virtio_rng: the CRNG must be ready before a vmgenid change can reseed it
 # (add_vmfork_randomness logs nothing otherwise), and TCG has no other source.
-wanted=(virtio_pci virtio_blk virtio_mmio virtio_rng crc32c_generic ext4)
+# virtio_balloon: test-balloon inflates it in a clone restored share=off.
+wanted=(virtio_pci virtio_blk virtio_mmio virtio_rng virtio_balloon crc32c_generic ext4)
 for m in "${wanted[@]}"; do visit "$m"; done
 
 # initramfs: busybox, the modules, an init that switches to /dev/vda.
