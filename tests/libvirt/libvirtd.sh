@@ -129,10 +129,16 @@ lv_sanitizers() {
   LV_EMULATOR="$LV_DIR/bin/qemu-system-x86_64"
   cat > "$LV_EMULATOR" <<SH
 #!/bin/bash
+# Only a QEMU that loads the plugin gets the ASan runtime. libvirt's
+# capability probe runs QEMU with -daemonize, whose fork can catch another
+# thread inside ASan's allocator lock and hang the child for good (seen:
+# both threads of the daemon in SizeClassAllocator64::GetFromAllocator).
 # QEMU is not built with ASan: leak checks stay in our own processes.
-export LD_PRELOAD=$VMSNAP_TEST_QEMU_PRELOAD\${LD_PRELOAD:+:\$LD_PRELOAD}
-export ASAN_OPTIONS="\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0"
-export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+if [[ " \$* " == *" -plugin "* ]]; then
+  export LD_PRELOAD=$VMSNAP_TEST_QEMU_PRELOAD\${LD_PRELOAD:+:\$LD_PRELOAD}
+  export ASAN_OPTIONS="\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+fi
 exec -a qemu-system-x86_64 /usr/bin/qemu-system-x86_64 "\$@"
 SH
   chmod 0755 "$LV_EMULATOR"
