@@ -65,7 +65,8 @@ gboolean vms_save_diff_capture(VmsSaveDiff *d, VmsSnapWriter *w, const VmsMemInf
                                const VmsCopyOptions *opts, guint64 *ret_bytes, GError **error);
 
 /* After vms_save_diff_capture, when the guest may already run again (the
- * files no longer depend on guest memory): fsync and rename of memory.diff
+ * files no longer depend on guest memory): the pre-copy's write-protection
+ * removed (kept past the stop: removing it is O(RAM)), fsync and rename of memory.diff
  * and memory.map, the SHA-256 of the page data read back from memory.diff,
  * and the DIFF fields of @m: kind, memory_capture, memory_file, parent,
  * parent_manifest_sha256, diff_data_bytes, diff_extents, page_map_sha256,
