@@ -12,27 +12,14 @@
 
 #include "error.h"
 #include "extents.h"
+#include "pagemap-scan.h"
 #include "util.h"
 
-/* Linux 6.7 UAPI, not in Debian 12's 6.1 headers (include/uapi/linux/fs.h
- * and userfaultfd.h). */
+/* Linux 6.7 UAPI, not in Debian 12's 6.1 headers (userfaultfd.h; the
+ * PAGEMAP_SCAN ones are in pagemap-scan.h). */
 #ifndef UFFD_FEATURE_WP_ASYNC
 #define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)
-#endif
-#ifndef PAGEMAP_SCAN
-#define PAGE_IS_WRITTEN (1 << 1)
-#define PAGE_IS_FILE (1 << 2)
-#define PAGE_IS_PRESENT (1 << 3)
-#define PAGE_IS_SWAPPED (1 << 4)
-struct page_region {
-  uint64_t start, end, categories;
-};
-struct pm_scan_arg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
 
 #define SCAN_REGIONS 4096

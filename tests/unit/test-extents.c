@@ -118,22 +118,29 @@ test_pagemap(void)
   memset(p + 10 * PAGE, 2, 3 * PAGE);
   p[63 * PAGE + PAGE - 1] = 3;
 
-  g_assert_true(vms_extents_from_pagemap(p, n * PAGE, PAGE, &list, &error));
-  g_assert_no_error(error);
+  /* Both readers: PAGEMAP_SCAN (Linux 6.7+; where it is missing the
+   * first round takes the entry reader too) and the pagemap entries. */
   const VmsExtent want[] = { { 3 * PAGE, PAGE }, { 10 * PAGE, 3 * PAGE }, { 63 * PAGE, PAGE } };
-  assert_extents(list, want, 3);
+  const VmsExtent sub[] = { { 2 * PAGE, 3 * PAGE } };
+  for (int entries = 0; entries < 2; entries++) {
+    if (entries)
+      g_setenv("VMSNAP_TEST_NO_PAGEMAP_SCAN", "1", TRUE);
+    g_clear_pointer(&list, g_array_unref);
+    g_assert_true(vms_extents_from_pagemap(p, n * PAGE, PAGE, &list, &error));
+    g_assert_no_error(error);
+    assert_extents(list, want, 3);
+    /* A sub-range reports offsets relative to its start. */
+    g_clear_pointer(&list, g_array_unref);
+    g_assert_true(vms_extents_from_pagemap(p + 8 * PAGE, 8 * PAGE, PAGE, &list, &error));
+    assert_extents(list, sub, 1);
+  }
+  g_unsetenv("VMSNAP_TEST_NO_PAGEMAP_SCAN");
 
   /* Coarser pages (as with huge pages): any written base page marks its page. */
   g_clear_pointer(&list, g_array_unref);
   g_assert_true(vms_extents_from_pagemap(p, n * PAGE, 16384, &list, &error));
   const VmsExtent coarse[] = { { 0, 16384 }, { 2 * 16384, 2 * 16384 }, { 15 * 16384, 16384 } };
   assert_extents(list, coarse, 3);
-
-  /* A sub-range reports offsets relative to its start. */
-  g_clear_pointer(&list, g_array_unref);
-  g_assert_true(vms_extents_from_pagemap(p + 8 * PAGE, 8 * PAGE, PAGE, &list, &error));
-  const VmsExtent sub[] = { { 2 * PAGE, 3 * PAGE } };
-  assert_extents(list, sub, 1);
 
   /* Unaligned arguments are refused. */
   g_clear_pointer(&list, g_array_unref);

@@ -35,7 +35,9 @@ gboolean vms_extents_from_seek_data(int fd, guint64 size, GArray **ret_list, GEr
 /* Pages of the private file mapping [@addr, @addr+@length) that this process
  * has written since it was mapped: from /proc/self/pagemap, a page that is
  * present and not a file page, or swapped. @page_size is the mapping's page
- * size. Must be called while nothing writes the mapping (the VM stopped). */
+ * size. Base pages are found with one PAGEMAP_SCAN walk where the kernel
+ * has it (6.7+), else (and for larger pages) from the pagemap entries.
+ * Must be called while nothing writes the mapping (the VM stopped). */
 gboolean vms_extents_from_pagemap(const void *addr, guint64 length, guint64 page_size,
                                   GArray **ret_list, GError **error);
 
