@@ -22,8 +22,6 @@
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)
 #endif
 
-#define SCAN_REGIONS 4096
-
 struct _VmsDiffPrecopy {
   int uffd;
   int pagemap_fd;
@@ -51,30 +49,14 @@ vms_diff_precopy_free(VmsDiffPrecopy *p)
 static gboolean
 scan(VmsDiffPrecopy *p, GArray **ret_all, GArray **ret_again, GError **error)
 {
-  g_autofree struct page_region *regs = g_new(struct page_region, SCAN_REGIONS);
   g_autoptr(GArray) all = vms_extents_new();
   g_autoptr(GArray) again = vms_extents_new();
-  guint64 start = (guintptr)p->addr, end = start + p->size;
+  int r = vms_pagemap_scan(p->pagemap_fd, (guintptr)p->addr, p->size, FALSE, all, again);
 
-  while (start < end) {
-    struct pm_scan_arg a = {
-      .size = sizeof(a), .start = start, .end = end, .vec = (guintptr)regs,
-      .vec_len = SCAN_REGIONS, .category_inverted = PAGE_IS_FILE, .category_mask = PAGE_IS_FILE,
-      .category_anyof_mask = PAGE_IS_PRESENT, .return_mask = PAGE_IS_WRITTEN,
-    };
-    long n = ioctl(p->pagemap_fd, PAGEMAP_SCAN, &a);
-    if (n < 0)
-      return vms_set_error_errno(error, errno, "PAGEMAP_SCAN of the guest memory");
-    for (long i = 0; i < n; i++) {
-      guint64 off = regs[i].start - (guintptr)p->addr, len = regs[i].end - regs[i].start;
-      vms_extents_append(all, off, len);
-      if (regs[i].categories & PAGE_IS_WRITTEN)
-        vms_extents_append(again, off, len);
-    }
-    if (a.walk_end <= start)
-      return g_set_error(error, VMS_ERROR, VMS_ERROR_IO, "PAGEMAP_SCAN made no progress"), FALSE;
-    start = a.walk_end;
-  }
+  if (r == -EIO)
+    return g_set_error(error, VMS_ERROR, VMS_ERROR_IO, "PAGEMAP_SCAN made no progress"), FALSE;
+  if (r < 0)
+    return vms_set_error_errno(error, -r, "PAGEMAP_SCAN of the guest memory");
   *ret_all = g_steal_pointer(&all);
   if (ret_again != NULL)
     *ret_again = g_steal_pointer(&again);

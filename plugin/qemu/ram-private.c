@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,20 +11,6 @@
 #include "relaunch.h"
 #include "restore.h"
 #include "util.h"
-
-/* The access mode of descriptor @fd from /proc/self/fdinfo ("flags:" is
- * octal), or -1. */
-static int
-fd_access_mode(int fd)
-{
-  g_autofree char *path = g_strdup_printf("/proc/self/fdinfo/%d", fd);
-  g_autofree char *text = NULL;
-  const char *flags;
-
-  if (!g_file_get_contents(path, &text, NULL, NULL) || (flags = strstr(text, "flags:")) == NULL)
-    return -1;
-  return (int)(strtoul(flags + strlen("flags:"), NULL, 8) & O_ACCMODE);
-}
 
 /* Puts a read-only descriptor of @path at @fd, keeping @fd's FD_CLOEXEC. */
 static gboolean
@@ -67,7 +52,7 @@ vms_ram_private_guard(guint *ret_reopened, GError **error)
     int fd = atoi(name);
     struct stat st;
     if (fstat(fd, &st) < 0 || st.st_dev != want.st_dev || st.st_ino != want.st_ino ||
-        fd_access_mode(fd) == O_RDONLY)
+        (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY)
       continue;
     if (!reopen_read_only(fd, mem_path, error)) {
       g_prefix_error(error, "memory: ");

@@ -156,8 +156,8 @@ disk_clone(DiskFixture *f, guint slot, const char *name, const char *snap,
   return vm;
 }
 
-char *
-disk_top_image(VmsVm *vm)
+JsonObject *
+disk_inserted(VmsVm *vm, const char *device)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonNode) ret = vms_test_qmp_execute(vm->qmp, "query-block", NULL, &error);
@@ -167,11 +167,24 @@ disk_top_image(VmsVm *vm)
   list = json_node_get_array(ret);
   for (guint i = 0; i < json_array_get_length(list); i++) {
     JsonObject *info = json_array_get_object_element(list, i);
-    if (g_strcmp0(json_object_get_string_member(info, "device"), "root") == 0)
-      return g_strdup(json_object_get_string_member(
-        json_object_get_object_member(info, "inserted"), "file"));
+    if (g_strcmp0(json_object_get_string_member(info, "device"), device) == 0)
+      return json_object_ref(json_object_get_object_member(info, "inserted"));
   }
-  g_error("query-block: no device 'root'");
+  g_error("query-block: no device '%s'", device);
+}
+
+char *
+disk_top_image_of(VmsVm *vm, const char *device)
+{
+  g_autoptr(JsonObject) inserted = disk_inserted(vm, device);
+
+  return g_strdup(json_object_get_string_member(inserted, "file"));
+}
+
+char *
+disk_top_image(VmsVm *vm)
+{
+  return disk_top_image_of(vm, "root");
 }
 
 static char *

@@ -44,7 +44,10 @@ char *disk_save_fails(VmsVm *vm, const char *snap, const char *memory, const cha
 VmsVm *disk_clone(DiskFixture *f, guint slot, const char *name, const char *snap,
                   const char *const *extra);
 
-/* The top image of @vm's drive "root" from query-block (caller frees). */
+/* query-block's "inserted" object of @vm's drive @device (caller unrefs). */
+JsonObject *disk_inserted(VmsVm *vm, const char *device);
+/* The top image of @vm's drive @device, or of drive "root" (caller frees). */
+char *disk_top_image_of(VmsVm *vm, const char *device);
 char *disk_top_image(VmsVm *vm);
 
 /* Halts @vm cleanly; then checks the image @image (any format): e2fsck -fn

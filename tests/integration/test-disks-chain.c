@@ -78,19 +78,9 @@ test_chain(DiskFixture *f, gconstpointer data)
 static gint64
 root_chain_depth(VmsVm *vm)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(JsonNode) ret = vms_test_qmp_execute(vm->qmp, "query-block", NULL, &error);
-  JsonArray *list;
+  g_autoptr(JsonObject) inserted = disk_inserted(vm, "root");
 
-  g_assert_no_error(error);
-  list = json_node_get_array(ret);
-  for (guint i = 0; i < json_array_get_length(list); i++) {
-    JsonObject *info = json_array_get_object_element(list, i);
-    if (g_strcmp0(json_object_get_string_member(info, "device"), "root") == 0)
-      return json_object_get_int_member(json_object_get_object_member(info, "inserted"),
-                                        "backing_file_depth");
-  }
-  g_error("query-block: no device 'root'");
+  return json_object_get_int_member(inserted, "backing_file_depth");
 }
 
 static void

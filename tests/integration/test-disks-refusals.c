@@ -15,23 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *
-top_of(VmsVm *vm, const char *device)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(JsonNode) ret = vms_test_qmp_execute(vm->qmp, "query-block", NULL, &error);
-  JsonArray *list = json_node_get_array(ret);
-
-  g_assert_no_error(error);
-  for (guint i = 0; i < json_array_get_length(list); i++) {
-    JsonObject *info = json_array_get_object_element(list, i);
-    if (g_strcmp0(json_object_get_string_member(info, "device"), device) == 0)
-      return g_strdup(json_object_get_string_member(
-        json_object_get_object_member(info, "inserted"), "file"));
-  }
-  g_error("query-block: no device '%s'", device);
-}
-
 static void
 test_failure_and_refusals(DiskFixture *f, gconstpointer data)
 {
@@ -57,8 +40,8 @@ test_failure_and_refusals(DiskFixture *f, gconstpointer data)
   g_autofree char *msg = disk_save_fails(vm, bad, "copy", "resume");
   g_assert_nonnull(strstr(msg, "disk"));
   g_assert_true(vms_vm_wait_running(vm, VMS_TEST_TIMEOUT_MS, &error));
-  g_autofree char *top_root = top_of(vm, "root");
-  g_autofree char *top_data = top_of(vm, "data");
+  g_autofree char *top_root = disk_top_image_of(vm, "root");
+  g_autofree char *top_data = disk_top_image_of(vm, "data");
   g_assert_cmpstr(top_root, ==, root);
   g_assert_cmpstr(top_data, ==, data_img);
   g_assert_false(g_file_test(root_ov_bad, G_FILE_TEST_EXISTS));
@@ -84,7 +67,7 @@ test_failure_and_refusals(DiskFixture *f, gconstpointer data)
   g_autoptr(JsonNode) cont = vms_test_qmp_execute(vm->qmp, "cont", NULL, &error);
   g_assert_no_error(error);
   g_free(top_root);
-  top_root = top_of(vm, "root");
+  top_root = disk_top_image_of(vm, "root");
   g_assert_cmpstr(top_root, !=, root);
   g_free(vms_linux_run_ok(vm, "sleep 0.2; sync"));
   const char *const verify[] = { "verify", snap, NULL };

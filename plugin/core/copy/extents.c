@@ -23,8 +23,6 @@
 #define PM_FILE (1ull << 61)
 /* Entries read per pread of /proc/self/pagemap: 512 KiB, 256 MiB of memory. */
 #define PAGEMAP_CHUNK_ENTRIES 65536u
-/* Regions returned per PAGEMAP_SCAN call. */
-#define PAGEMAP_SCAN_REGIONS 4096u
 
 GArray *
 vms_extents_new(void)
@@ -116,33 +114,6 @@ pagemap_read_chunk(int fd, guint64 first_entry, guint64 *buf, gsize n_entries)
   return 0;
 }
 
-/* The written pages of [@start, @start+@length) by PAGEMAP_SCAN: the same
- * test as pagemap_entry_written (present or swapped, not a file page), one
- * kernel walk. 0, -ENOTTY/-EINVAL where the kernel lacks it, or -errno. */
-static int
-pagemap_scan_written(int fd, guint64 start, guint64 length, GArray *list)
-{
-  g_autofree struct page_region *regs = g_new(struct page_region, PAGEMAP_SCAN_REGIONS);
-  guint64 at = start, end = start + length;
-
-  while (at < end) {
-    struct pm_scan_arg a = {
-      .size = sizeof(a), .start = at, .end = end, .vec = (guintptr)regs,
-      .vec_len = PAGEMAP_SCAN_REGIONS, .category_inverted = PAGE_IS_FILE,
-      .category_mask = PAGE_IS_FILE, .category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-    };
-    long n = ioctl(fd, PAGEMAP_SCAN, &a);
-    if (n < 0)
-      return -errno;
-    for (long i = 0; i < n; i++)
-      vms_extents_append(list, regs[i].start - start, regs[i].end - regs[i].start);
-    if (a.walk_end <= at)
-      return -EIO;
-    at = a.walk_end;
-  }
-  return 0;
-}
-
 gboolean
 vms_extents_from_pagemap(const void *addr, guint64 length, guint64 page_size,
                          GArray **ret_list, GError **error)
@@ -164,7 +135,7 @@ vms_extents_from_pagemap(const void *addr, guint64 length, guint64 page_size,
   /* Base pages only: a scan region of a huge-page mapping could start or
    * end inside a page of @page_size. */
   if (page_size == base && g_getenv("VMSNAP_TEST_NO_PAGEMAP_SCAN") == NULL) {
-    int r = pagemap_scan_written(fd, start, length, list);
+    int r = vms_pagemap_scan(fd, start, length, TRUE, list, NULL);
     if (r == 0) {
       *ret_list = g_steal_pointer(&list);
       return TRUE;

@@ -6,6 +6,7 @@
  * with ENOTTY or EINVAL and callers fall back to reading the entries. */
 #pragma once
 
+#include <glib.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 
@@ -24,3 +25,13 @@ struct pm_scan_arg {
 };
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
+
+/* One PAGEMAP_SCAN walk of [@start, @start+@length) in @pagemap_fd (an open
+ * /proc/self/pagemap): appends to @all the regions of pages that are not
+ * file pages and are present (or, with @include_swapped, swapped out),
+ * offsets relative to @start; and those of them also PAGE_IS_WRITTEN
+ * (written since a userfaultfd write-protection) to @written (nullable).
+ * 0, or -errno: -ENOTTY or -EINVAL where the kernel lacks the ioctl, -EIO
+ * when a walk makes no progress. */
+int vms_pagemap_scan(int pagemap_fd, guint64 start, guint64 length, gboolean include_swapped,
+                     GArray *all, GArray *written);
